@@ -1,0 +1,205 @@
+"""Checkpoints: atomic writes, loading that never executes code, auto-resume, rebuilding a model.
+
+A checkpoint is a plain dict saved with `torch.save` and read back with `weights_only=True`
+(tensors, numbers, strings, lists and dicts only: a pickle carrying code is refused, not run).
+Keys written by the trainer:
+
+    format        "rectifiers/1"
+    model         the unwrapped module's state_dict
+    optimizer     optimizer.state_dict()
+    scheduler     scheduler.state_dict() (or None)
+    epoch         epochs completed before this save
+    batch         batches of epoch `epoch` already done (0 at an epoch end)
+    step          optimizer steps so far
+    config        RunConfig.to_dict()
+    model_args    the keyword arguments that rebuild the model with `create_model`
+    classes       class names, index = label
+    normalization the input normalization (`rectifiers.transforms.Normalize.state_dict()`)
+    rng           per-rank RNG states, so a resumed run continues the same random streams
+    best_val_top1_err, history, versions
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "rectifiers/1"
+REQUIRED_KEYS = ("format", "model", "epoch", "step", "config", "model_args", "classes")
+_EPOCH_FILE = re.compile(r"^epoch_(\d+)_step_(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: truncated, corrupt, unsafe, or of another model."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write `state` to `path` atomically: temp file in the same folder, fsync, rename.
+
+    A crash or a full disk mid-write leaves the previous file at `path` untouched; the temp file is
+    removed and the OSError propagates with the path in its message.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(err.errno, f"could not write checkpoint {path}: {err.strerror or err}") from err
+    _fsync_dir(path.parent)
+    return path
+
+
+def link_checkpoint(source: Path, target: Path) -> None:
+    """Make `target` name the same bytes as `source` (hard link, else copy), atomically."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:
+        tmp.write_bytes(source.read_bytes())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a rectifiers checkpoint safely (`weights_only=True`) and check its keys.
+
+    Raises FileNotFoundError for a missing file and CheckpointError, naming the file, for anything
+    that is not a complete rectifiers checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (an interrupted write?)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses any global it does not know: that is how a code payload shows up.
+        raise CheckpointError(
+            f"{path}: refused to load (not plain tensors/containers): {_first_line(err)}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint: {_first_line(err)}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a rectifiers checkpoint (holds {type(state).__name__})")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a rectifiers checkpoint, missing keys: {', '.join(missing)}")
+    if state["format"] != FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format {state['format']!r} (expected {FORMAT})")
+    return state
+
+
+def epoch_checkpoint_name(epoch: int, step: int) -> str:
+    return f"epoch_{epoch:04d}_step_{step:09d}.pt"
+
+
+def resume_candidates(run_dir: str | Path) -> list[Path]:
+    """Checkpoints of a run directory, newest first: last.pt, then the kept epoch checkpoints."""
+    run_dir = Path(run_dir)
+    kept = sorted(
+        (p for p in (run_dir / "checkpoints").glob("epoch_*.pt") if _EPOCH_FILE.match(p.name)),
+        key=lambda p: int(_EPOCH_FILE.match(p.name).group(2)),  # type: ignore[union-attr]
+        reverse=True,
+    )
+    last = run_dir / "last.pt"
+    return ([last] if last.is_file() else []) + kept
+
+
+def find_resumable(run_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of `run_dir` that loads; corrupt ones are skipped with a warning."""
+    for path in resume_candidates(run_dir):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as err:
+            warnings.warn(f"skipping unusable checkpoint: {err}", stacklevel=2)
+    return None
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
+    """Delete epoch checkpoints beyond the newest `keep_last` (last.pt and best.pt are links)."""
+    kept = [p for p in resume_candidates(run_dir) if p.parent.name == "checkpoints"]
+    for old in kept[keep_last:]:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+
+
+def build_model_from_checkpoint(state: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
+    """Rebuild the module the checkpoint was trained with and load its weights."""
+    from rectifiers.models import create_model
+
+    model = create_model(**{**state["model_args"], "init": False})
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{source}: weights do not fit model {state['model_args'].get('name')}: {_first_line(err)}"
+        ) from None
+    return model
+
+
+def load_model(
+    path: str | Path, *, to_torch_modules: bool = False, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """A trained model, ready for inference (eval mode), from a checkpoint file.
+
+    With `to_torch_modules=True` every rectifiers PReLU is replaced by an equal `torch.nn.PReLU`,
+    so the module runs with plain PyTorch only.
+    """
+    state = load_checkpoint(path)
+    model = build_model_from_checkpoint(state, path)
+    model.classes = list(state["classes"])  # type: ignore[assignment]
+    if to_torch_modules:
+        model = swap_to_torch_modules(model)
+    return model.to(device).eval()
+
+
+def swap_to_torch_modules(model: nn.Module) -> nn.Module:
+    """Replace each `rectifiers.PReLU` (channel axis 1) with a `torch.nn.PReLU` holding the same slopes."""
+    from rectifiers.activations import PReLU
+
+    for name, child in list(model.named_children()):
+        if isinstance(child, PReLU):
+            if child.num_parameters > 1 and child.dim != 1:
+                raise ValueError(
+                    f"{name}: torch.nn.PReLU needs the channel axis at dim 1, this one uses {child.dim}"
+                )
+            plain = nn.PReLU(num_parameters=child.num_parameters)
+            plain.weight.data.copy_(child.weight.data)
+            setattr(model, name, plain)
+        else:
+            swap_to_torch_modules(child)
+    return model
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable; not every platform lets a directory be opened.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

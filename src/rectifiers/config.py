@@ -1,0 +1,309 @@
+"""Typed run configuration: dataclasses, TOML presets, `key=value` overrides.
+
+A run is described by one `RunConfig` with five sections (`data`, `model`, `init`, `optim`,
+`train`). Presets live in `rectifiers/configs/*.toml`; any field can be overridden with a dotted
+key (`train.epochs=3`). Unknown keys and bad values raise `ValueError` listing what is valid, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+PRESET_DIR = Path(__file__).with_name("configs")
+
+ACTIVATIONS = ("relu", "prelu", "prelu_shared", "leaky_relu")
+INIT_SCHEMES = ("he", "xavier", "gaussian", "torch")
+INIT_MODES = ("fan_in", "fan_out", "fan_avg")
+SCHEDULES = ("plateau", "milestones", "constant")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+MEAN_MODES = ("channel", "pixel")
+
+
+@dataclass
+class DataConfig:
+    spec: str = "mnist5k"  # data source: mnist5k | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:k=v,..]
+    crop: int = 28  # training crop side (paper: 224)
+    scale_min: int = 28  # shorter side is resized to s ~ U[scale_min, scale_max] (paper: 256..512)
+    scale_max: int = 32
+    eval_resize: int = 28  # shorter side at validation, then a center crop (paper Table 2: 256)
+    flip: float = 0.5  # probability of a horizontal flip (paper: one half)
+    pca_std: float = 0.0  # AlexNet PCA colour altering strength; 0 disables (the paper gives no value)
+    mean: str = "channel"  # mean subtraction: "pixel" (the paper) or "channel"
+    divide_std: bool = True  # also divide by the std (the paper does not)
+    workers: int = 0  # decoding processes for image folders that are not cached in memory
+
+
+@dataclass
+class ModelConfig:
+    name: str = "net14"  # a name from `rectifiers models`
+    act: str = "prelu"  # relu | prelu (channel-wise) | prelu_shared | leaky_relu
+    stem: str = "small"  # "imagenet" (7x7/2 + pool, the paper) or "small" (3x3/1, for 28-64 px)
+    width: float = 0.25  # conv channel multiplier
+    fc_width: int = 256  # units of fc1 and fc2 (paper: 4096)
+    dropout: float = 0.5  # after fc1 and fc2 (paper: 50%)
+    depths: list[int] = field(default_factory=list)  # per-stage conv counts; empty = the family's own
+    spp_levels: list[int] = field(default_factory=list)  # SPP bins per side; empty = the family's own
+
+
+@dataclass
+class InitConfig:
+    scheme: str = "he"  # he | xavier | gaussian | torch
+    mode: str = "fan_out"  # fan_in (Eq. 10) | fan_out (Eq. 14, what the paper trained with) | fan_avg
+    std: float = 0.01  # the fixed std of scheme "gaussian"
+    fc_std: list[float] = field(default_factory=list)  # std of the Linear layers; paper: [0.01, 0.01, 0.001]
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.01  # initial learning rate (paper: 1e-2)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # not applied to PReLU slopes (paper Sec. 2.1)
+    decay_bias: bool = True  # apply weight decay to biases too (Caffe's default)
+    schedule: str = "plateau"  # plateau: lr /= 10 when val error stops improving | milestones | constant
+    milestones: list[int] = field(default_factory=list)  # epochs at which lr *= factor ("milestones")
+    factor: float = 0.1  # lr multiplier at each switch (paper: 1e-2 -> 1e-3 -> 1e-4)
+    patience: int = 2  # epochs without improvement before a plateau switch
+    min_lr: float = 1e-4  # the plateau schedule never goes below this (paper's last rate)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 128  # global batch, split over the processes of a torchrun launch (paper: 128)
+    seed: int = 0
+    deterministic: bool = False  # deterministic kernels and fp32 maths: bitwise-reproducible resumes
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 where supported) | off | bf16 | fp16 (CUDA only)
+    channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and tensor cores
+    compile: bool = False  # torch.compile the model
+    out: str = "runs/default"  # the run directory
+    resume: str = ""  # "" (fresh run; refuses a directory holding checkpoints) | auto | PATH
+    keep_last: int = 3  # epoch checkpoints kept besides last.pt and best.pt
+    save_every: int = 0  # also checkpoint every N steps inside an epoch (0 = at epoch ends only)
+    max_steps: int = 0  # stop after this many optimizer steps (0 = no limit), for smoke runs
+    quiet: bool = False  # no progress bar
+    tensorboard: bool = False  # also write TensorBoard events (needs the `tensorboard` package)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Build from nested dicts (a TOML file, a checkpoint's `config`), rejecting unknown keys."""
+        config = cls()
+        for key, value in flatten(values).items():
+            set_value(config, key, value)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value cannot work."""
+        d, m, i, o, t = self.data, self.model, self.init, self.optim, self.train
+        _choice("model.act", m.act, ACTIVATIONS)
+        _choice("model.stem", m.stem, ("small", "imagenet"))
+        _choice("init.scheme", i.scheme, INIT_SCHEMES)
+        _choice("init.mode", i.mode, INIT_MODES)
+        _choice("optim.schedule", o.schedule, SCHEDULES)
+        _choice("train.amp", t.amp, AMP_MODES)
+        _choice("data.mean", d.mean, MEAN_MODES)
+        _positive("data.crop", d.crop)
+        _positive("data.scale_min", d.scale_min)
+        _positive("data.eval_resize", d.eval_resize)
+        if d.scale_max < d.scale_min or d.scale_min < d.crop:
+            raise ValueError(
+                f"data.scale_min..scale_max must satisfy crop <= scale_min <= scale_max, got "
+                f"crop={d.crop}, scale_min={d.scale_min}, scale_max={d.scale_max}"
+            )
+        if d.eval_resize < d.crop:
+            raise ValueError(f"data.eval_resize ({d.eval_resize}) must be >= data.crop ({d.crop})")
+        _fraction("data.flip", d.flip)
+        _non_negative("data.pca_std", d.pca_std)
+        _non_negative("data.workers", d.workers)
+        _positive("model.width", m.width)
+        _positive("model.fc_width", m.fc_width)
+        if not 0.0 <= m.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {m.dropout}")
+        _positive("init.std", i.std)
+        for value in i.fc_std:
+            _positive("init.fc_std", value)
+        _positive("optim.lr", o.lr)
+        _non_negative("optim.momentum", o.momentum)
+        _non_negative("optim.weight_decay", o.weight_decay)
+        if not 0.0 < o.factor < 1.0:
+            raise ValueError(f"optim.factor must be in (0, 1), got {o.factor}")
+        _non_negative("optim.patience", o.patience)
+        _non_negative("optim.min_lr", o.min_lr)
+        if o.schedule == "milestones" and not o.milestones:
+            raise ValueError("optim.schedule = 'milestones' needs optim.milestones, e.g. [30, 60]")
+        _positive("train.epochs", t.epochs)
+        _positive("train.batch_size", t.batch_size)
+        _non_negative("train.keep_last", t.keep_last)
+        _non_negative("train.save_every", t.save_every)
+        _non_negative("train.max_steps", t.max_steps)
+
+
+# ---------------------------------------------------------------------------- presets and overrides
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_config(
+    preset_or_path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """A preset name (`mnist`, `cifar10`, ...) or a TOML file, then `overrides` (dotted keys)."""
+    config = RunConfig()
+    if preset_or_path is not None:
+        path = _resolve_preset(preset_or_path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: not valid TOML: {err}") from err
+        for key, value in flatten(values).items():
+            set_value(config, key, value, source=str(path))
+    for key, value in (overrides or {}).items():
+        set_value(config, key, value)
+    config.validate()
+    return config
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """`key=value` -> (key, value); the value is converted later, against the field's type."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set expects key=value (e.g. train.epochs=3), got {text!r}")
+    return key.strip(), value.strip()
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'epochs': 3}} -> {'train.epochs': 3}."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def valid_keys() -> list[str]:
+    config = RunConfig()
+    return [
+        f"{section.name}.{f.name}"
+        for section in dataclasses.fields(config)
+        for f in dataclasses.fields(getattr(config, section.name))
+    ]
+
+
+def set_value(config: RunConfig, key: str, value: Any, source: str = "override") -> None:
+    """Set a dotted key, converting `value` (str from the command line, or TOML types) to the field's type."""
+    section_name, _, field_name = key.partition(".")
+    section = getattr(config, section_name, None) if section_name in _section_names() else None
+    fields = {f.name: f for f in dataclasses.fields(section)} if section is not None else {}
+    if field_name not in fields:
+        raise ValueError(f"unknown config key {key!r} ({source}); valid keys: {', '.join(valid_keys())}")
+    hint = typing.get_type_hints(type(section))[field_name]
+    setattr(section, field_name, _convert(key, value, hint))
+
+
+def _section_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def _resolve_preset(preset_or_path: str | Path) -> Path:
+    path = Path(preset_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return path
+    candidate = PRESET_DIR / f"{preset_or_path}.toml"
+    if not candidate.is_file():
+        raise ValueError(f"unknown preset {str(preset_or_path)!r}; presets: {', '.join(list_presets())}")
+    return candidate
+
+
+def _convert(key: str, value: Any, hint: Any) -> Any:
+    try:
+        if typing.get_origin(hint) is list:
+            (item,) = typing.get_args(hint)
+            if isinstance(value, str):
+                value = [v for v in value.strip("[] ").split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError("expected a list")
+            return [_scalar(key, v, item) for v in value]
+        return _scalar(key, value, hint)
+    except ValueError as err:
+        raise ValueError(f"bad value {value!r} for {key} (expected {_type_name(hint)}): {err}") from None
+
+
+def _scalar(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("expected an integer")
+        return int(str(value).strip()) if isinstance(value, str) else int(value)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("expected a finite number")
+        return number
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value
+    raise TypeError(f"unsupported config type for {key}: {kind}")
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{key} must be > 0, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{key} must be >= 0, got {value}")
+
+
+def _fraction(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} must be in [0, 1], got {value}")

@@ -1,0 +1,642 @@
+"""`fit(config)`: the paper's training recipe, one loop for one process and for torchrun/DDP.
+
+Recipe (paper Sec. 3): SGD with momentum 0.9, weight decay 5e-4 on weights but never on PReLU
+slopes (Sec. 2.1), lr 1e-2 divided by 10 when the validation error plateaus, mini-batch 128,
+dropout 0.5 on fc1/fc2, He initialization in its backward form (Eq. 14).
+
+What a run writes (main process only) into `train.out`:
+    config.json      the resolved RunConfig
+    init_report.md   what `initialize` did to each layer
+    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s
+    checkpoints/     the last `keep_last` epoch checkpoints
+    last.pt best.pt  the newest checkpoint and the one with the lowest val top-1 error
+    curves.png       loss and error against epoch
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rectifiers import __version__, distributed
+from rectifiers.checkpoint import (
+    FORMAT,
+    epoch_checkpoint_name,
+    find_resumable,
+    link_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    resume_candidates,
+    save_checkpoint,
+)
+from rectifiers.config import RunConfig
+from rectifiers.data import ImageDataset, open_dataset
+from rectifiers.init import initialize
+from rectifiers.loader import make_loader
+from rectifiers.metrics import error_from_counts, topk_correct
+from rectifiers.models import create_model
+from rectifiers.optim import param_groups
+from rectifiers.plots import plot_curves
+from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+class TrainingStopped(Exception):
+    """Raised inside the loop when SIGINT/SIGTERM asks the run to stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def fit(config: RunConfig) -> dict[str, Any]:
+    """Train as `config` says; returns the final metrics, the run directory and a status.
+
+    status is "completed", "max_steps" (stopped at train.max_steps) or "interrupted" (SIGINT/SIGTERM;
+    a checkpoint was saved first). Raises NonFiniteLossError on a NaN/inf loss, keeping the last good
+    checkpoint.
+    """
+    config.validate()
+    ctx = distributed.setup(config.train.device)
+    try:
+        return Trainer(config, ctx).run()
+    finally:
+        distributed.teardown()
+
+
+def model_args_from_config(config: RunConfig, num_classes: int, in_chans: int) -> dict[str, Any]:
+    """The `create_model` keyword arguments a run's config stands for (stored in checkpoints)."""
+    m = config.model
+    args: dict[str, Any] = {
+        "name": m.name,
+        "num_classes": num_classes,
+        "in_chans": in_chans,
+        "act": m.act,
+        "stem": m.stem,
+        "width": m.width,
+        "fc_width": m.fc_width,
+        "dropout": m.dropout,
+    }
+    if m.depths:
+        args["depths"] = tuple(m.depths)
+    if m.spp_levels:
+        args["spp_levels"] = tuple(m.spp_levels)
+    return args
+
+
+def resolve_amp(mode: str, device: torch.device, deterministic: bool) -> torch.dtype | None:
+    """The autocast dtype for `train.amp` (None = float32)."""
+    if mode == "off" or (mode == "auto" and deterministic):
+        return None
+    if mode == "fp16":
+        if device.type != "cuda":
+            raise ValueError("train.amp = 'fp16' needs a CUDA device; use bf16 on CPU")
+        return torch.float16
+    if mode == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+class Trainer:
+    """The state of one run. `run()` is the whole job; the methods below are its steps."""
+
+    def __init__(self, config: RunConfig, ctx: distributed.DistContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.run_dir = Path(config.train.out)
+        self.epoch = 0  # epochs completed
+        self.batch = 0  # batches of the current epoch already done (mid-epoch checkpoints)
+        self.step = 0  # optimizer steps
+        self.best_err = math.inf
+        self.stop_signal: int | None = None
+        self.epoch_sums = torch.zeros(3, dtype=torch.float64)
+
+    # ------------------------------------------------------------------ setup
+
+    def run(self) -> dict[str, Any]:
+        cfg, ctx = self.config, self.ctx
+        resume_state = self._resume_state()
+        self._seed(cfg.train.seed)
+        train_set, val_set = self._datasets()
+        normalize = (
+            Normalize.from_state_dict(resume_state["normalization"])
+            if resume_state
+            else Normalize.from_dataset(
+                train_set, mode=cfg.data.mean, divide_std=cfg.data.divide_std, size=cfg.data.crop
+            )
+        )
+        self.normalization = normalize.state_dict()
+        self._build_model(train_set)
+        self._build_optimizer()
+        self._build_loaders(train_set, val_set, normalize)
+        if resume_state is not None:
+            self._restore(resume_state)
+        else:
+            self._seed_rank(cfg.train.seed)
+        self.train_model = self._wrap(self.model)
+        self.amp = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
+        if ctx.is_main:
+            self._write_run_files()
+        with self._signal_handlers():
+            return self._loop()
+
+    def _resume_state(self) -> dict[str, Any] | None:
+        resume = self.config.train.resume
+        if resume == "auto":
+            found = find_resumable(self.run_dir)
+            if found is None:
+                self._say(f"no usable checkpoint in {self.run_dir}: starting a fresh run")
+                return None
+            path, state = found
+        elif resume:
+            path, state = Path(resume), load_checkpoint(resume)
+        else:
+            if resume_candidates(self.run_dir):
+                raise ValueError(
+                    f"{self.run_dir} already holds checkpoints: pass --resume auto to continue that run, "
+                    "or choose another --out (nothing was overwritten)"
+                )
+            return None
+        self._check_same_run(state, path)
+        self._say(
+            f"resuming from {path} (epoch {state['epoch']}, batch {state.get('batch', 0)}, "
+            f"step {state['step']})"
+        )
+        return state
+
+    def _check_same_run(self, state: dict[str, Any], path: Path) -> None:
+        """A resume must continue the same model on the same data; schedule lengths may change."""
+        saved = RunConfig.from_dict(state["config"]).to_dict()
+        current = self.config.to_dict()
+        differ = [
+            f"{section}.{key}"
+            for section in ("data", "model", "init")
+            for key in current[section]
+            if current[section][key] != saved[section][key]
+        ]
+        if differ:
+            raise ValueError(
+                f"{path} was trained with a different {', '.join(differ)}; "
+                "resume with the same data/model/init settings or start a new run"
+            )
+
+    def _seed(self, seed: int) -> None:
+        # Same seed on every rank while building the model: identical initial weights everywhere.
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        if self.config.train.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+
+    def _seed_rank(self, seed: int) -> None:
+        # Dropout differs per rank (each sees other images), reproducibly.
+        torch.manual_seed(seed + 1_000_003 * (self.ctx.rank + 1))
+
+    def _datasets(self) -> tuple[ImageDataset, ImageDataset]:
+        spec = self.config.data.spec
+        train_set, val_set = open_dataset(spec, "train"), open_dataset(spec, "val")
+        if list(train_set.classes) != list(val_set.classes):
+            raise ValueError(f"{spec}: the train and val splits have different classes")
+        self.classes = list(train_set.classes)
+        skipped = len(train_set.skipped) + len(val_set.skipped)
+        self.skipped_files = skipped
+        if skipped:
+            self._say(
+                f"{skipped} undecodable file(s) skipped (first: {(train_set.skipped + val_set.skipped)[0]})"
+            )
+        return train_set, val_set
+
+    def _build_model(self, train_set: ImageDataset) -> None:
+        cfg = self.config
+        self.model_args = model_args_from_config(cfg, len(self.classes), train_set.num_channels)
+        model = create_model(**self.model_args, init=False)
+        i = cfg.init
+        self.init_report = initialize(
+            model,
+            scheme=i.scheme,
+            mode=i.mode,
+            std=i.std if i.scheme == "gaussian" else None,
+            fc_std=tuple(i.fc_std) if i.fc_std else None,
+        )
+        fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model = model.to(self.ctx.device, memory_format=fmt)
+        self.memory_format = fmt
+
+    def _build_optimizer(self) -> None:
+        o = self.config.optim
+        groups = param_groups(self.model, o.weight_decay, no_decay_bias=not o.decay_bias)
+        self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+        if o.schedule == "plateau":
+            self.scheduler: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=o.factor, patience=o.patience, min_lr=o.min_lr
+            )
+        elif o.schedule == "milestones":
+            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                self.optimizer, o.milestones, gamma=o.factor
+            )
+        else:
+            self.scheduler = None
+
+    def _build_loaders(self, train_set: ImageDataset, val_set: ImageDataset, normalize: Normalize) -> None:
+        d, t, ctx = self.config.data, self.config.train, self.ctx
+        if t.batch_size % ctx.world_size:
+            raise ValueError(
+                f"train.batch_size ({t.batch_size}) must be divisible by the number of "
+                f"processes ({ctx.world_size}); the paper keeps the global batch fixed"
+            )
+        per_rank = t.batch_size // ctx.world_size
+        train_tf = TrainTransform(
+            d.crop, (d.scale_min, d.scale_max), flip=d.flip, pca_std=d.pca_std, normalize=normalize
+        )
+        eval_tf = EvalTransform(d.eval_resize, d.crop, normalize=normalize)
+        common = {"rank": ctx.rank, "world_size": ctx.world_size, "seed": t.seed, "num_workers": d.workers}
+        self.train_loader = make_loader(train_set, per_rank, train=True, transform=train_tf, **common)
+        self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
+        if len(self.train_loader) == 0:
+            raise ValueError(
+                f"{d.spec}: {len(train_set)} training images give no full batch of {per_rank} "
+                f"per process; lower train.batch_size"
+            )
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.batch, self.step = (
+            int(state["epoch"]),
+            int(state.get("batch", 0)),
+            int(state["step"]),
+        )
+        self.best_err = float(state.get("best_val_top1_err", math.inf))
+        partial = state.get("epoch_sums") or []
+        if self.batch and len(partial) == self.ctx.world_size:
+            self.epoch_sums = partial[self.ctx.rank].to(torch.float64)
+        rng = state.get("rng") or []
+        if len(rng) == self.ctx.world_size:
+            _set_rng_state(rng[self.ctx.rank])
+        else:  # another world size: fresh per-rank streams, still seeded
+            self._seed_rank(self.config.train.seed + self.step)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        wrapped: nn.Module = model
+        if self.ctx.distributed:
+            device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if self.config.train.compile:
+            wrapped = torch.compile(wrapped)  # type: ignore[assignment]
+        return wrapped
+
+    def _write_run_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        (self.run_dir / "init_report.md").write_text(self.init_report.to_markdown() + "\n")
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self) -> dict[str, Any]:
+        cfg = self.config.train
+        status = "completed"
+        metrics: dict[str, Any] = {}
+        writer = self._tensorboard()
+        try:
+            while self.epoch < cfg.epochs:
+                try:
+                    train_metrics = self._train_epoch()
+                except TrainingStopped as stop:
+                    self._save(mid_epoch=True)
+                    self._say(
+                        f"stopped by {stop}: checkpoint saved at epoch {self.epoch + 1}, batch "
+                        f"{self.batch}, step {self.step}; continue with --resume auto"
+                    )
+                    return self._result("interrupted", metrics, signum=stop.signum)
+                if train_metrics is None:  # max_steps reached mid-epoch
+                    self._save(mid_epoch=True)
+                    return self._result("max_steps", metrics)
+                val_metrics = self._validate()
+                self.epoch += 1
+                self.batch = 0
+                metrics = {
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "lr": self._lr(),
+                    **train_metrics,
+                    **val_metrics,
+                    "time": time.time(),
+                }
+                improved = metrics["val_top1_err"] < self.best_err
+                if improved:
+                    self.best_err = metrics["val_top1_err"]
+                self._schedule(metrics["val_top1_err"])
+                self._log(metrics, writer)
+                self._save(best=improved)
+                if cfg.max_steps and self.step >= cfg.max_steps:
+                    status = "max_steps"
+                    break
+        finally:
+            if writer is not None:
+                writer.close()
+        return self._result(status, metrics)
+
+    def _train_epoch(self) -> dict[str, float] | None:
+        cfg, ctx = self.config.train, self.ctx
+        self.train_model.train()
+        self.train_loader.set_epoch(self.epoch)
+        if self.batch == 0:  # a fresh epoch; a mid-epoch resume keeps the restored partial sums
+            self.epoch_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, top-1 correct, n
+        sums = self.epoch_sums
+        total = len(self.train_loader)
+        start_batch = self.batch
+        bar = self._progress(total, initial=start_batch)
+        started, seen = time.perf_counter(), 0
+        for index, (images, targets) in enumerate(
+            _skip(iter(self.train_loader), start_batch), start=start_batch
+        ):
+            images = images.to(ctx.device, non_blocking=True, memory_format=self.memory_format)
+            targets = targets.to(ctx.device, non_blocking=True)
+            with torch.autocast(
+                ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+            ):
+                logits = self.train_model(images)
+            loss = F.cross_entropy(logits.float(), targets)
+            self._check_finite(loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step += 1
+            self.batch = index + 1
+            n = targets.numel()
+            seen += n
+            with torch.no_grad():
+                sums += torch.stack(
+                    [
+                        loss.detach().double().cpu() * n,
+                        topk_correct(logits.detach().float(), targets, (1,))[0].cpu(),
+                        torch.tensor(n, dtype=torch.float64),
+                    ]
+                )
+            if bar is not None:
+                rate = seen * ctx.world_size / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(
+                    loss=f"{sums[0] / sums[2]:.3f}",
+                    acc=f"{sums[1] / sums[2]:.3f}",
+                    img_s=f"{rate:.0f}",
+                    refresh=False,
+                )
+                bar.update(1)
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.batch < total:
+                self._save(mid_epoch=True)
+            if self._stop_requested():
+                raise TrainingStopped(self.stop_signal or signal.SIGTERM)
+            if cfg.max_steps and self.step >= cfg.max_steps and self.batch < total:
+                if bar is not None:
+                    bar.close()
+                return None
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - started
+        sums = distributed.all_reduce_sum(sums.clone().to(ctx.device)).cpu()
+        return {
+            "train_loss": float(sums[0] / sums[2]),
+            "train_top1_err": error_from_counts(float(sums[1]), float(sums[2])),
+            "images_per_s": seen * ctx.world_size / max(elapsed, 1e-9),
+            "epoch_time_s": elapsed,
+        }
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        """Loss and top-1/top-5 error on the validation split; each image counted once across ranks."""
+        ctx = self.ctx
+        self.model.eval()
+        sums = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 correct, top-5 correct, n
+        for images, targets in self.val_loader:
+            images = images.to(ctx.device, memory_format=self.memory_format)
+            targets = targets.to(ctx.device)
+            with torch.autocast(
+                ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+            ):
+                logits = self.model(images).float()
+            loss = F.cross_entropy(logits, targets, reduction="sum")
+            sums += torch.cat(
+                [
+                    loss.double().cpu()[None],
+                    topk_correct(logits, targets, (1, 5)).cpu(),
+                    torch.tensor([targets.numel()], dtype=torch.float64),
+                ]
+            )
+        sums = distributed.all_reduce_sum(sums.to(ctx.device)).cpu()
+        n = float(sums[3])
+        return {
+            "val_loss": float(sums[0]) / n if n else float("nan"),
+            "val_top1_err": error_from_counts(float(sums[1]), n),
+            "val_top5_err": error_from_counts(float(sums[2]), n),
+            "val_images": int(n),
+        }
+
+    def _stop_requested(self) -> bool:
+        requested = self.stop_signal is not None
+        return distributed.any_rank(requested, self.ctx.device) if self.ctx.distributed else requested
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        bad = not bool(torch.isfinite(loss))
+        if self.ctx.distributed:
+            bad = distributed.any_rank(bad, self.ctx.device)
+        if bad:
+            kept = resume_candidates(self.run_dir)
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}: "
+                f"the learning rate ({self._lr():g}) may be too high or the data broken; "
+                + (f"last good checkpoint kept: {kept[0]}" if kept else "no checkpoint had been written yet")
+            )
+
+    def _schedule(self, val_err: float) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_err)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------ files
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "model_args": self.model_args,
+            "classes": self.classes,
+            "normalization": self.normalization,
+            "best_val_top1_err": self.best_err,
+            # per-rank partial train metrics, for a mid-epoch save
+            "epoch_sums": distributed.all_gather_objects(self.epoch_sums.clone()),
+            "rng": distributed.all_gather_objects(_get_rng_state()),
+            "versions": {
+                "rectifiers": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+        }
+
+    def _save(self, best: bool = False, mid_epoch: bool = False) -> None:
+        state = self._state()  # every rank takes part in gathering the RNG states
+        if not self.ctx.is_main:
+            return
+        # Mid-epoch saves go to last.pt only: the kept history is of whole epochs.
+        if mid_epoch:
+            save_checkpoint(state, self.run_dir / "last.pt")
+            return
+        path = save_checkpoint(
+            state, self.run_dir / "checkpoints" / epoch_checkpoint_name(self.epoch, self.step)
+        )
+        link_checkpoint(path, self.run_dir / "last.pt")
+        if best:
+            link_checkpoint(path, self.run_dir / "best.pt")
+        prune_checkpoints(self.run_dir, max(self.config.train.keep_last, 1))
+
+    def _log(self, metrics: dict[str, Any], writer: Any) -> None:
+        if not self.ctx.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        plot_curves(
+            self.run_dir / "metrics.jsonl",
+            self.run_dir / "curves.png",
+            title=f"{self.config.model.name} ({self.config.model.act}) on {self.config.data.spec}",
+        )
+        if writer is not None:
+            for key, value in metrics.items():
+                if key not in ("epoch", "time") and isinstance(value, (int, float)):
+                    writer.add_scalar(key, value, self.epoch)
+        self._say(
+            f"epoch {self.epoch}/{self.config.train.epochs}  step {self.step}  lr {metrics['lr']:g}  "
+            f"train loss {metrics['train_loss']:.4f}  val loss {metrics['val_loss']:.4f}  "
+            f"val top-1 err {100 * metrics['val_top1_err']:.2f}%  "
+            f"top-5 err {100 * metrics['val_top5_err']:.2f}%  "
+            f"{metrics['images_per_s']:.0f} img/s"
+        )
+
+    def _tensorboard(self) -> Any:
+        if not (self.config.train.tensorboard and self.ctx.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ValueError(
+                "train.tensorboard needs the tensorboard package: pip install 'rectifiers[tensorboard]'"
+            ) from err
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _result(self, status: str, metrics: dict[str, Any], signum: int | None = None) -> dict[str, Any]:
+        return {
+            "status": status,
+            "run_dir": str(self.run_dir),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_val_top1_err": self.best_err,
+            "metrics": metrics,
+            "signal": signum,
+            "skipped_files": self.skipped_files,
+        }
+
+    # ------------------------------------------------------------------ console
+
+    def _say(self, text: str) -> None:
+        if self.ctx.is_main and not self.config.train.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def _progress(self, total: int, initial: int) -> Any:
+        if not self.ctx.is_main or self.config.train.quiet or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
+            unit="batch",
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        """SIGINT/SIGTERM ask the loop to stop at the next step boundary, after a checkpoint."""
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            if self.stop_signal is not None:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        try:
+            previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _skip(batches: Iterator[Any], count: int) -> Iterator[Any]:
+    """Drop the first `count` batches (a mid-epoch resume replays the epoch's exact sequence)."""
+    for _ in range(count):
+        next(batches, None)
+    return batches
+
+
+def _get_rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": _python_rng_to_list(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_rng_to_list(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]

@@ -1,0 +1,113 @@
+"""Building blocks of the paper's networks: spatial pyramid pooling, activations, conv + activation.
+
+`SpatialPyramidPool2d` is the SPP layer of [10] that the paper puts before fc1 (Table 1: levels
+{6, 3, 2, 1}; Table 3: {7, 3, 2, 1}, "a total of 63 bins"). It turns a feature map of any size into a
+fixed-length vector, which is what lets the same fc layers score a 224-px crop and the larger maps of
+dense multi-scale testing. Caffe's and Chainer's SPP only know power-of-2 pyramids (pitfall 16 of the
+notes), so each level here is an adaptive max pooling with exactly n×n bins for any n.
+
+`make_activation` resolves the activation name once, when a model is built; `forward` never looks
+at strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rectifiers.activations import PReLU
+
+# name -> factory(channels); "prelu" is the channel-wise PReLU of Eq. 1, "prelu_shared" the variant
+# with one slope per layer, "leaky_relu" the LReLU the paper compares with (a = 0.01, from [20]).
+_ACTIVATIONS = {
+    "relu": lambda channels: nn.ReLU(),
+    "prelu": lambda channels: PReLU(num_parameters=channels, init=0.25),
+    "prelu_shared": lambda channels: PReLU(num_parameters=1, init=0.25),
+    "leaky_relu": lambda channels: nn.LeakyReLU(negative_slope=0.01),
+}
+ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
+
+
+def make_activation(act: str, channels: int) -> nn.Module:
+    """The activation module `act` for a layer with `channels` output channels (or features).
+
+    `act` is one of `ACTIVATIONS`: "relu", "prelu" (channel-wise, `channels` slopes initialised to
+    0.25 as in the paper), "prelu_shared" (one slope), "leaky_relu" (fixed slope 0.01). ReLU is not
+    in-place so that forward and backward hooks (signal-variance diagnostics) see the conv's output.
+
+    >>> make_activation("prelu", 64).weight.shape
+    torch.Size([64])
+    """
+    factory = _ACTIVATIONS.get(act)
+    if factory is None:
+        raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if channels < 1:
+        raise ValueError(f"an activation needs at least 1 channel, got {channels}")
+    return factory(channels)
+
+
+def conv_act(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    act: str = "relu",
+) -> tuple[nn.Conv2d, nn.Module]:
+    """A convolution (with bias, as in Caffe) and the activation that follows it.
+
+    Returned as a pair rather than wrapped in a container so a model can register both under
+    readable names (`features.conv2_1`, `features.act2_1`) in forward order, which is the order
+    `rectifiers.initialize(a="auto")` reads the slope that follows each layer from.
+    """
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+    return conv, make_activation(act, out_channels)
+
+
+class SpatialPyramidPool2d(nn.Module):
+    """Spatial pyramid max pooling [10] with arbitrary bin counts per level.
+
+    For every level n the (H, W) map is max-pooled into n×n bins. Bin i along the height covers rows
+    floor(i·H/n) to ceil((i+1)·H/n) (exclusive), and likewise along the width: the bins tile the map,
+    neighbouring bins overlap by at most one row/column when n does not divide H, and when H < n some
+    rows serve several bins. So any map of at least 1×1 works, square or not, including maps smaller
+    than the largest level. This is `adaptive_max_pool2d`'s rule.
+
+    Output: (N, C · Σ n²). Each level is flattened channel-major, as (C, n, n), and the levels are
+    concatenated in the order given. Levels (7, 3, 2, 1) give 63 bins (Table 3); (6, 3, 2, 1) give 50
+    (Table 1).
+
+    >>> SpatialPyramidPool2d((7, 3, 2, 1))(torch.randn(2, 512, 14, 14)).shape
+    torch.Size([2, 32256])
+    """
+
+    def __init__(self, levels: Sequence[int] = (7, 3, 2, 1)) -> None:
+        super().__init__()
+        levels = tuple(levels)
+        if not levels:
+            raise ValueError("SpatialPyramidPool2d needs at least one level")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in levels):
+            raise ValueError(f"SPP levels must be positive integers, got {levels}")
+        self.levels: tuple[int, ...] = levels
+
+    @property
+    def num_bins(self) -> int:
+        """Σ n² over the levels: the number of pooled values per channel."""
+        return sum(n * n for n in self.levels)
+
+    def output_features(self, channels: int) -> int:
+        """Length of the output vector for a map with `channels` channels: C · Σ n²."""
+        return channels * self.num_bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"SpatialPyramidPool2d expects an (N, C, H, W) tensor, got shape {tuple(x.shape)}")
+        pooled = [F.adaptive_max_pool2d(x, n).flatten(1) for n in self.levels]  # each (N, C·n²)
+        return torch.cat(pooled, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}"

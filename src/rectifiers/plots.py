@@ -1,0 +1,52 @@
+"""Figures drawn from files a run already wrote; nothing here trains or evaluates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; a torn last line (a crash mid-write) is ignored."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str | None = None) -> Path:
+    """`curves.png`: loss and top-1/top-5 error against epoch, train and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_jsonl(metrics_path)
+    epochs = [r["epoch"] for r in records]
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        ax_loss.plot(epochs, [r.get(key) for r in records], marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    for key, label in (
+        ("train_top1_err", "train top-1"),
+        ("val_top1_err", "val top-1"),
+        ("val_top5_err", "val top-5"),
+    ):
+        ax_err.plot(epochs, [100 * r[key] for r in records if key in r], marker="o", label=label)
+    ax_err.set(xlabel="epoch", ylabel="error (%)", title="error")
+    for ax in (ax_loss, ax_err):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
