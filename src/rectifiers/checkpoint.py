@@ -200,6 +200,14 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _unsafe_reason(err: BaseException) -> str:
+    """The line of torch's long weights_only message that names the refused object."""
+    for line in str(err).splitlines():
+        if "Unsupported" in line or "global" in line.lower():
+            return line.strip().removeprefix("WeightsUnpickler error: ")
+    return _first_line(err)
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__

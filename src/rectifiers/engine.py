@@ -270,14 +270,16 @@ class Trainer:
             d.crop, (d.scale_min, d.scale_max), flip=d.flip, pca_std=d.pca_std, normalize=normalize
         )
         eval_tf = EvalTransform(d.eval_resize, d.crop, normalize=normalize)
-        common = {"rank": ctx.rank, "world_size": ctx.world_size, "seed": t.seed, "num_workers": d.workers}
+        common = {
+            "rank": ctx.rank,
+            "world_size": ctx.world_size,
+            "seed": t.seed,
+            "num_workers": d.workers,
+            "device": ctx.device,
+            "channels_last": t.channels_last,
+        }
         self.train_loader = make_loader(train_set, per_rank, train=True, transform=train_tf, **common)
         self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
-        if len(self.train_loader) == 0:
-            raise ValueError(
-                f"{d.spec}: {len(train_set)} training images give no full batch of {per_rank} "
-                f"per process; lower train.batch_size"
-            )
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -362,7 +364,8 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float] | None:
         cfg, ctx = self.config.train, self.ctx
         self.train_model.train()
-        self.train_loader.set_epoch(self.epoch)
+        # A mid-epoch resume starts at the saved batch with that batch's own shuffle and augmentation.
+        self.train_loader.set_epoch(self.epoch, start_batch=self.batch)
         if self.batch == 0:  # a fresh epoch; a mid-epoch resume keeps the restored partial sums
             self.epoch_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, top-1 correct, n
         sums = self.epoch_sums
@@ -370,11 +373,7 @@ class Trainer:
         start_batch = self.batch
         bar = self._progress(total, initial=start_batch)
         started, seen = time.perf_counter(), 0
-        for index, (images, targets) in enumerate(
-            _skip(iter(self.train_loader), start_batch), start=start_batch
-        ):
-            images = images.to(ctx.device, non_blocking=True, memory_format=self.memory_format)
-            targets = targets.to(ctx.device, non_blocking=True)
+        for index, (images, targets) in enumerate(self.train_loader, start=start_batch):
             with torch.autocast(
                 ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):
@@ -432,8 +431,6 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 correct, top-5 correct, n
         for images, targets in self.val_loader:
-            images = images.to(ctx.device, memory_format=self.memory_format)
-            targets = targets.to(ctx.device)
             with torch.autocast(
                 ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):
@@ -502,7 +499,7 @@ class Trainer:
             "rng": distributed.all_gather_objects(_get_rng_state()),
             "versions": {
                 "rectifiers": __version__,
-                "torch": torch.__version__,
+                "torch": str(torch.__version__),
                 "python": platform.python_version(),
             },
         }
@@ -607,13 +604,6 @@ class Trainer:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-
-
-def _skip(batches: Iterator[Any], count: int) -> Iterator[Any]:
-    """Drop the first `count` batches (a mid-epoch resume replays the epoch's exact sequence)."""
-    for _ in range(count):
-        next(batches, None)
-    return batches
 
 
 def _get_rng_state() -> dict[str, Any]:

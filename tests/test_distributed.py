@@ -1,0 +1,77 @@
+"""Two-process gloo runs through the real launcher (torchrun), compared with one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import free_port, tiny_overrides
+from rectifiers.checkpoint import load_checkpoint
+from rectifiers.config import flatten, load_config
+from rectifiers.engine import fit
+
+pytestmark = pytest.mark.distributed
+
+# No dropout: its masks depend on the process layout. Augmentation does not (it is drawn per sample
+# position), so one process with batch 32 and two with 16 each see exactly the same inputs.
+SAME_MATH = {"model.dropout": "0.0", "train.deterministic": "true", "train.epochs": "2"}
+
+
+def _torchrun(out: Path, overrides: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    # Every field on the command line, so the launched run has exactly the config built here.
+    config = load_config(None, overrides).to_dict()
+    args = [
+        f"--set={k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in flatten(config).items()
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node=2",
+        "--nnodes=1",
+        f"--master-port={free_port()}",
+        "-m",
+        "rectifiers",
+        "train",
+        "--config",
+        "default",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=out.parent)
+
+
+def test_two_processes_match_one_on_the_same_global_batch(tmp_path: Path):
+    single = fit(load_config(None, tiny_overrides(tmp_path / "single", **SAME_MATH)))
+    done = _torchrun(tmp_path / "ddp", tiny_overrides(tmp_path / "ddp", **SAME_MATH))
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
+    two = load_checkpoint(tmp_path / "ddp" / "last.pt")["model"]
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+    lines = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    last = single["metrics"]
+    # every validation image counted once, and the same metrics as one process
+    assert lines[-1]["val_images"] == last["val_images"] == 64
+    assert lines[-1]["step"] == last["step"]
+    assert abs(lines[-1]["val_loss"] - last["val_loss"]) < 1e-4
+    assert lines[-1]["val_top1_err"] == last["val_top1_err"]
+    assert abs(lines[-1]["train_loss"] - last["train_loss"]) < 1e-4
+
+
+def test_uneven_validation_split_counts_each_image_once(tmp_path: Path):
+    # 63 validation images over 2 ranks: 32 + 31
+    spec = "fake:n=252,size=16,classes=4,channels=1,seed=2"
+    overrides = tiny_overrides(tmp_path / "ddp", **{"data.spec": spec, "train.epochs": "1"})
+    done = _torchrun(tmp_path / "ddp", overrides)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
+    from rectifiers.data import open_dataset
+
+    assert line["val_images"] == len(open_dataset(spec, "val"))

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import tiny_overrides
+from rectifiers.activations import PReLU
+from rectifiers.checkpoint import load_checkpoint
+from rectifiers.config import load_config
+from rectifiers.engine import NonFiniteLossError, Trainer, fit
+
+METRIC_KEYS = {
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_top1_err",
+    "val_top5_err",
+    "images_per_s",
+}
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_fit_writes_the_run_directory_and_lowers_the_loss(tmp_path: Path):
+    out = tmp_path / "run"
+    result = fit(load_config(None, tiny_overrides(out, **{"train.epochs": "4", "optim.lr": "0.02"})))
+    assert result["status"] == "completed" and result["epoch"] == 4
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "init_report.md"):
+        assert (out / name).is_file(), name
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert set(lines[0]) >= METRIC_KEYS
+    assert all(0.0 <= line["val_top1_err"] <= 1.0 and 0.0 <= line["val_top5_err"] <= 1.0 for line in lines)
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    state = load_checkpoint(out / "last.pt")
+    assert {"model", "optimizer", "epoch", "step", "config", "classes"} <= set(state)
+    assert state["epoch"] == 4 and state["step"] == lines[-1]["step"]
+    assert not any(k.startswith("module.") for k in state["model"])  # the unwrapped module is saved
+
+
+def test_slopes_get_no_weight_decay(tmp_path: Path):
+    from rectifiers import distributed
+
+    config = load_config(None, tiny_overrides(tmp_path / "run"))
+    trainer = Trainer(config, distributed.setup("cpu"))
+    train_set, _ = trainer._datasets()
+    trainer._build_model(train_set)
+    trainer._build_optimizer()
+    slopes = {id(m.weight) for m in trainer.model.modules() if isinstance(m, PReLU)}
+    assert slopes
+    for group in trainer.optimizer.param_groups:
+        ids = {id(p) for p in group["params"]}
+        if ids & slopes:
+            assert group["weight_decay"] == 0.0 and ids <= slopes
+        else:
+            assert group["weight_decay"] == config.optim.weight_decay
+
+
+@pytest.mark.parametrize("stop_at", ["epoch", "mid_epoch"])
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, stop_at: str):
+    extra = {"train.deterministic": "true", "train.epochs": "3"}
+    fit(load_config(None, tiny_overrides(tmp_path / "full", **extra)))
+    # 256 train images... the fake set's train split / 32 per batch; stop inside epoch 2
+    steps = 9 if stop_at == "mid_epoch" else None
+    first = dict(extra, **({"train.max_steps": str(steps)} if steps else {"train.epochs": "2"}))
+    part = fit(load_config(None, tiny_overrides(tmp_path / "part", **first)))
+    assert part["status"] == ("max_steps" if steps else "completed")
+    fit(load_config(None, tiny_overrides(tmp_path / "part", **extra, **{"train.resume": "auto"})))
+    full, resumed = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "part" / "last.pt")
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    drop = ("images_per_s", "epoch_time_s", "time")
+    lines = [
+        [
+            {k: v for k, v in json.loads(x).items() if k not in drop}
+            for x in (d / "metrics.jsonl").read_text().splitlines()
+        ]
+        for d in (tmp_path / "full", tmp_path / "part")
+    ]
+    assert lines[0] == lines[1]
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path: Path):
+    out = tmp_path / "run"
+    fit(load_config(None, tiny_overrides(out, **{"train.epochs": "1"})))
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        fit(load_config(None, tiny_overrides(out, **{"train.epochs": "1"})))
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_refuses_another_model(tmp_path: Path):
+    out = tmp_path / "run"
+    fit(load_config(None, tiny_overrides(out, **{"train.epochs": "1"})))
+    with pytest.raises(ValueError, match="different model.act"):
+        fit(load_config(None, tiny_overrides(out, **{"train.resume": "auto", "model.act": "relu"})))
+
+
+def test_diverging_lr_stops_with_epoch_and_step(tmp_path: Path):
+    overrides = tiny_overrides(tmp_path / "run", **{"optim.lr": "1e8", "train.epochs": "3"})
+    with pytest.raises(NonFiniteLossError, match=r"epoch \d+, step \d+.*learning rate \(1e\+08\)"):
+        fit(load_config(None, overrides))
+
+
+def test_nan_mid_run_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import rectifiers.engine as engine
+
+    calls = {"n": 0}
+    real = engine.F.cross_entropy
+
+    def poisoned(logits, targets, **kwargs):
+        calls["n"] += 1
+        loss = real(logits, targets, **kwargs)
+        return loss * float("nan") if calls["n"] == 14 else loss  # epoch 2: 8 steps + 2 val batches per epoch
+
+    monkeypatch.setattr(engine.F, "cross_entropy", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step \d+.*last good checkpoint kept"):
+        fit(load_config(None, tiny_overrides(out, **{"train.epochs": "3"})))
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
