@@ -128,3 +128,21 @@ def test_nan_mid_run_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch:
     state = load_checkpoint(out / "last.pt")
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["imagenet_model_a"])
+def test_paper_preset_takes_a_step_at_224px(tmp_path: Path, preset: str):
+    overrides = {
+        "data.spec": "fake:n=8,size=256,classes=1000,channels=3",
+        "data.workers": "0",
+        "train.batch_size": "2",
+        "train.max_steps": "1",
+        "train.epochs": "1",
+        "train.quiet": "true",
+        "train.out": str(tmp_path / "run"),
+    }
+    result = fit(load_config(preset, overrides))
+    assert result["status"] == "max_steps" and result["step"] == 1
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["model_args"]["name"] == "model_a" and len(state["classes"]) == 1000

@@ -40,6 +40,7 @@ class DataConfig:
     pca_std: float = 0.0  # AlexNet PCA colour altering strength; 0 disables (the paper gives no value)
     mean: str = "channel"  # mean subtraction: "pixel" (the paper) or "channel"
     divide_std: bool = True  # also divide by the std (the paper does not)
+    raw_pixels: bool = False  # keep pixels in 0..255 before the mean subtraction (the paper); else 0..1
     workers: int = 0  # decoding processes for image folders that are not cached in memory
 
 

@@ -141,7 +141,11 @@ class Trainer:
             Normalize.from_state_dict(resume_state["normalization"])
             if resume_state
             else Normalize.from_dataset(
-                train_set, mode=cfg.data.mean, divide_std=cfg.data.divide_std, size=cfg.data.crop
+                train_set,
+                mode=cfg.data.mean,
+                divide_std=cfg.data.divide_std,
+                size=cfg.data.crop,
+                scale=1.0 if cfg.data.raw_pixels else 1 / 255,
             )
         )
         self.normalization = normalize.state_dict()

@@ -1,0 +1,178 @@
+"""Parametric rectified linear unit (PReLU), paper Sec. 2.1, Eq. 1-4.
+
+    f(y_i) = y_i        if y_i > 0
+           = a_i · y_i  if y_i <= 0          (Eq. 1; = max(0, y_i) + a_i · min(0, y_i))
+
+`i` indexes the channel: one slope per channel ("channel-wise") or one slope for the whole layer
+("channel-shared"). The channel axis is explicit (`dim`): 1 for NCHW and (N, C), -1 for NHWC and
+(N, L, C), so a layout whose dim 1 and last dim happen to have the same size is never guessed at.
+
+The gradients are those of Eq. 2-3:
+
+    ∂E/∂y_i = ∂E/∂f(y_i) · (1 if y_i > 0 else a_i)
+    ∂E/∂a_i = Σ_{positions} ∂E/∂f(y_i) · (0 if y_i > 0 else y_i)
+
+where the sum runs over every position of channel i's feature map (and over all channels in the
+shared variant). `prelu_reference` writes the forward as one pointwise broadcast, so autograd derives
+exactly these gradients (the broadcast's backward is the sum of Eq. 2), double backward works, and
+torch.compile sees a plain pointwise op.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PReLU", "activation_slope", "prelu", "prelu_reference"]
+
+
+def _channel_dim(x: Tensor, weight: Tensor, dim: int) -> int | None:
+    """Validate the arguments of `prelu` and return the channel axis (non-negative), or None when a
+    single slope is shared by every element."""
+    if not x.is_floating_point():
+        raise ValueError(f"prelu: input must be a floating-point tensor, got dtype {x.dtype}")
+    if not weight.is_floating_point():
+        raise ValueError(f"prelu: weight must be a floating-point tensor, got dtype {weight.dtype}")
+    if weight.dim() != 1:
+        raise ValueError(
+            f"prelu: weight must be 1-D of shape (num_parameters,), got shape {tuple(weight.shape)}"
+        )
+    rank = x.dim()
+    if rank == 0:
+        if weight.numel() != 1:
+            raise ValueError(f"prelu: a 0-dim input takes a single shared slope, got {weight.numel()} slopes")
+        return None
+    # A 1-D input is one unbatched vector of channels, so the default dim=1 means its only axis.
+    # (torch.nn.functional.prelu treats it as a single channel and accepts only a shared slope.)
+    if rank == 1 and dim == 1:
+        dim = 0
+    if not -rank <= dim < rank:
+        raise ValueError(
+            f"prelu: dim={dim} is out of range for a {rank}-D input (valid: {-rank} to {rank - 1})"
+        )
+    dim %= rank
+    if weight.numel() == 1:
+        return None
+    if weight.numel() != x.shape[dim]:
+        raise ValueError(
+            f"prelu: got {weight.numel()} slopes but the input has {x.shape[dim]} channels on "
+            f"dim {dim} (input shape {tuple(x.shape)}); pass num_parameters equal to the channel "
+            "count, or 1 for a shared slope"
+        )
+    return dim
+
+
+def _broadcast_slope(x: Tensor, weight: Tensor, dim: int) -> Tensor:
+    """The slopes in ``x``'s dtype, viewed to broadcast against ``x`` along the channel axis."""
+    channel = _channel_dim(x, weight, dim)
+    shape = [1] * x.dim()
+    if channel is not None:
+        shape[channel] = weight.numel()
+    return weight.to(x.dtype).view(shape)
+
+
+def prelu_reference(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
+    """PReLU written out as Eq. 1, the ground truth for every faster implementation.
+
+    ``where(x > 0, x, a · x)`` with ``a`` viewed to broadcast along ``dim``. Using ``x > 0`` (not
+    ``>=``) puts y = 0 on the ``a`` branch as Eq. 1 and Eq. 3 do, which also matches
+    ``torch.nn.functional.prelu``'s gradient at 0. The slope is cast to the input's dtype, so the
+    output has the input's dtype (a float32 slope on a bfloat16 activation gives bfloat16, as ReLU
+    would); its gradient flows back to the slope's own dtype. Elementwise ops keep the input's memory
+    format (channels_last in, channels_last out).
+    """
+    slope = _broadcast_slope(x, weight, dim)
+    return torch.where(x > 0, x, slope * x)
+
+
+def prelu(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
+    """Functional PReLU, Eq. 1: ``f(y) = max(0, y) + a · min(0, y)`` per channel.
+
+    Args:
+        x: input of any rank (1 to 5 in practice), any memory format, floating dtype.
+        weight: slopes of shape ``(num_parameters,)``; ``num_parameters`` is 1 (channel-shared) or
+            ``x.shape[dim]`` (channel-wise).
+        dim: the channel axis; negative values count from the end. A 1-D input is taken as one
+            vector of channels, so ``dim=1`` (the default) means its dim 0 there.
+
+    Returns a tensor of ``x``'s shape, dtype and memory format, equal to `prelu_reference`.
+
+    The same broadcast as `prelu_reference`, computed by ATen's pointwise PReLU kernel (the op that
+    ``torch.nn.functional.prelu`` itself lowers to): one pass over ``x`` instead of the three of
+    ``where``/``mul``/``>``, with autograd formulas for Eq. 2-3 including double backward, and a
+    decomposition that torch.compile understands. Unlike torch's entry point it takes any channel
+    axis. Its slope gradient still materializes a full-size temporary before the per-channel sum.
+
+    >>> import torch
+    >>> prelu(torch.tensor([[-2.0, 3.0]]), torch.tensor([0.25]))
+    tensor([[-0.5000,  3.0000]])
+    """
+    return torch.ops.aten._prelu_kernel(x, _broadcast_slope(x, weight, dim))
+
+
+class PReLU(nn.Module):
+    """Parametric ReLU module (paper Eq. 1), channel-wise or channel-shared along any axis.
+
+    Args:
+        num_parameters: 1 for the channel-shared variant (one slope per layer), or the number of
+            channels for the channel-wise variant.
+        init: initial slope; the paper uses 0.25 throughout (Sec. 2.1).
+        dim: the channel axis of the input (1 for NCHW / (N, C), -1 for NHWC / (N, L, C)).
+
+    The parameter is ``weight`` of shape ``(num_parameters,)``, so ``state_dict`` loads into
+    ``torch.nn.PReLU`` and back. Do not apply weight decay to it (Sec. 2.1: decay pushes the slopes
+    to zero, biasing PReLU toward ReLU); `rectifiers.param_groups` builds optimizer groups that way.
+
+    >>> m = PReLU(64)
+    >>> m(torch.randn(2, 64, 8, 8)).shape
+    torch.Size([2, 64, 8, 8])
+    """
+
+    def __init__(
+        self,
+        num_parameters: int = 1,
+        init: float = 0.25,
+        dim: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
+            raise ValueError(f"PReLU: num_parameters must be a positive int, got {num_parameters!r}")
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise ValueError(f"PReLU: dim must be an int, got {dim!r}")
+        self.num_parameters = num_parameters
+        self.init = float(init)
+        self.dim = dim
+        self.weight = nn.Parameter(torch.empty(num_parameters, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.fill_(self.init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return prelu(x, self.weight, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}, init={self.init}, dim={self.dim}"
+
+
+def activation_slope(module: nn.Module) -> float | None:
+    """The negative-side slope ``a`` of a rectifier module, for Eq. 15; None for anything else.
+
+    ReLU → 0, LeakyReLU → its ``negative_slope``, PReLU (ours or ``torch.nn.PReLU``) → the mean of
+    its current slopes (its ``init`` value while the weights live on the meta device and have no
+    values), RReLU → the mean of its sampling range (its eval-mode slope).
+    """
+    if isinstance(module, nn.ReLU):
+        return 0.0
+    if isinstance(module, nn.LeakyReLU):
+        return float(module.negative_slope)
+    if isinstance(module, (PReLU, nn.PReLU)):
+        if module.weight.is_meta:
+            return float(module.init)
+        return float(module.weight.detach().float().mean())
+    if isinstance(module, nn.RReLU):
+        return (module.lower + module.upper) / 2.0
+    return None

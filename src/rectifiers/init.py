@@ -1,0 +1,517 @@
+"""Rectifier-aware ("He" / "MSRA") initialization, paper Sec. 2.2, Eq. 5-15.
+
+A conv or fc response is y_l = W_l x_l + b_l (Eq. 5). With zero-mean weights of variance Var[w_l]
+and a rectifier of slope a between layers:
+
+- forward (Eq. 7-10):  Var[y_l] = n_l · Var[w_l] · E[x_l²],  E[x_l²] = ½(1 + a²) · Var[y_{l-1}],
+  so the signal keeps its scale when ½(1 + a²) · n_l · Var[w_l] = 1, with n_l = k²·c (fan_in);
+- backward (Eq. 11-14): Var[Δx_l] = ½(1 + a²) · n̂_l · Var[w_l] · Var[Δx_{l+1}], so the gradient
+  keeps its scale when ½(1 + a²) · n̂_l · Var[w_l] = 1, with n̂_l = k²·d (fan_out).
+
+Either way (Eq. 15) the weights are drawn from an untruncated zero-mean Gaussian with
+
+    std = sqrt(2 / ((1 + a²) · n))
+
+a = 0 is ReLU (gain √2), a = 0.25 the paper's PReLU init (gain 1.372), a = 1 the linear case, which is
+Xavier's n · Var[w] = 1 (std = sqrt(1/n), Caffe's "xavier" filler). The paper trains with the
+backward form, Eq. 14 (Sec. 3), which is `mode="fan_out"`; the torch.nn.init-style functions default
+to `mode="fan_in"` like `torch.nn.init.kaiming_normal_`.
+
+Fans of a weight of shape (out, in/groups, *kernel) (Linear: (out, in)), with k² = prod(kernel):
+
+- fan_in  = (in/groups) · k²: each response sees k² positions of the c/groups channels of its group
+  (n of Eq. 5);
+- fan_out = (out/groups) · k²: each input position feeds k² positions of the d/groups filters of its
+  group (n̂ of Eq. 11).
+
+For `groups=1` these equal torch.nn.init's fans. A weight tensor does not record its groups, and
+torch.nn.init always uses out · k² for fan_out, which overstates n̂ by the group count; pass `groups=`
+(as `initialize` does from each Conv module) to get the paper's n̂ for a grouped convolution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rectifiers.activations import activation_slope
+
+__all__ = [
+    "InitReport",
+    "InitRow",
+    "WeightLayer",
+    "calculate_fans",
+    "gaussian_",
+    "he_normal_",
+    "he_std",
+    "he_uniform_",
+    "initialize",
+    "rectifier_gain",
+    "weight_layers",
+    "xavier_normal_",
+    "xavier_std",
+    "xavier_uniform_",
+]
+
+MODES = ("fan_in", "fan_out", "fan_avg")
+SCHEMES = ("he", "xavier", "gaussian", "torch")
+# The layers `initialize` and the diagnostics treat as the paper's weight layers (Eq. 5).
+WEIGHT_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+ShapeLike = Tensor | torch.Size | Sequence[int]
+
+
+def _shape(tensor_or_shape: ShapeLike) -> tuple[int, ...]:
+    if isinstance(tensor_or_shape, Tensor):
+        return tuple(tensor_or_shape.shape)
+    return tuple(int(s) for s in tensor_or_shape)
+
+
+def calculate_fans(tensor_or_shape: ShapeLike, groups: int = 1) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` = ``(n, n̂)`` of Eq. 5 and Eq. 11 for a weight of shape
+    ``(out, in/groups, *kernel)``: ``fan_in = (in/groups)·k²``, ``fan_out = (out/groups)·k²``.
+
+    >>> calculate_fans((128, 64, 3, 3))
+    (576, 1152)
+    """
+    shape = _shape(tensor_or_shape)
+    if len(shape) < 2:
+        raise ValueError(f"fans need a weight with at least 2 dims (out, in, *kernel), got shape {shape}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or shape[0] % groups:
+        raise ValueError(f"groups must be a positive int dividing out={shape[0]}, got {groups!r}")
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] // groups * receptive
+
+
+def _fan(tensor_or_shape: ShapeLike, mode: str, groups: int) -> float:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    fan_in, fan_out = calculate_fans(tensor_or_shape, groups)
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    if n == 0:
+        raise ValueError(
+            f"cannot compute a {mode} std for a weight with no elements: {_shape(tensor_or_shape)}"
+        )
+    return n
+
+
+def rectifier_gain(a: float = 0.0) -> float:
+    """``sqrt(2 / (1 + a²))`` (Eq. 15): √2 for ReLU, 1.372 for PReLU at 0.25, 1 for the linear case."""
+    return math.sqrt(2.0 / (1.0 + a * a))
+
+
+def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, groups: int = 1) -> float:
+    """``sqrt(2 / ((1 + a²) · n))`` (Eq. 10, 14, 15), with n the fan chosen by ``mode``.
+
+    >>> round(he_std((64, 64, 3, 3), mode="fan_out"), 4)  # VGG model B, 64 filters (Sec. 2.2)
+    0.0589
+    """
+    return rectifier_gain(a) / math.sqrt(_fan(tensor_or_shape, mode, groups))
+
+
+def xavier_std(tensor_or_shape: ShapeLike, mode: str = "fan_avg", *, groups: int = 1) -> float:
+    """``sqrt(1 / n)``: Xavier's n · Var[w] = 1, the a = 1 case of Eq. 15. ``mode="fan_in"`` is
+    Caffe's "xavier" filler (the paper's baseline); ``"fan_avg"`` is Glorot's 2 / (fan_in + fan_out)."""
+    return he_std(tensor_or_shape, a=1.0, mode=mode, groups=groups)
+
+
+def gaussian_(tensor: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
+    """Fill ``tensor`` in place from the untruncated N(0, std²) and return it (the paper's filler).
+
+    A truncated normal would shrink the variance (pitfall 4), so none is used here.
+    """
+    if not std >= 0:
+        raise ValueError(f"std must be a non-negative number, got {std!r}")
+    with torch.no_grad():
+        if not tensor.is_meta:  # a meta tensor has no values to fill
+            tensor.normal_(0.0, std, generator=generator)
+    return tensor
+
+
+def _uniform_(tensor: Tensor, std: float, generator: torch.Generator | None) -> Tensor:
+    # U(-b, b) has variance b²/3, so b = √3 · std gives the same variance as the Gaussian.
+    bound = math.sqrt(3.0) * std
+    with torch.no_grad():
+        if not tensor.is_meta:
+            tensor.uniform_(-bound, bound, generator=generator)
+    return tensor
+
+
+def he_normal_(
+    tensor: Tensor,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    generator: torch.Generator | None = None,
+    *,
+    groups: int = 1,
+) -> Tensor:
+    """Fill ``tensor`` from N(0, std²), std = ``sqrt(2 / ((1 + a²) · n))`` (Eq. 10/14/15).
+
+    ``mode="fan_in"`` preserves the forward signal (Eq. 10), ``"fan_out"`` the backward one (Eq. 14,
+    what the paper trains with), ``"fan_avg"`` the mean of both fans. ``a`` is the slope of the
+    rectifier (0 ReLU, 0.25 the paper's PReLU init).
+
+    >>> w = he_normal_(torch.empty(256, 128, 3, 3), mode="fan_out")
+    """
+    return gaussian_(tensor, he_std(tensor, a, mode, groups=groups), generator)
+
+
+def he_uniform_(
+    tensor: Tensor,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    generator: torch.Generator | None = None,
+    *,
+    groups: int = 1,
+) -> Tensor:
+    """Fill ``tensor`` from U(-b, b) with b = √3 · ``he_std`` (the same variance as `he_normal_`)."""
+    return _uniform_(tensor, he_std(tensor, a, mode, groups=groups), generator)
+
+
+def xavier_normal_(
+    tensor: Tensor, mode: str = "fan_avg", generator: torch.Generator | None = None, *, groups: int = 1
+) -> Tensor:
+    """Fill ``tensor`` from N(0, 1/n) (`xavier_std`); ``mode="fan_in"`` is Caffe's "xavier"."""
+    return gaussian_(tensor, xavier_std(tensor, mode, groups=groups), generator)
+
+
+def xavier_uniform_(
+    tensor: Tensor, mode: str = "fan_avg", generator: torch.Generator | None = None, *, groups: int = 1
+) -> Tensor:
+    """Fill ``tensor`` from U(-b, b), b = √3 · `xavier_std` (``"fan_avg"``: Glorot's uniform)."""
+    return _uniform_(tensor, xavier_std(tensor, mode, groups=groups), generator)
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """A Conv1d/2d/3d or Linear layer and the rectifiers around it.
+
+    ``slope_in`` is the slope of the rectifier applied to the layer's input (the f of
+    x_l = f(y_{l-1}), Eq. 8) and ``slope_out`` that of the rectifier applied to its response (the f′
+    of Eq. 12); None where no rectifier sits between this layer and its neighbour.
+    """
+
+    name: str
+    module: nn.Module
+    slope_in: float | None
+    slope_out: float | None
+
+    @property
+    def groups(self) -> int:
+        return int(getattr(self.module, "groups", 1))
+
+
+def weight_layers(model: nn.Module) -> list[WeightLayer]:
+    """Every Conv1d/2d/3d and Linear of ``model`` in forward order, with its rectifiers.
+
+    Forward order is taken to be registration order (``model.named_modules()``), which is the
+    execution order of every sequential design such as the paper's plain nets. The rectifier after a
+    layer is the first ReLU / LeakyReLU / PReLU / RReLU module registered after it and before the next
+    weight layer; other modules in between (pooling, dropout, normalization) are passed over.
+    Activations called functionally in ``forward``, or one activation module reused at several
+    places, cannot be seen this way: pass an explicit ``a`` to `initialize` for such models.
+    """
+    layers: list[tuple[str, nn.Module]] = []
+    slopes_in: list[float | None] = []
+    pending: float | None = None  # first rectifier seen since the previous weight layer
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHT_LAYER_TYPES):
+            layers.append((name or type(module).__name__, module))
+            slopes_in.append(pending)
+            pending = None
+        elif pending is None:
+            pending = activation_slope(module)
+    if not layers:
+        return []
+    slopes_out = [*slopes_in[1:], pending]
+    return [
+        WeightLayer(name, module, s_in, s_out)
+        for (name, module), s_in, s_out in zip(layers, slopes_in, slopes_out, strict=True)
+    ]
+
+
+def _linear_if_none(slope: float | None) -> float:
+    # No rectifier between two layers: the signal passes linearly, the a = 1 case of Eq. 15.
+    return 1.0 if slope is None else slope
+
+
+@dataclass
+class InitRow:
+    """One weight layer of an `InitReport`.
+
+    ``n`` is the fan the rule used (per ``mode``); ``a`` the slope it entered into Eq. 15 (None for
+    rules that use none); ``std`` the target std; ``measured_std`` the std of the weights actually
+    drawn (None on the meta device). ``slope_in`` / ``slope_out`` are the rectifiers found around the
+    layer (see `WeightLayer`).
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    fan_in: int
+    fan_out: int
+    n: float
+    a: float | None
+    std: float
+    measured_std: float | None
+    rule: str
+    slope_in: float | None
+    slope_out: float | None
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@dataclass
+class InitReport:
+    """The per-layer result of `initialize`: a list of `InitRow` plus the scheme and mode."""
+
+    scheme: str
+    mode: str
+    rows: list[InitRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[InitRow]:
+        return iter(self.rows)
+
+    def __getitem__(self, key: int | str) -> InitRow:
+        return self.rows[key] if isinstance(key, int) else self.rows[self.index(key)]
+
+    def index(self, name: str) -> int:
+        """Position of a layer given as its name, its 1-based number in forward order (``"2"``: the
+        second layer, unless a layer is named "2" as in an ``nn.Sequential``: names win), or a unique
+        dotted suffix of its name (``"conv2"`` finds ``"features.conv2"``)."""
+        exact = [i for i, r in enumerate(self.rows) if r.name == name]
+        if exact:
+            return exact[0]
+        if name.isdigit():
+            if not 1 <= int(name) <= len(self.rows):
+                raise ValueError(f"layer number {name} is out of range: there are {len(self.rows)} layers")
+            return int(name) - 1
+        found = [i for i, r in enumerate(self.rows) if r.name.endswith("." + name)]
+        if len(found) == 1:
+            return found[0]
+        names = ", ".join(r.name for r in self.rows)
+        if not found:
+            raise ValueError(f"no weight layer named {name!r}; the layers are: {names}")
+        matches = ", ".join(self.rows[i].name for i in found)
+        raise ValueError(f"layer name {name!r} is ambiguous, it matches: {matches}")
+
+    def attenuation(
+        self, start: str, end: str, std: float | None = None, direction: str = "backward"
+    ) -> float:
+        """Factor by which the signal std changes across layers ``start`` .. ``end`` (inclusive,
+        forward order), relative to He initialization of the same layers.
+
+        Backward (Eq. 13): Π_l sqrt(½(1 + a_l²) · n̂_l) · σ_l = Π_l σ_l / σ_He,l, with a_l the slope of
+        the rectifier after layer l: the std of the gradient at ``start``'s input over the std
+        He's Eq. 14 would give there, for the same gradient entering after ``end``. Forward (Eq. 9):
+        the same with n_l and the rectifier before layer l: the std of ``end``'s response relative to
+        He's Eq. 10, for the same response of the layer before ``start``. A layer without a
+        rectifier on that side counts as linear (a = 1).
+
+        ``std=None`` uses each row's target std; a number applies that fixed std to every layer.
+        Paper Sec. 2.2: VGG model B with std 0.01, gradient from conv10 back to conv2, gives
+        ``attenuation("conv2", "conv10", std=0.01)`` = 1/(5.9·4.2²·2.9²·2.1⁴) ≈ 1/(1.7·10⁴).
+        """
+        if direction not in ("backward", "forward"):
+            raise ValueError(f"direction must be 'backward' or 'forward', got {direction!r}")
+        if std is not None and not std >= 0:
+            raise ValueError(f"std must be a non-negative number, got {std!r}")
+        i, j = self.index(start), self.index(end)
+        if i > j:
+            raise ValueError(f"layer {start!r} comes after {end!r} in forward order")
+        factor = 1.0
+        for row in self.rows[i : j + 1]:
+            if direction == "backward":
+                n, a = row.fan_out, _linear_if_none(row.slope_out)
+            else:
+                n, a = row.fan_in, _linear_if_none(row.slope_in)
+            sigma = row.std if std is None else std
+            factor *= sigma * math.sqrt(n) / rectifier_gain(a)
+        return factor
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        header = ["layer", "kind", "weight shape", "n", "a", "std", "measured", "rule"]
+        body = [
+            [
+                r.name,
+                r.kind,
+                "x".join(map(str, r.shape)),
+                f"{r.n:g}",
+                _fmt(r.a, ".3g"),
+                _fmt(r.std),
+                _fmt(r.measured_std),
+                r.rule,
+            ]
+            for r in self.rows
+        ]
+        return header, body
+
+    def __str__(self) -> str:
+        header, body = self._table()
+        widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
+        numeric = {3, 4, 5, 6}  # right-align the number columns
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(
+                cell.rjust(w) if c in numeric else cell.ljust(w)
+                for c, (cell, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+
+        title = f"init: scheme={self.scheme} mode={self.mode} ({len(self.rows)} weight layers)"
+        return "\n".join([title, line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+    def to_markdown(self) -> str:
+        header, body = self._table()
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        layers = []
+        for row in self.rows:
+            d = asdict(row)
+            d["shape"] = list(row.shape)
+            layers.append(d)
+        return {"scheme": self.scheme, "mode": self.mode, "layers": layers}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def _fc_stds(fc_std: float | Sequence[float] | None, layers: list[WeightLayer]) -> dict[str, float]:
+    """Map each Linear layer's name to its fixed std."""
+    if fc_std is None:
+        return {}
+    linear = [layer.name for layer in layers if isinstance(layer.module, nn.Linear)]
+    if isinstance(fc_std, (int, float)):
+        stds = [float(fc_std)] * len(linear)
+    else:
+        stds = [float(s) for s in fc_std]
+        if len(stds) != len(linear):
+            raise ValueError(
+                f"fc_std has {len(stds)} entries but the model has {len(linear)} Linear layers "
+                f"({', '.join(linear) or 'none'}); give one std per Linear layer, or a single number"
+            )
+    for s in stds:
+        if not s >= 0:
+            raise ValueError(f"fc_std entries must be non-negative numbers, got {s!r}")
+    return dict(zip(linear, stds, strict=True))
+
+
+def initialize(
+    model: nn.Module,
+    scheme: str = "he",
+    mode: str = "fan_out",
+    a: float | str = "auto",
+    fc_std: float | Sequence[float] | None = None,
+    std: float | None = None,
+    generator: torch.Generator | None = None,
+) -> InitReport:
+    """Initialize every Conv1d/2d/3d and Linear of ``model`` in forward order, biases to 0.
+
+    Schemes:
+        ``"he"``: N(0, 2 / ((1 + a²) · n)) (Eq. 15), n by ``mode``: ``"fan_out"`` (default) is
+            Eq. 14, the form the paper trains with; ``"fan_in"`` is Eq. 10; ``"fan_avg"`` their mean.
+        ``"xavier"``: N(0, 1/n) with n by ``mode`` (``mode="fan_in"`` is the paper's baseline).
+        ``"gaussian"``: N(0, std²) for every layer (``std=`` required), e.g. the 0.01 of Sec. 2.2.
+        ``"torch"``: each layer's own ``reset_parameters()`` (PyTorch's default, for comparison;
+            biases keep PyTorch's default too). Its target std is 1/sqrt(3 · fan_in), from
+            ``kaiming_uniform_(a=√5)``, which is not He's init (pitfall 1).
+
+    ``a="auto"`` takes each layer's slope from the rectifier module next to it (`weight_layers`):
+    for ``"fan_out"`` / ``"fan_avg"`` the rectifier after the layer (the f′ of Eq. 12), for
+    ``"fan_in"`` the one before it (x_l = f(y_{l-1}), Eq. 8). Where none is there the signal passes
+    linearly and a = 1 (the linear case of Eq. 15): the first layer in fan_in mode (the paper
+    instead keeps Eq. 10's ½ there "for simplicity"; pass ``a=0`` for that) and a final classifier
+    in fan_out mode. A number sets ``a`` for every layer.
+
+    ``fc_std``: a fixed std for the Linear layers, one entry per Linear layer in forward order
+    (``(0.01, 0.01, 0.001)`` is the paper's fc1-fc3 choice, Sec. 2.2), or one number for all; it
+    overrides the scheme for those layers in every scheme.
+
+    Works on the meta device: stds come from shapes only, and ``measured_std`` is then None.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if scheme == "gaussian":
+        if std is None or not std >= 0:
+            raise ValueError(f"scheme='gaussian' needs a non-negative std=, got {std!r}")
+    elif std is not None:
+        raise ValueError(f"std= is only used with scheme='gaussian' (got scheme={scheme!r})")
+    if scheme == "torch" and generator is not None:
+        raise ValueError("scheme='torch' calls reset_parameters(), which cannot take a generator")
+    if isinstance(a, str):
+        if a != "auto":
+            raise ValueError(f"a must be 'auto' or a number, got {a!r}")
+    elif not math.isfinite(a):
+        raise ValueError(f"a must be a finite number, got {a!r}")
+
+    layers = weight_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to initialize")
+    fixed = _fc_stds(fc_std, layers)
+    report = InitReport(scheme=scheme, mode=mode)
+    for layer in layers:
+        module = layer.module
+        weight: Tensor = module.weight
+        groups = layer.groups
+        fan_in, fan_out = calculate_fans(weight, groups)
+        n = _fan(weight, mode, groups)
+        if a == "auto":
+            slope = _linear_if_none(layer.slope_in if mode == "fan_in" else layer.slope_out)
+        else:
+            slope = float(a)
+        used_a: float | None = None
+        if layer.name in fixed:
+            target, rule = fixed[layer.name], "fc_std"
+            gaussian_(weight, target, generator)
+        elif scheme == "he":
+            target, rule, used_a = he_std(weight, slope, mode, groups=groups), f"he {mode}", slope
+            gaussian_(weight, target, generator)
+        elif scheme == "xavier":
+            target, rule, used_a = xavier_std(weight, mode, groups=groups), f"xavier {mode}", 1.0
+            gaussian_(weight, target, generator)
+        elif scheme == "gaussian":
+            assert std is not None
+            target, rule = float(std), "gaussian"
+            gaussian_(weight, target, generator)
+        else:
+            module.reset_parameters()
+            target, rule, n = 1.0 / math.sqrt(3.0 * fan_in), "torch", fan_in
+        bias = getattr(module, "bias", None)
+        if bias is not None and (scheme != "torch" or layer.name in fixed):
+            with torch.no_grad():
+                bias.zero_()
+        measured = None
+        if not weight.is_meta and weight.numel() > 1:
+            measured = float(weight.detach().float().std())
+        report.rows.append(
+            InitRow(
+                name=layer.name,
+                kind=type(module).__name__,
+                shape=tuple(weight.shape),
+                fan_in=fan_in,
+                fan_out=fan_out,
+                n=n,
+                a=used_a,
+                std=target,
+                measured_std=measured,
+                rule=rule,
+                slope_in=layer.slope_in,
+                slope_out=layer.slope_out,
+            )
+        )
+    return report

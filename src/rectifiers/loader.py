@@ -1,0 +1,436 @@
+"""Batches for training and evaluation: shuffling, sharding over ranks, batched augmentation.
+
+`make_loader(dataset, batch_size, train=..., transform=...)` returns a `BatchLoader` that yields
+(x float32 (B, C, crop, crop), y int64 (B,)); `batch_size` is per rank.
+
+Training: one permutation of the whole set per epoch, drawn from (seed, epoch), the same on every
+rank. Rank r takes positions r, r + W, r + 2W, ... of it, all ranks the same number (the N mod W
+remainder is dropped), so a step's global batch is the same set of images whatever the number of
+ranks. The augmentation parameters come from a per-epoch table drawn from (seed, epoch) and indexed by
+position, so a sample's crop, flip and colour do not depend on the rank, the world size or the batch
+size: runs are reproducible, `set_epoch(e, start_batch=k)` resumes an epoch exactly, and a W-rank run
+sees the same augmented batches as a 1-rank run with a W-times larger batch.
+
+Evaluation: no shuffling; rank r takes samples r, r + W, ... so every image is seen exactly once
+across ranks (counts may differ by one); the last partial batch is kept.
+
+In-memory sets are indexed as one uint8 tensor and transformed a whole batch at a time in the main
+process (on `device` when given: the images are copied there once). File sets go through a
+`torch.utils.data.DataLoader` whose `num_workers` processes decode, resize and crop each image to
+the fixed crop size; colour altering and normalization then run batched in the main process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset
+from rectifiers.transforms import EvalTransform, TrainTransform
+
+_PERMUTATION, _AUGMENTATION, _CALLABLE = 0, 1, 2  # independent random streams of an epoch
+
+
+def epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0) -> torch.Generator:
+    """A CPU generator for one (seed, epoch, stream[, rank]), well mixed by numpy's SeedSequence."""
+    state = np.random.SeedSequence([seed, epoch, stream, rank]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def make_loader(
+    dataset: ImageDataset,
+    batch_size: int,
+    *,
+    train: bool,
+    transform: Callable[..., torch.Tensor],
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool | None = None,
+    device: torch.device | str | None = None,
+    channels_last: bool = False,
+) -> BatchLoader:
+    """A `BatchLoader` over `dataset` for this rank (see the module docstring).
+
+    transform: a `TrainTransform` (train) or `EvalTransform` (eval); for in-memory sets any callable
+    works too, called as `transform(x, generator)` in training (generator seeded by seed, epoch and
+    rank) and `transform(x)` in evaluation. drop_last: default True for training, False for evaluation.
+    device: where batches are produced (e.g. "cuda": in-memory images are copied there once and
+    augmented on it). channels_last: return x in channels_last memory format.
+    """
+    return BatchLoader(
+        dataset,
+        batch_size,
+        train=train,
+        transform=transform,
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        num_workers=num_workers,
+        drop_last=train if drop_last is None else drop_last,
+        device=torch.device(device) if device is not None else None,
+        channels_last=channels_last,
+    )
+
+
+class BatchLoader:
+    """Iterates (x float32 (B, C, crop, crop), y int64 (B,)) batches of one rank's share of an epoch."""
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        batch_size: int,
+        *,
+        train: bool,
+        transform: Callable[..., torch.Tensor],
+        rank: int,
+        world_size: int,
+        seed: int,
+        num_workers: int,
+        drop_last: bool,
+        device: torch.device | None,
+        channels_last: bool,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        n = len(dataset)
+        if n == 0:
+            raise ValueError(f"{dataset.source}: the data set is empty")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.train = train
+        self.transform = transform
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+        self.device = device
+        self.channels_last = channels_last
+        self.num_samples = n // world_size if train else len(range(rank, n, world_size))
+        if len(self) == 0:
+            raise ValueError(
+                f"{dataset.source}: {self.num_samples} samples per rank make no full batch of {batch_size} "
+                f"(N={n}, world_size={world_size}); lower the batch size or set drop_last=False"
+            )
+        self._files: torch.utils.data.DataLoader | None = None  # the worker pipeline of a file set
+        if isinstance(dataset, FileDataset):
+            needed = TrainTransform if train else EvalTransform
+            if not isinstance(transform, needed):
+                raise ValueError(
+                    f"a file data set needs a {needed.__name__} (its per-image part runs in the loader's "
+                    f"workers), got {type(transform).__name__}"
+                )
+            self._sampler = _BatchList()
+            self._files = torch.utils.data.DataLoader(
+                _FileItems(dataset, transform),
+                batch_sampler=self._sampler,
+                num_workers=num_workers,
+                persistent_workers=num_workers > 0,
+                pin_memory=device is not None and device.type == "cuda",
+            )
+        elif not isinstance(dataset, InMemoryDataset):
+            raise ValueError(f"unsupported data set type {type(dataset).__name__}")
+        self._images: torch.Tensor | None = None  # in-memory images on `device`
+        self._epoch = 0
+        self._start = 0
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch (its shuffle and augmentation) and the batch to start from: iteration then
+        yields batches start_batch..len-1 of exactly that epoch (with a `TrainTransform`; a plain
+        callable's generator restarts at the epoch's seed)."""
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch must lie in [0, {len(self)}], got {start_batch}")
+        self._epoch = int(epoch)
+        self._start = int(start_batch)
+
+    def epoch_plan(self) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """This rank's sample indices in order, and their augmentation parameters (None in eval or
+        for a plain callable transform)."""
+        n, w = len(self.dataset), self.world_size
+        if not self.train:
+            return torch.arange(self.rank, n, w), None
+        perm = torch.randperm(n, generator=epoch_generator(self.seed, self._epoch, _PERMUTATION))
+        positions = torch.arange(self.rank, (n // w) * w, w)
+        params = None
+        if isinstance(self.transform, TrainTransform):
+            # A table for all N positions (not N // W * W), so it is the same for every world size.
+            table = self.transform.sample_params(n, epoch_generator(self.seed, self._epoch, _AUGMENTATION))
+            params = {k: v[positions] for k, v in table.items()}
+        return perm[positions], params
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        indices, params = self.epoch_plan()
+        b = self.batch_size
+        spans = [(k * b, min((k + 1) * b, self.num_samples)) for k in range(self._start, len(self))]
+        batches = (
+            self._iter_files(indices, params, spans)
+            if self._files is not None
+            else self._iter_memory(indices, params, spans)
+        )
+        for x, y in batches:
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+    def _iter_memory(
+        self, indices: torch.Tensor, params: dict[str, torch.Tensor] | None, spans: list[tuple[int, int]]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        assert isinstance(self.dataset, InMemoryDataset)
+        images = self._device_images()
+        targets = self.dataset.targets
+        generator = None
+        if self.train and params is None:
+            generator = epoch_generator(self.seed, self._epoch, _CALLABLE, self.rank)
+        for lo, hi in spans:
+            idx = indices[lo:hi]
+            x = images[idx.to(images.device)]
+            if params is not None:
+                assert isinstance(self.transform, TrainTransform)
+                x = self.transform.apply(x, {k: v[lo:hi] for k, v in params.items()})
+            elif self.train:
+                x = self.transform(x, generator)
+            else:
+                x = self.transform(x)
+            yield x, self._to_device(targets[idx])
+
+    def _iter_files(
+        self, indices: torch.Tensor, params: dict[str, torch.Tensor] | None, spans: list[tuple[int, int]]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        assert self._files is not None
+        self._sampler.plan = (indices, params, spans)
+        for (lo, hi), (x, y) in zip(spans, self._files, strict=True):
+            x = self._to_device(x)
+            if isinstance(self.transform, TrainTransform):
+                assert params is not None
+                x = self.transform.finish(x, {"alpha": params["alpha"][lo:hi]})
+            else:
+                assert isinstance(self.transform, EvalTransform)
+                x = self.transform.finish(x)
+            yield x, self._to_device(y)
+
+    def _device_images(self) -> torch.Tensor:
+        assert isinstance(self.dataset, InMemoryDataset)
+        if self.device is None or self.device == self.dataset.images.device:
+            return self.dataset.images
+        if self._images is None:
+            self._images = self.dataset.images.to(self.device)
+        return self._images
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.device is None else t.to(self.device, non_blocking=True)
+
+
+class _BatchList(torch.utils.data.Sampler):
+    """The batch sampler of the file path: yields each batch's (index, augmentation row) pairs from
+    the plan the BatchLoader sets before each epoch. It runs in the main process, so persistent
+    workers follow every epoch, and builds rows lazily (an ImageNet epoch has 1.28 M of them)."""
+
+    def __init__(self) -> None:
+        self.plan: tuple[torch.Tensor, dict[str, torch.Tensor] | None, list[tuple[int, int]]] = (
+            torch.empty(0, dtype=torch.int64),
+            None,
+            [],
+        )
+
+    def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
+        indices, params, spans = self.plan
+        for lo, hi in spans:
+            idx = indices[lo:hi].tolist()
+            if params is None:
+                yield [(i, None) for i in idx]
+                continue
+            scale, offset, flip = (params[k][lo:hi].tolist() for k in ("scale", "offset", "flip"))
+            yield [
+                (i, {"scale": s, "offset": o, "flip": f})
+                for i, s, o, f in zip(idx, scale, offset, flip, strict=True)
+            ]
+
+    def __len__(self) -> int:
+        return len(self.plan[2])
+
+
+class _FileItems(torch.utils.data.Dataset):
+    """Worker side of a file data set: decode one image and resize/crop it to the fixed size."""
+
+    def __init__(self, dataset: FileDataset, transform: TrainTransform | EvalTransform) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, dict[str, Any] | None]) -> tuple[torch.Tensor, int]:
+        i, row = item
+        if row is None:
+            assert isinstance(self.transform, EvalTransform)
+            im, label = self.dataset.load(i, min_short=self.transform.resize)
+            return self.transform.prepare_image(im), label
+        assert isinstance(self.transform, TrainTransform)
+        im, label = self.dataset.load(i, min_short=self.transform.min_short(row))
+        return self.transform.prepare_image(im, row), label
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring
+
+
+def measure_loader(
+    loader: BatchLoader, max_batches: int | None = None, warmup: int = 2, repeats: int = 1
+) -> dict[str, float]:
+    """Throughput of iterating `loader`: `repeats` passes of one epoch (or `max_batches` batches),
+    each after `warmup` untimed batches. Returns {"images" (per pass), "images_per_s" (the best pass:
+    the least disturbed by other processes on a shared machine), "images_per_s_median"}. On CUDA the
+    timing ends with a synchronize."""
+    rates = []
+    images = 0
+    for _ in range(max(1, repeats)):
+        it = iter(loader)
+        for _ in range(min(warmup, len(loader) - 1)):
+            next(it)
+        images = 0
+        t0 = time.perf_counter()
+        for k, (x, _) in enumerate(it):
+            images += x.shape[0]
+            if max_batches is not None and k + 1 >= max_batches:
+                break
+        if loader.device is not None and loader.device.type == "cuda":
+            torch.cuda.synchronize(loader.device)
+        seconds = time.perf_counter() - t0
+        rates.append(images / seconds if seconds > 0 else math.inf)
+    return {"images": images, "images_per_s": max(rates), "images_per_s_median": float(np.median(rates))}
+
+
+# The small presets the benchmark times: (name, spec with {root} = the shared data folder, crop,
+# (s_min, s_max), flip, pca_std).
+BENCH_PRESETS: tuple[tuple[str, str, int, tuple[int, int], float, float], ...] = (
+    ("mnist5k", "mnist5k", 28, (28, 32), 0.0, 0.0),
+    ("cifar10", "folder:{root}/cifar10/CIFAR-10-images.zip", 32, (32, 40), 0.5, 0.1),
+    (
+        "tinyimagenet",
+        "tinyimagenet:{root}/tiny-imagenet-200-subset/tiny-imagenet-200-subset.zip",
+        64,
+        (64, 80),
+        0.5,
+        0.1,
+    ),
+)
+
+
+def benchmark_loaders(
+    data_root: str | Path | None = None,
+    batch_size: int = 128,
+    max_batches: int = 100,
+    num_workers: int = 2,
+    device: torch.device | str | None = None,
+    files: bool = True,
+    repeats: int = 3,
+    cold_open: bool = False,
+) -> list[dict[str, Any]]:
+    """Loader images/s for the small presets (mnist5k; CIFAR-10 and Tiny ImageNet when `data_root`
+    holds them): augmented train batches and eval batches from memory and, with `files`, the same sets
+    read as image files by `num_workers` DataLoader workers. `cold_open` first opens each set with an
+    empty cache (timing the one-time decode). One dict per measurement, with the open times."""
+    import tempfile
+
+    from rectifiers.data import open_dataset
+    from rectifiers.transforms import Normalize
+
+    rows: list[dict[str, Any]] = []
+    for name, spec_form, crop, scale, flip, pca_std in BENCH_PRESETS:
+        spec = spec_form
+        if "{root}" in spec_form:
+            if data_root is None:
+                continue
+            spec = spec_form.format(root=Path(data_root))
+            if not Path(spec.split(":", 1)[1]).exists():
+                continue
+        cold_s = None
+        if cold_open:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                open_dataset(spec, "train", cache_dir=tmp)
+                cold_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ds = open_dataset(spec, "train")
+        open_s = time.perf_counter() - t0
+        norm = Normalize.from_dataset(ds, max_samples=5000)
+        train_tf = TrainTransform(crop, scale, flip=flip, pca_std=pca_std, normalize=norm)
+        eval_tf = EvalTransform(crop, crop, normalize=norm)
+        variants: list[tuple[str, ImageDataset, int]] = [("memory", ds, 0)]
+        if files and spec != spec_form:
+            variants.append(("files", open_dataset(spec, "train", memory_budget=0), num_workers))
+        for kind, d, workers in variants:
+            for train, tf in ((True, train_tf), (False, eval_tf)):
+                loader = make_loader(
+                    d, batch_size, train=train, transform=tf, num_workers=workers, device=device
+                )
+                limit = max_batches if kind == "memory" else max(10, max_batches // 5)
+                m = measure_loader(loader, max_batches=limit, repeats=repeats if kind == "memory" else 1)
+                rows.append(
+                    {
+                        "data": name,
+                        "source": kind,
+                        "mode": "train" if train else "eval",
+                        "crop": crop,
+                        "batch_size": batch_size,
+                        "workers": workers,
+                        "open_s": open_s if kind == "memory" else None,
+                        "open_cold_s": cold_s if kind == "memory" else None,
+                        **m,
+                    }
+                )
+    return rows
+
+
+def format_benchmark(rows: list[dict[str, Any]]) -> str:
+    """The rows of `benchmark_loaders` as an aligned text table."""
+    cols = ("data", "source", "mode", "crop", "batch", "workers", "images/s", "median", "open s", "cold s")
+    widths = (13, 7, 5, 4, 5, 7, 10, 10, 7, 7)
+    lines = [
+        " ".join(
+            c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths, strict=True))
+        )
+    ]
+    lines.append("-" * len(lines[0]))
+
+    def opt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    for r in rows:
+        cells = (
+            r["data"],
+            r["source"],
+            r["mode"],
+            r["crop"],
+            r["batch_size"],
+            r["workers"],
+            f"{r['images_per_s']:.0f}",
+            f"{r['images_per_s_median']:.0f}",
+            opt(r["open_s"]),
+            opt(r["open_cold_s"]),
+        )
+        lines.append(
+            " ".join(
+                str(c).ljust(w) if i < 3 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""The PReLU op benchmark's measurement function (timings themselves are never asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rectifiers.bench import OPS, bench_prelu_op, format_bench_table
+
+
+def test_rows_cover_every_configuration_with_consistent_ratios() -> None:
+    rows = bench_prelu_op(shape=(2, 4, 3, 3), repeats=2, warmup=1, ops=tuple(OPS))
+    assert len(rows) == 2 * 2 * 2 * len(OPS)  # dtypes × formats × passes × ops
+    for row in rows:
+        assert row["median_ms"] > 0 and row["min_ms"] <= row["median_ms"]
+        if row["op"] == "relu":
+            assert row["ratio_to_relu"] == 1.0
+        if row["op"] == "torch.prelu":
+            assert row["ratio_to_torch_prelu"] == 1.0
+    table = format_bench_table(rows)
+    assert "rectifiers.prelu" in table and "prelu_reference" in table
+    assert len(table.splitlines()) == len(rows) + 2
+
+
+def test_ratios_absent_without_their_baseline() -> None:
+    rows = bench_prelu_op(
+        shape=(2, 4),
+        dtypes=("float32",),
+        formats=("contiguous",),
+        repeats=1,
+        warmup=0,
+        ops=("rectifiers.prelu",),
+    )
+    assert [r["ratio_to_relu"] for r in rows] == [None, None]
+
+
+def test_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        bench_prelu_op(shape=(2, 4, 3, 3), dtypes=("float8",))
+    with pytest.raises(ValueError, match="channels_last needs"):
+        bench_prelu_op(shape=(2, 4), formats=("channels_last",))
+    with pytest.raises(ValueError, match="repeats"):
+        bench_prelu_op(repeats=0)
