@@ -75,7 +75,9 @@ class SpatialPyramidPool2d(nn.Module):
     floor(i·H/n) to ceil((i+1)·H/n) (exclusive), and likewise along the width: the bins tile the map,
     neighbouring bins overlap by at most one row/column when n does not divide H, and when H < n some
     rows serve several bins. So any map of at least 1×1 works, square or not, including maps smaller
-    than the largest level. This is `adaptive_max_pool2d`'s rule.
+    than the largest level. This is `adaptive_max_pool2d`'s rule, and that kernel does the work; while
+    `torch.onnx.export` runs (ONNX has no adaptive pooling) the same bins are computed from integer
+    comparisons instead, so an exported model keeps a dynamic input size.
 
     Output: (N, C · Σ n²). Each level is flattened channel-major, as (C, n, n), and the levels are
     concatenated in the order given. Levels (7, 3, 2, 1) give 63 bins (Table 3); (6, 3, 2, 1) give 50
@@ -105,9 +107,33 @@ class SpatialPyramidPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
-            raise ValueError(f"SpatialPyramidPool2d expects an (N, C, H, W) tensor, got shape {tuple(x.shape)}")
-        pooled = [F.adaptive_max_pool2d(x, n).flatten(1) for n in self.levels]  # each (N, C·n²)
-        return torch.cat(pooled, dim=1)
+            raise ValueError(
+                f"SpatialPyramidPool2d expects an (N, C, H, W) tensor, got shape {tuple(x.shape)}"
+            )
+        # ONNX has no adaptive max pooling: while exporting, compute the same bins with masks
+        pool = _bin_max_2d if torch.onnx.is_in_onnx_export() else F.adaptive_max_pool2d
+        return torch.cat([pool(x, n).flatten(1) for n in self.levels], dim=1)  # levels of (N, C·n²)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}"
+
+
+def _bin_max(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """Max over n bins along `dim`. Position p is in bin i when floor(i·L/n) <= p < ceil((i+1)·L/n),
+    i.e. i·L < (p+1)·n and p·n < (i+1)·L: integer comparisons on tensors, with no shape-dependent
+    branch, so an exported graph stays exact for every input size L."""
+    length = x.shape[dim]
+    pos = torch.arange(length, device=x.device).view(
+        [-1 if d == dim % x.dim() else 1 for d in range(x.dim())]
+    )
+    bins = []
+    for i in range(n):
+        inside = (i * length < (pos + 1) * n) & (pos * n < (i + 1) * length)
+        bins.append(x.masked_fill(~inside, float("-inf")).amax(dim=dim, keepdim=True))
+    return torch.cat(bins, dim=dim)
+
+
+def _bin_max_2d(x: torch.Tensor, n: int) -> torch.Tensor:
+    """`adaptive_max_pool2d(x, n)` from comparisons and reductions (the max over a rectangle is the
+    max over its rows of the max over its columns). Slower than the native kernel, so export only."""
+    return _bin_max(_bin_max(x, n, 2), n, 3)

@@ -29,15 +29,25 @@ Choices the paper leaves open, made here (and parameters where it matters):
   depths are the `depths` argument, so other placements and depths (`net22`) are one call away.
 - Activations follow every conv and fc1, fc2 (not fc3); dropout follows the activations of fc1, fc2.
 
+Counted from these definitions (`rectifiers models`, `rectifiers.complexity`), at 224 px and 1000
+classes: multiply-adds ×10¹⁰ VGG-19 1.963, A 1.906, B 2.322, C 5.346 (Table 3: 1.96, 1.90, 2.32, 5.30;
+C is 0.9% above, the paper's rounding convention is not stated), depths 19/19/22/22; parameters A
+178.0 M, B 183.3 M, C 330.6 M, net14 75.0 M. Channel-wise PReLU slopes = every conv's filters plus the
+4096 units of fc1 and of fc2: A 14,688, B 15,968, C 20,576, net14 10,304; channel-shared net14 has 13
+(Sec. 2.1: 11 conv + fc1 + fc2). net14's alternating padding costs 0.98 G multiply-adds, against
+0.95 G were every map exactly 36 and 18.
+
 Small-image variants (the same families, for 28-64 px images on a CPU): `stem="small"` makes the
-first conv 3×3 stride 1 (pad 1) and drops the first max pool; the stages are unchanged, so a 28-32 px
+first conv 3×3 stride 1 (pad 1) and drops the first max pool (VGG, whose first conv already is 3×3/1,
+loses pool1); the stages are unchanged, so a 28-32 px
 input gives stage maps near net14's 36/18 (28/14 or 32/16). The SPP levels then default to the
 family's `small_spp_levels` ((4, 2, 1): bins of 3-4 px like the paper's 18/6; VGG: (2,)). The
 small-scale experiments use
 
     create_model("net14" | "net22" | "net30", stem="small", width=0.25, fc_width=256)
 
-(conv channels 16/32/64, fc 256; about 1.0 M parameters for net14 with a 10-class head).
+(conv channels 16/32/64, fc 256: 0.52 M parameters and 31 M multiply-adds per 28-px image for
+net14 with a 10-class head).
 
 Initialization: by default every model applies the paper's recipe through `rectifiers.initialize`:
 He init in the Eq. 14 (fan_out) form with a taken from the activation after each layer (Eq. 15),
@@ -99,13 +109,13 @@ SPECS: dict[str, NetSpec] = {
     "net30": NetSpec(_stages((128, 2, 4), (256, 2, 22)), **_NET),
 }
 
-PAPER_FC_STD = (0.01, 0.01, 0.001)  # Sec. 2.2: "a std of 0.01 for the first two fc layers and 0.001 for the last"
+# Sec. 2.2: "a std of 0.01 for the first two fc layers and 0.001 for the last"
+HIDDEN_FC_STD, LAST_FC_STD = 0.01, 0.001
 
-# init argument -> keyword arguments of rectifiers.initialize
-INIT_RECIPES: dict[str, dict[str, Any]] = {
-    "he": {"scheme": "he", "mode": "fan_out", "a": "auto", "fc_std": PAPER_FC_STD},  # what the paper trained with
-    "he_fc": {"scheme": "he", "mode": "fan_out", "a": "auto"},  # Eq. 14 on the fc layers as well
-}
+# values of `init` besides True (= "he") and False: "he" is the paper's recipe, He init in the Eq. 14
+# (fan_out) form on the conv layers and the fixed stds above on the fc layers; "he_fc" uses Eq. 14 on
+# the fc layers as well
+INITS = ("he", "he_fc")
 STEMS = ("imagenet", "small")
 
 
@@ -181,8 +191,8 @@ class Net(nn.Module):
             raise ValueError(f"width must be > 0, got {width}")
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
-        if not isinstance(init, bool) and init not in INIT_RECIPES:
-            raise ValueError(f"unknown init {init!r}; use True, False or one of {', '.join(INIT_RECIPES)}")
+        if not isinstance(init, bool) and init not in INITS:
+            raise ValueError(f"unknown init {init!r}; use True, False or one of {', '.join(INITS)}")
 
         if depths:
             depths = tuple(depths)
@@ -190,7 +200,9 @@ class Net(nn.Module):
                 raise ValueError(f"depths needs one entry per stage ({len(spec.stages)}), got {depths}")
             for depth in depths:
                 _check_positive_int("every entry of depths", depth)
-            spec = dataclasses.replace(spec, stages=tuple(s._replace(repeats=d) for s, d in zip(spec.stages, depths)))
+            spec = dataclasses.replace(
+                spec, stages=tuple(s._replace(repeats=d) for s, d in zip(spec.stages, depths, strict=True))
+            )
         fc_dims = spec.fc if fc_width is None else (fc_width,) * len(spec.fc)
         for units in fc_dims:
             _check_positive_int("fc_width", units)
@@ -218,7 +230,8 @@ class Net(nn.Module):
         if init:
             from rectifiers.init import initialize
 
-            initialize(self, **INIT_RECIPES["he" if init is True else init])
+            fc_std = None if init == "he_fc" else (HIDDEN_FC_STD,) * len(fc_dims) + (LAST_FC_STD,)
+            initialize(self, scheme="he", mode="fan_out", a="auto", fc_std=fc_std)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The conv part, (N, C_in, H, W) → (N, C, h, w); fully convolutional, any input size."""
@@ -272,7 +285,9 @@ def _out_size(size: int, layer: nn.Conv2d | nn.MaxPool2d, axis: int) -> int:
     return span // s + 1
 
 
-def _build_features(spec: NetSpec, in_chans: int, act: str, width: float, stem: str) -> tuple[nn.Sequential, int]:
+def _build_features(
+    spec: NetSpec, in_chans: int, act: str, width: float, stem: str
+) -> tuple[nn.Sequential, int]:
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     channels = in_chans
     group = 1  # numbering of conv groups: conv1 is the stem, conv2_x the first stage, ...
@@ -282,7 +297,9 @@ def _build_features(spec: NetSpec, in_chans: int, act: str, width: float, stem: 
         if stem == "small":
             kernel, stride, padding = 3, 1, 1
         out = _scaled(out, width)
-        layers["conv1"], layers["act1"] = conv_act(channels, out, kernel, stride=stride, padding=padding, act=act)
+        layers["conv1"], layers["act1"] = conv_act(
+            channels, out, kernel, stride=stride, padding=padding, act=act
+        )
         channels = out
         if spec.stem_pool is not None and stem != "small":
             layers["pool1"] = nn.MaxPool2d(*spec.stem_pool)
@@ -290,7 +307,9 @@ def _build_features(spec: NetSpec, in_chans: int, act: str, width: float, stem: 
     for i, stage in enumerate(spec.stages):
         out = _scaled(stage.channels, width)
         for j in range(stage.repeats):
-            conv, activation = conv_act(channels, out, stage.kernel, padding=_padding(stage.kernel, j), act=act)
+            conv, activation = conv_act(
+                channels, out, stage.kernel, padding=_padding(stage.kernel, j), act=act
+            )
             layers[f"conv{group}_{j + 1}"], layers[f"act{group}_{j + 1}"] = conv, activation
             channels = out
         last = i == len(spec.stages) - 1
@@ -301,7 +320,12 @@ def _build_features(spec: NetSpec, in_chans: int, act: str, width: float, stem: 
 
 
 def _build_head(
-    spp: SpatialPyramidPool2d, channels: int, fc_dims: Sequence[int], num_classes: int, act: str, dropout: float
+    spp: SpatialPyramidPool2d,
+    channels: int,
+    fc_dims: Sequence[int],
+    num_classes: int,
+    act: str,
+    dropout: float,
 ) -> nn.Sequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict(spp=spp)
     features = spp.output_features(channels)
@@ -318,7 +342,9 @@ def _build_head(
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 NET_ARGS: tuple[str, ...] = tuple(
-    name for name, p in inspect.signature(Net.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY and name != "name"
+    name
+    for name, p in inspect.signature(Net.__init__).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name != "name"
 )
 
 
