@@ -26,7 +26,6 @@ import os
 import pickle
 import re
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +77,35 @@ def link_checkpoint(source: Path, target: Path) -> None:
     _fsync_dir(target.parent)
 
 
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files of `save_checkpoint`/`link_checkpoint` whose writer no longer runs.
+
+    A process killed mid-save leaves `.NAME.tmp-PID` behind (the checkpoint it was replacing is
+    intact); each is a checkpoint's size, so repeated crashes would otherwise fill the disk.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp-*"):
+        pid = tmp.name.rpartition(".tmp-")[2]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a rectifiers checkpoint safely (`weights_only=True`) and check its keys.
 
@@ -93,10 +121,16 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # weights_only refuses any global it does not know: that is how a code payload shows up.
-        raise CheckpointError(
-            f"{path}: refused to load (not plain tensors/containers): {_first_line(err)}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        # Its other refusals (an unknown opcode, a string too long) are what garbage bytes give.
+        if _is_unsafe(err):
+            raise CheckpointError(
+                f"{path}: refused to load (not plain tensors/containers): {_unsafe_reason(err)}"
+            ) from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint: {_unsafe_reason(err)}") from None
+    except Exception as err:
+        # Garbage makes the weights-only unpickler fail in many ways (IndexError, KeyError,
+        # UnicodeDecodeError, EOFError, the zip reader's RuntimeError...); it never runs code, so
+        # every failure means the same thing here.
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint: {_first_line(err)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a rectifiers checkpoint (holds {type(state).__name__})")
@@ -173,21 +207,34 @@ def load_model(
 
 
 def swap_to_torch_modules(model: nn.Module) -> nn.Module:
-    """Replace each `rectifiers.PReLU` (channel axis 1) with a `torch.nn.PReLU` holding the same slopes."""
+    """Replace each `rectifiers.PReLU` (channel axis 1) with a `torch.nn.PReLU` holding the same slopes.
+
+    Works in place and returns `model` (the replacement itself when `model` is a PReLU). The new
+    modules keep the slopes' device, dtype and `requires_grad`, and the old modules' train/eval mode.
+    """
     from rectifiers.activations import PReLU
 
+    if isinstance(model, PReLU):
+        return _torch_prelu(model, type(model).__name__)
     for name, child in list(model.named_children()):
         if isinstance(child, PReLU):
-            if child.num_parameters > 1 and child.dim != 1:
-                raise ValueError(
-                    f"{name}: torch.nn.PReLU needs the channel axis at dim 1, this one uses {child.dim}"
-                )
-            plain = nn.PReLU(num_parameters=child.num_parameters)
-            plain.weight.data.copy_(child.weight.data)
-            setattr(model, name, plain)
+            setattr(model, name, _torch_prelu(child, name))
         else:
             swap_to_torch_modules(child)
     return model
+
+
+def _torch_prelu(module: nn.Module, name: str) -> nn.PReLU:
+    if module.num_parameters > 1 and module.dim != 1:
+        raise ValueError(
+            f"{name}: torch.nn.PReLU needs the channel axis at dim 1, this one uses {module.dim}"
+        )
+    weight = module.weight
+    plain = nn.PReLU(module.num_parameters, init=module.init, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+    plain.weight.requires_grad_(weight.requires_grad)
+    return plain.train(module.training)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -198,6 +245,12 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _is_unsafe(err: pickle.UnpicklingError) -> bool:
+    """Whether weights_only refused an object (a global, a call, a class) rather than garbage bytes."""
+    text = str(err).lower()
+    return any(word in text for word in ("global", "unrecognized function", "new object"))
 
 
 def _unsafe_reason(err: BaseException) -> str:

@@ -1,0 +1,235 @@
+"""Predict the classes of image files with a trained model: top-k class names and probabilities.
+
+    predict("runs/default/best.pt", ["digit.png", "photos/"], top=5, views="single")
+
+Each path is an image file or a folder (searched recursively for image files, sorted by name; other
+files there are ignored, as in the data sets). Every image is decoded by `rectifiers.decode` (Pillow
+with a pixel limit against decompression bombs) and converted to the model's channel count (RGB for
+3 channels, grayscale "L" for 1), then scored exactly as evaluation does (`rectifiers.views`):
+
+    single   shorter side resized to the checkpoint's `data.eval_resize`, the central `data.crop` window
+    ten      the four corners and the center of that image, each also mirrored; probabilities averaged
+    dense    the paper's dense testing on the last conv map at the resize scale, mirrored too
+
+with the checkpoint's own normalization. `scales` replaces the resize by one or more scales (the
+probabilities are averaged over them, as `rectifiers.evaluate` does).
+
+The result is one dict per image, in input order:
+
+    {"path": "digit.png", "predictions": [{"rank": 1, "class": "7", "index": 7, "probability": 0.98},
+     ...], "error": None}
+
+A file that cannot be read or decoded gets `"predictions": []` and `"error"` saying why; the others
+are still predicted. `write_csv` / `write_json` save the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rectifiers import decode
+from rectifiers.evaluate import Member, load_member
+from rectifiers.transforms import Normalize
+from rectifiers.views import dense, feature_window, single_view, ten_view
+
+VIEWS = ("single", "ten", "dense")
+CSV_FIELDS = ("path", "rank", "class", "index", "probability", "error")
+
+
+def image_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
+    """Expand the inputs into (file, None) for each image to predict, or (path, reason) for an input
+    that yields none: a missing path or a folder without image files."""
+    out: list[tuple[str, str | None]] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and decode.is_image_name(p.name))
+            if not files:
+                out.append(
+                    (str(path), f"no image files in this folder ({', '.join(decode.IMAGE_EXTENSIONS)})")
+                )
+            out.extend((str(p), None) for p in files)
+        elif path.exists():
+            out.append((str(path), None))  # named explicitly: tried whatever its extension
+        else:
+            out.append((str(path), "no such file or directory"))
+    return out
+
+
+def read_image(path: str | Path, channels: int) -> Tensor:
+    """uint8 (C, H, W) of one image file, converted to `channels` (1: grayscale, 3: RGB).
+    Raises decode.BadImageError (a ValueError) saying why a file cannot be used."""
+    # decode_image turns every failure, an unreadable file included, into a BadImageError; given the
+    # path (not an open handle) Pillow names the file in its message and closes it after decoding.
+    im = decode.decode_image(str(path), "L" if channels == 1 else "RGB")
+    return torch.from_numpy(decode.image_to_array(im).copy()).permute(2, 0, 1).contiguous()
+
+
+def _member(
+    model_or_checkpoint: str | Path | Member | nn.Module,
+    crop: int | None,
+    resize: int | None,
+    normalize: Normalize | None,
+    classes: Sequence[str] | None,
+    device: torch.device,
+) -> Member:
+    if isinstance(model_or_checkpoint, Member):
+        member = model_or_checkpoint
+    elif isinstance(model_or_checkpoint, nn.Module):
+        if crop is None:
+            raise ValueError("predicting with a bare nn.Module needs crop= (its training crop side)")
+        model = model_or_checkpoint
+        member = Member(
+            model, crop, normalize, name=type(model).__name__, classes=getattr(model, "classes", None)
+        )
+    else:
+        member = load_member(model_or_checkpoint, device)
+    member.model.to(device).eval()
+    if classes is not None:
+        member.classes = [str(c) for c in classes]
+    if resize is not None:
+        member.eval_resize = resize
+    return member
+
+
+def _in_chans(model: nn.Module) -> int:
+    """The channel count the model takes: its build arguments, else its first conv layer's."""
+    chans = getattr(model, "build_args", {}).get("in_chans")
+    if chans is None:
+        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        chans = conv.in_channels if conv is not None else 3
+    if chans not in (1, 3):
+        raise ValueError(f"image files decode to 1 or 3 channels; the model takes {chans}")
+    return int(chans)
+
+
+def _scores(member: Member, images: Tensor, views: str, scales: Sequence[int]) -> Tensor:
+    """Probabilities (B, K) of a same-size uint8 batch, averaged over `scales`."""
+    total: Tensor | None = None
+    for s in scales:
+        if views == "dense":
+            window = feature_window(member.model, member.crop, images.shape[1])
+            p = dense(member.model, images, scale=s, window=window, normalize=member.normalize)
+        else:
+            view = single_view if views == "single" else ten_view
+            p = view(member.model, images, resize=s, crop=member.crop, normalize=member.normalize)
+        total = p if total is None else total + p
+    assert total is not None
+    return total / len(scales)
+
+
+def predict(
+    model_or_checkpoint: str | Path | Member | nn.Module,
+    paths: Iterable[str | Path],
+    top: int = 5,
+    views: str = "single",
+    *,
+    scales: Sequence[int] | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    crop: int | None = None,
+    resize: int | None = None,
+    normalize: Normalize | None = None,
+    classes: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Top-`top` classes of every image in `paths` (files or folders), as records (module docstring).
+
+    Args:
+        model_or_checkpoint: a checkpoint path (its model, crop, eval resize, normalization and class
+            names), an `evaluate.Member`, or a bare module (then `crop=`, and `normalize=` for the
+            inputs it was trained on; class names from `classes=` or its `classes` attribute).
+        top: how many classes per image (at most the class count).
+        views: "single", "ten" or "dense" (see the module docstring).
+        scales: shorter sides to view each image at (default: the eval resize, else the crop).
+        batch_size: images decoded and scored together (same-size images share a forward pass).
+    """
+    if views not in VIEWS:
+        raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = torch.device(device)
+    member = _member(model_or_checkpoint, crop, resize, normalize, classes, dev)
+    scales = tuple(scales) if scales else (member.eval_resize or member.crop,)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in scales):
+        raise ValueError(f"scales must be positive integers, got {list(scales)}")
+    if views != "dense" and min(scales) < member.crop:
+        raise ValueError(f"every scale must be at least the crop ({member.crop}), got {list(scales)}")
+    channels = _in_chans(member.model)
+    items = image_paths(paths)
+    records: list[dict[str, Any]] = [{"path": p, "predictions": [], "error": err} for p, err in items]
+    todo = [i for i, (_, err) in enumerate(items) if err is None]
+    for lo in range(0, len(todo), batch_size):
+        groups: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+        for i in todo[lo : lo + batch_size]:
+            try:
+                image = read_image(items[i][0], channels)
+            except decode.BadImageError as err:
+                records[i]["error"] = str(err)
+                continue
+            groups.setdefault(tuple(image.shape), []).append((i, image))
+        for group in groups.values():
+            index = [i for i, _ in group]
+            probs = _scores(member, torch.stack([im for _, im in group]).to(dev), views, scales).cpu()
+            for i, p in zip(index, probs, strict=True):
+                records[i]["predictions"] = _top(p, top, member.classes)
+    return records
+
+
+def _top(probs: Tensor, k: int, classes: Sequence[str] | None) -> list[dict[str, Any]]:
+    values, indices = probs.topk(min(k, probs.numel()))
+    return [
+        {
+            "rank": rank,
+            "class": classes[j] if classes is not None and j < len(classes) else str(j),
+            "index": j,
+            "probability": float(v),
+        }
+        for rank, (v, j) in enumerate(zip(values.tolist(), indices.tolist(), strict=True), start=1)
+    ]
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def format_records(records: Sequence[dict[str, Any]]) -> str:
+    """A readable listing: per image its path, then one line per class (rank, name, probability)."""
+    width = max((len(p["class"]) for r in records for p in r["predictions"]), default=0)
+    lines: list[str] = []
+    for r in records:
+        if r["error"] is not None:
+            continue
+        lines.append(r["path"])
+        for p in r["predictions"]:
+            lines.append(f"  {p['rank']:>2}. {p['class']:<{width}}  {100 * p['probability']:6.2f}%")
+    return "\n".join(lines)
+
+
+def write_csv(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """One row per (image, rank): path, rank, class, index, probability, error; an image that
+    could not be predicted gets one row with only its path and the error."""
+    path = Path(path)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for r in records:
+            if r["error"] is not None:
+                writer.writerow({"path": r["path"], "error": r["error"]})
+            for p in r["predictions"]:
+                writer.writerow({"path": r["path"], "error": "", **p})
+    return path
+
+
+def write_json(records: Sequence[dict[str, Any]], path: str | Path, **info: Any) -> Path:
+    """`{**info, "results": records}` as indented JSON (info: e.g. the checkpoint and the views)."""
+    path = Path(path)
+    path.write_text(json.dumps({**info, "results": list(records)}, indent=2) + "\n")
+    return path
