@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from rectifiers.bench import OPS, bench_prelu_op, format_bench_table
 
@@ -40,3 +41,17 @@ def test_rejects_bad_arguments() -> None:
         bench_prelu_op(shape=(2, 4), formats=("channels_last",))
     with pytest.raises(ValueError, match="repeats"):
         bench_prelu_op(repeats=0)
+
+
+def test_machine_info_and_matmul_peak() -> None:
+    from rectifiers.bench import format_machine, machine_info, matmul_peak
+
+    info = machine_info()
+    assert info["cores"] >= 1 and info["threads"] >= 1 and info["torch"] == torch.__version__
+    line = format_machine(info)
+    assert line.startswith(f"cpu {info['cpu']}") and f"torch {torch.__version__}" in line
+    assert matmul_peak("float32", size=64, repeats=2) > 0
+    with pytest.raises(ValueError, match="unknown dtype"):
+        matmul_peak("int8")
+    with pytest.raises(ValueError, match="size and repeats"):
+        matmul_peak(size=0)

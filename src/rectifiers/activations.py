@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rectifiers.prelu_fast import can_fuse, fused_prelu, slope_view
+
 __all__ = ["PReLU", "activation_slope", "prelu", "prelu_reference"]
 
 
@@ -62,15 +64,6 @@ def _channel_dim(x: Tensor, weight: Tensor, dim: int) -> int | None:
     return dim
 
 
-def _broadcast_slope(x: Tensor, weight: Tensor, dim: int) -> Tensor:
-    """The slopes in ``x``'s dtype, viewed to broadcast against ``x`` along the channel axis."""
-    channel = _channel_dim(x, weight, dim)
-    shape = [1] * x.dim()
-    if channel is not None:
-        shape[channel] = weight.numel()
-    return weight.to(x.dtype).view(shape)
-
-
 def prelu_reference(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
     """PReLU written out as Eq. 1, the ground truth for every faster implementation.
 
@@ -81,7 +74,7 @@ def prelu_reference(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
     would); its gradient flows back to the slope's own dtype. Elementwise ops keep the input's memory
     format (channels_last in, channels_last out).
     """
-    slope = _broadcast_slope(x, weight, dim)
+    slope = slope_view(x, weight, _channel_dim(x, weight, dim))
     return torch.where(x > 0, x, slope * x)
 
 
@@ -97,17 +90,27 @@ def prelu(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
 
     Returns a tensor of ``x``'s shape, dtype and memory format, equal to `prelu_reference`.
 
-    The same broadcast as `prelu_reference`, computed by ATen's pointwise PReLU kernel (the op that
-    ``torch.nn.functional.prelu`` itself lowers to): one pass over ``x`` instead of the three of
-    ``where``/``mul``/``>``, with autograd formulas for Eq. 2-3 including double backward, and a
-    decomposition that torch.compile understands. Unlike torch's entry point it takes any channel
-    axis. Its slope gradient still materializes a full-size temporary before the per-channel sum.
+    On CPU tensors in float32, float64 and bfloat16 (contiguous or channels_last) this runs the fused
+    kernel of `rectifiers.prelu_kernel`: a one-pass forward, and a one-pass backward that computes
+    ∂E/∂y and the per-channel sum of Eq. 2 together, at ReLU's memory traffic. Elsewhere (other
+    devices and dtypes, strided inputs, torch.compile, jit tracing and ONNX export, torch.func
+    transforms, or no C++ compiler) it is ATen's pointwise PReLU kernel, the op
+    ``torch.nn.functional.prelu`` lowers to, which torch.compile decomposes into a pointwise op.
+    Both give `prelu_reference`'s outputs and input gradients exactly (the slope gradient, a sum,
+    up to summation order) and support double backward. When every slope is positive the fused
+    backward keeps only the output, as ReLU does (the slope gradient is then Σ g·min(f, 0) / a, one
+    rounding of a·y per term away from Eq. 2's Σ g·min(y, 0)), so the output must not be modified in
+    place before the backward; autograd raises an error if it is. Unlike torch's entry point it takes
+    any channel axis.
 
     >>> import torch
     >>> prelu(torch.tensor([[-2.0, 3.0]]), torch.tensor([0.25]))
     tensor([[-0.5000,  3.0000]])
     """
-    return torch.ops.aten._prelu_kernel(x, _broadcast_slope(x, weight, dim))
+    channel = _channel_dim(x, weight, dim)
+    if can_fuse(x, weight):
+        return fused_prelu(x, weight, channel)
+    return torch.ops.aten._prelu_kernel(x, slope_view(x, weight, channel))
 
 
 class PReLU(nn.Module):

@@ -8,10 +8,12 @@ reported, and ratios are taken between ops measured side by side.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +22,15 @@ from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
 
-__all__ = ["DEFAULT_OPS", "OPS", "bench_prelu_op", "format_bench_table", "machine_info"]
+__all__ = [
+    "DEFAULT_OPS",
+    "OPS",
+    "bench_prelu_op",
+    "format_bench_table",
+    "format_machine",
+    "machine_info",
+    "matmul_peak",
+]
 
 # name -> f(x, slopes); the slopes are channel-wise along dim 1 (torch's layout).
 OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -28,24 +38,77 @@ OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "torch.prelu": F.prelu,
     "rectifiers.prelu": prelu,
     "prelu_reference": prelu_reference,  # Eq. 1 written out with where/mul, the ground truth
+    # rectifiers.prelu's fallback where the fused kernel does not apply (ATen's PReLU kernel)
+    "aten._prelu_kernel": lambda x, w: torch.ops.aten._prelu_kernel(x, w.view(1, -1, *[1] * (x.dim() - 2))),
 }
 DEFAULT_OPS = ("relu", "torch.prelu", "rectifiers.prelu")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _FORMATS = ("contiguous", "channels_last")
 
 
+def _cpu_model() -> str:
+    """The CPU's model name as lscpu prints it (from /proc/cpuinfo), else the platform's word."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """What a benchmark figure depends on: CPU model, cores, torch threads, the load average at the
+    time of the call (other processes on a shared machine), torch and Python versions."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average": None if load is None else [round(v, 2) for v in load],
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
         "device": device,
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def format_machine(info: dict[str, Any]) -> str:
+    """One line: ``cpu X, 2 cores, 2 threads, load 3.1 2.9 2.5, torch 2.13.0+cpu, python 3.11.7``."""
+    load = info.get("load_average")
+    parts = [
+        f"cpu {info['cpu']}",
+        f"{info['cores']} cores",
+        f"{info['threads']} threads",
+        "load " + (" ".join(f"{v:.1f}" for v in load) if load else "n/a"),
+        f"torch {info['torch']}",
+        f"python {info['python']}",
+    ]
+    if "gpu" in info:
+        parts.append(f"gpu {info['gpu']}")
+    return ", ".join(parts)
+
+
+def matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """The machine's attainable matmul rate in GFLOP/s: the best of ``repeats`` square ``size`` matmuls
+    (2·size³ flops each) after one warm-up. The best, not the median, since a peak is what the
+    machine can do when nothing else disturbs it; a step's fraction of it says how much of the
+    machine the step uses."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(_DTYPES)}")
+    if size < 1 or repeats < 1:
+        raise ValueError(f"size and repeats must be >= 1, got {size}, {repeats}")
+    dev = torch.device(device)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    a = torch.randn(size, size, generator=gen, device=dev).to(_DTYPES[dtype])
+    b = torch.randn(size, size, generator=gen, device=dev).to(_DTYPES[dtype])
+    out = torch.empty_like(a)
+    torch.mm(a, b, out=out)
+    best = min(_timed(lambda: torch.mm(a, b, out=out), dev) for _ in range(repeats))
+    return 2.0 * size**3 / best / 1e9
 
 
 def _sync(device: torch.device) -> None:
@@ -69,6 +132,7 @@ def bench_prelu_op(
     warmup: int = 2,
     device: str = "cpu",
     ops: Sequence[str] = DEFAULT_OPS,
+    keep_memory: bool = True,
 ) -> list[dict[str, Any]]:
     """Time forward and forward+backward of each op in ``ops`` on a random ``shape`` tensor with
     channel-wise slopes (dim 1), for every dtype and memory format.
@@ -76,7 +140,12 @@ def bench_prelu_op(
     "forward" runs under ``torch.no_grad()`` (the op alone); "forward+backward" computes the output
     and backpropagates a fixed gradient to the input and to the slopes (ReLU: to the input only).
     Returns one dict per (dtype, format, pass, op) with the median and min time in ms and the ratios
-    of the median to ReLU's and to torch's PReLU in the same configuration.
+    to ReLU's and to torch's PReLU in the same configuration: the median over the rounds of the
+    ratio of the two ops' times in that round (they ran side by side).
+
+    ``keep_memory`` first applies `rectifiers.runtime.keep_freed_memory`, as the trainer does, so
+    every op's output reuses freed memory alike (up to glibc's 32 MiB limit) instead of whichever op
+    the allocator happens to hand fresh pages paying for page faults.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
@@ -91,6 +160,10 @@ def bench_prelu_op(
         )
     if "channels_last" in formats and len(shape) not in (4, 5):
         raise ValueError(f"channels_last needs a 4-D or 5-D shape, got {tuple(shape)}")
+    if keep_memory:
+        from rectifiers.runtime import keep_freed_memory
+
+        keep_freed_memory()
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     rows: list[dict[str, Any]] = []
@@ -107,7 +180,6 @@ def bench_prelu_op(
             w = torch.full((shape[1],), 0.25, device=dev, dtype=dtype)
             times = _measure(x, w, grad, ops, repeats, warmup, dev)
             for pass_name in ("forward", "forward+backward"):
-                medians = {op: statistics.median(times[(op, pass_name)]) for op in ops}
                 for op in ops:
                     t = times[(op, pass_name)]
                     rows.append(
@@ -116,17 +188,25 @@ def bench_prelu_op(
                             "format": fmt,
                             "pass": pass_name,
                             "op": op,
-                            "median_ms": medians[op] * 1e3,
+                            "median_ms": statistics.median(t) * 1e3,
                             "min_ms": min(t) * 1e3,
-                            "ratio_to_relu": medians[op] / medians["relu"] if "relu" in medians else None,
-                            "ratio_to_torch_prelu": (
-                                medians[op] / medians["torch.prelu"] if "torch.prelu" in medians else None
-                            ),
+                            "ratio_to_relu": _paired_ratio(times, op, "relu", pass_name),
+                            "ratio_to_torch_prelu": _paired_ratio(times, op, "torch.prelu", pass_name),
                             "shape": list(shape),
                             "repeats": repeats,
                         }
                     )
     return rows
+
+
+def _paired_ratio(
+    times: dict[tuple[str, str], list[float]], op: str, base: str, pass_name: str
+) -> float | None:
+    """Median over the rounds of op's time ÷ base's time in the same round (None without base)."""
+    if (base, pass_name) not in times:
+        return None
+    pairs = zip(times[(op, pass_name)], times[(base, pass_name)], strict=True)
+    return statistics.median(a / b for a, b in pairs)
 
 
 def _measure(

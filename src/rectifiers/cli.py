@@ -124,13 +124,16 @@ def _run_train(args: argparse.Namespace) -> int:
         print("\n".join(list_presets()))
         return 0
     config = load_config(args.config, _train_overrides(args))
-    from rectifiers.engine import NonFiniteLossError, fit
+    from rectifiers.engine import CheckpointWriteError, NonFiniteLossError, fit
 
     try:
         result = fit(config)
     except NonFiniteLossError as err:
         print(f"rectifiers train: stopped: {err}", file=sys.stderr)
         return 3
+    except CheckpointWriteError as err:
+        print(f"rectifiers train: stopped: {err}", file=sys.stderr)
+        return 4
     if result["status"] == "interrupted":
         return 128 + int(result["signal"])
     metrics = result["metrics"]
@@ -346,4 +349,326 @@ def _run_init_report(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (_add_train, _add_models, _add_init_report)
+# ------------------------------------------------------------------------------------------- eval
+
+
+def _add_eval(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="test checkpoints: single-view, 10-view or dense multi-scale, one model or an ensemble",
+        description="Score a data split with one checkpoint or an ensemble (softmax scores averaged; "
+        "each checkpoint rebuilds its own model, crop and normalization). Writes DIR/results.json "
+        "(top-1/top-5 error, per-class error, confusion counts) and prints a table. Launch with "
+        "torchrun to split the images over processes; each image is counted once.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="checkpoint file(s) (.pt)")
+    p.add_argument("--data", help="data spec (default: the first checkpoint's training data)")
+    p.add_argument("--split", default="val", help="split to score (default: val)")
+    p.add_argument(
+        "--views",
+        default="single",
+        choices=("single", "ten", "dense"),
+        help="single: center crop; ten: 4 corners + center, with flips; dense: sliding windows on the "
+        "last conv map, image and mirror (paper Sec. 3). Default: single",
+    )
+    p.add_argument(
+        "--scales",
+        help="comma-separated shorter sides, scores averaged over them, e.g. 256,384,480 "
+        "(default: the checkpoint's data.eval_resize)",
+    )
+    p.add_argument("--stride", type=int, default=1, help="dense: window step on the conv map (default: 1)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--out", help="output folder (default: eval_<views> beside the first checkpoint)")
+    p.add_argument("--save-scores", action="store_true", help="also write per-image scores to DIR/scores.pt")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes for image files")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rectifiers import distributed
+    from rectifiers.evaluate import evaluate, format_results, write_results
+
+    try:
+        scales = [int(s) for s in args.scales.split(",")] if args.scales else None
+    except ValueError:
+        raise ValueError(f"--scales takes comma-separated integers, got {args.scales!r}") from None
+    ctx = distributed.setup(args.device)
+    try:
+        results = evaluate(
+            args.checkpoints,
+            args.data,
+            split=args.split,
+            views=args.views,
+            scales=scales,
+            batch_size=args.batch_size,
+            stride=args.stride,
+            device=ctx.device,
+            save_scores=args.save_scores,
+            workers=args.workers,
+        )
+    finally:
+        distributed.teardown()
+    if ctx.is_main:
+        out = Path(args.out) if args.out else Path(args.checkpoints[0]).parent / f"eval_{args.views}"
+        path = write_results(results, out)
+        if not args.quiet:
+            print(format_results(results))
+            print(f"results: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- predict
+
+
+def _add_predict(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="top-k classes of image files with a trained checkpoint",
+        description="Decode each image (folders are searched recursively), view it as the checkpoint's "
+        "evaluation does (its resize, crop and normalization) and print the top-k class names with "
+        "their probabilities, or write them as CSV/JSON. Unreadable files are reported on stderr (and in "
+        "the output file) and skipped; the exit code is non-zero only if no image could be predicted.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file (.pt)")
+    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders")
+    p.add_argument("--top", type=int, default=5, help="classes per image (default: 5)")
+    p.add_argument(
+        "--views",
+        default="single",
+        choices=("single", "ten", "dense"),
+        help="single: center crop; ten: 4 corners + center, with flips; dense: sliding windows on the "
+        "last conv map (paper Sec. 3). Default: single",
+    )
+    p.add_argument("--scales", help="comma-separated shorter sides (default: the checkpoint's eval resize)")
+    p.add_argument("--output", metavar="FILE", help="write FILE.csv or FILE.json instead of printing")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rectifiers.predict import format_records, predict, write_csv, write_json
+
+    output = Path(args.output) if args.output else None
+    if output is not None and output.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"--output must end in .csv or .json, got {args.output}")
+    try:
+        scales = [int(s) for s in args.scales.split(",")] if args.scales else None
+    except ValueError:
+        raise ValueError(f"--scales takes comma-separated integers, got {args.scales!r}") from None
+    records = predict(
+        args.checkpoint,
+        args.paths,
+        top=args.top,
+        views=args.views,
+        scales=scales,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    failed = [r for r in records if r["error"] is not None]
+    for r in failed:
+        print(f"rectifiers predict: {r['path']}: {r['error']}", file=sys.stderr)
+    done = len(records) - len(failed)
+    if output is None:
+        if done:
+            print(format_records(records))
+    elif output.suffix.lower() == ".csv":
+        write_csv(records, output)
+    else:
+        write_json(records, output, checkpoint=str(args.checkpoint), views=args.views, scales=scales)
+    if output is not None:
+        print(f"{done} image(s) predicted, {len(failed)} failed; wrote {output}")
+    return 0 if done else 1
+
+
+# ----------------------------------------------------------------------------------------- export
+
+
+def _add_export(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX and compare onnxruntime with PyTorch",
+        description="Export the checkpoint's model to ONNX (PReLU slopes as (C,1,1) after conv layers, "
+        "(C,) after fc layers), check the file with onnx.checker, and print the max abs difference of "
+        "onnxruntime's logits from PyTorch's on random inputs and on images of the checkpoint's data. "
+        "The input is the normalized image unless --include-normalization. Needs the extra "
+        "rectifiers[export] (onnx, onnxruntime, onnxscript).",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file (.pt)")
+    p.add_argument("--onnx", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    p.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="dynamic input height and width (the SPP layer makes the head size-independent)",
+    )
+    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    p.add_argument(
+        "--include-normalization",
+        action="store_true",
+        help="bake the input normalization into the graph (input: pixel values 0..255)",
+    )
+    p.add_argument("--samples", type=int, default=8, help="real images to compare on (default: 8)")
+    p.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="exit with status 1 if the max abs difference exceeds this (default: 1e-4)",
+    )
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from rectifiers.export import export_checkpoint
+
+    try:
+        report = export_checkpoint(
+            args.checkpoint,
+            args.onnx,
+            dynamic_size=args.dynamic_size,
+            opset=args.opset,
+            include_normalization=args.include_normalization,
+            samples=args.samples,
+        )
+    except ImportError as err:
+        print(f"rectifiers export: error: {err}", file=sys.stderr)
+        return 2
+    print(report)
+    if not report.max_abs_diff <= args.atol:
+        print(
+            f"rectifiers export: max abs difference {report.max_abs_diff:.3g} exceeds --atol {args.atol:g}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+# -------------------------------------------------------------------------------------- reproduce
+
+
+def _add_reproduce(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="re-measure a table or figure of the paper, our numbers beside the paper's",
+        description="Run one experiment of the paper (see --list) and write OUT/NAME/results.json (numbers, "
+        "config, seeds, git revision, torch version, machine), table.md (the paper's numbers beside ours, "
+        "with this command) and NAME.png where the paper has a figure.",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments and their presets, then exit")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=("smoke", "quick", "full"),
+        help="smoke: seconds; quick: about a minute on 2 CPU cores (default); full: what the README reports",
+    )
+    p.add_argument(
+        "--data",
+        help="data spec for the experiments that train (default: CIFAR-10 from the shared data folder when "
+        "present, else mnist5k)",
+    )
+    p.add_argument("--out", default="results", help="output folder (default: results/)")
+    p.add_argument("--seeds", type=int, help="number of seeds (random draws for variance)")
+    p.set_defaults(func=_run_reproduce)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from rectifiers.experiments import PRESETS, describe, list_experiments, run_experiment
+
+    if args.list:
+        for name in list_experiments():
+            info = describe(name)
+            print(f"{name:14}  {info['title']} [{info['paper']}]")
+            for preset in PRESETS:
+                print(f"{'':16}{preset:6} {info['presets'][preset]}")
+        return 0
+    if not args.name:
+        raise ValueError(f"name an experiment ({', '.join(list_experiments())}) or pass --list")
+    table = run_experiment(
+        args.name,
+        args.preset,
+        data=args.data,
+        out=args.out,
+        seeds=args.seeds,
+        say=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    print(table.read_text())
+    print(f"results: {table.parent}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ bench
+
+
+def _add_bench(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: PReLU op vs ReLU, training step vs a plain loop, peak memory, loader vs step",
+        description="Time the PReLU op against ReLU and torch's PReLU, the trainer's step against a plain "
+        "fp32 PyTorch loop (PReLU and ReLU nets), each variant's peak RSS, and the loader against the "
+        "step; compared variants run interleaved in one process and medians are reported, with the "
+        "machine's measured matmul peak. See benchmarks/RESULTS.md.",
+    )
+    p.add_argument("what", nargs="?", default="all", choices=("prelu", "step", "loader", "all"))
+    p.add_argument("--repeats", type=int, default=10, help="timed repeats per variant (default: 10)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--shape", default="64,64,56,56", help="prelu: input shape, channels on dim 1")
+    p.add_argument("--models", default="net14,net22,net30", help="step: comma-separated models")
+    p.add_argument("--presets", default="mnist,cifar10", help="step: sizes of these presets")
+    p.add_argument("--batch", type=int, default=128, help="step and loader batch (default: 128)")
+    p.add_argument("--no-memory", action="store_true", help="step: skip the peak-RSS subprocesses")
+    p.add_argument("--data-root", default="../shared/data", help="loader: folder holding cifar10/ etc.")
+    p.add_argument("--json", metavar="PATH", help="also write every row to this JSON file")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from rectifiers.bench_step import run_suite
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    try:
+        shape = [int(v) for v in args.shape.split(",")]
+    except ValueError:
+        raise ValueError(f"--shape takes comma-separated integers, got {args.shape!r}") from None
+    root = Path(args.data_root)
+    result = run_suite(
+        args.what,
+        lambda text: print(text, flush=True),
+        repeats=args.repeats,
+        models=[m for m in args.models.split(",") if m],
+        presets=[p for p in args.presets.split(",") if p],
+        batch=args.batch,
+        memory=not args.no_memory,
+        data_root=str(root) if root.is_dir() else None,
+        prelu_shape=shape,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+_SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
+    _add_train,
+    _add_models,
+    _add_init_report,
+    _add_eval,
+    _add_predict,
+    _add_export,
+    _add_reproduce,
+    _add_bench,
+)

@@ -254,7 +254,7 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
                 raise ValueError("expected a list")
             return [_scalar(key, v, item) for v in value]
         return _scalar(key, value, hint)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:  # TypeError: a TOML list or table where a number belongs
         raise ValueError(f"bad value {value!r} for {key} (expected {_type_name(hint)}): {err}") from None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import platform
 import random
 import signal
@@ -35,11 +36,13 @@ from torch import nn
 from rectifiers import __version__, distributed
 from rectifiers.checkpoint import (
     FORMAT,
+    CheckpointError,
     epoch_checkpoint_name,
     find_resumable,
     link_checkpoint,
     load_checkpoint,
     prune_checkpoints,
+    remove_stale_temp_files,
     resume_candidates,
     save_checkpoint,
 )
@@ -50,12 +53,17 @@ from rectifiers.loader import make_loader
 from rectifiers.metrics import error_from_counts, topk_correct
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
-from rectifiers.plots import plot_curves
+from rectifiers.plots import plot_curves, read_jsonl
+from rectifiers.runtime import keep_freed_memory
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. ENOSPC); the earlier checkpoints are untouched."""
 
 
 class TrainingStopped(Exception):
@@ -128,12 +136,14 @@ class Trainer:
         self.step = 0  # optimizer steps
         self.best_err = math.inf
         self.stop_signal: int | None = None
+        self.resume_path: Path | None = None  # the checkpoint this run continues
         self.epoch_sums = torch.zeros(3, dtype=torch.float64)
 
     # ------------------------------------------------------------------ setup
 
     def run(self) -> dict[str, Any]:
         cfg, ctx = self.config, self.ctx
+        keep_freed_memory()  # steps reuse freed memory instead of faulting in fresh pages (runtime.py)
         resume_state = self._resume_state()
         self._seed(cfg.train.seed)
         train_set, val_set = self._datasets()
@@ -181,7 +191,11 @@ class Trainer:
                     "or choose another --out (nothing was overwritten)"
                 )
             return None
+        missing = [key for key in ("optimizer", "normalization") if key not in state]
+        if missing:
+            raise CheckpointError(f"{path}: cannot resume from it, missing keys: {', '.join(missing)}")
         self._check_same_run(state, path)
+        self.resume_path = path
         self._say(
             f"resuming from {path} (epoch {state['epoch']}, batch {state.get('batch', 0)}, "
             f"step {state['step']})"
@@ -190,7 +204,10 @@ class Trainer:
 
     def _check_same_run(self, state: dict[str, Any], path: Path) -> None:
         """A resume must continue the same model on the same data; schedule lengths may change."""
-        saved = RunConfig.from_dict(state["config"]).to_dict()
+        try:
+            saved = RunConfig.from_dict(state["config"]).to_dict()
+        except (ValueError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{path}: unusable config in the checkpoint: {err}") from None
         current = self.config.to_dict()
         differ = [
             f"{section}.{key}"
@@ -286,10 +303,17 @@ class Trainer:
         self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            # A file whose config matches this run but whose tensors belong to another model.
+            detail = " ".join(line.strip() for line in str(err).splitlines()[:2])
+            raise CheckpointError(
+                f"{self.resume_path}: its weights do not fit model {self.config.model.name}: {detail}"
+            ) from None
         self.epoch, self.batch, self.step = (
             int(state["epoch"]),
             int(state.get("batch", 0)),
@@ -318,6 +342,31 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         (self.run_dir / "init_report.md").write_text(self.init_report.to_markdown() + "\n")
+        for folder in (self.run_dir, self.run_dir / "checkpoints"):
+            remove_stale_temp_files(folder)
+        self._trim_metrics()
+
+    def _trim_metrics(self) -> None:
+        """Keep only the metrics lines of the epochs the starting state has completed.
+
+        An epoch's line is written just before its checkpoint, so a crash between the two, or a resume
+        from an older checkpoint, leaves lines of epochs that are about to run again (they would be
+        duplicated), and a crash inside the write leaves a torn last line (the next line would be glued
+        to it). The lines kept are exactly those the resumed run would have written itself.
+        """
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        text = path.read_text()
+        records = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= self.epoch]
+        kept = "".join(json.dumps(r) + "\n" for r in records)
+        if kept == text:
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(kept)
+        os.replace(tmp, path)
+        dropped = len(text.splitlines()) - len(records)
+        self._say(f"metrics.jsonl: dropped {dropped} line(s) after epoch {self.epoch}, the resumed state")
 
     # ------------------------------------------------------------------ the loop
 
@@ -512,6 +561,23 @@ class Trainer:
         state = self._state()  # every rank takes part in gathering the RNG states
         if not self.ctx.is_main:
             return
+        try:
+            self._write_checkpoint(state, best, mid_epoch)
+        except OSError as err:  # a full disk, a quota, a vanished mount: stop, keeping what was saved
+            kept = resume_candidates(self.run_dir)
+            epoch = self.epoch + 1 if mid_epoch else self.epoch
+            raise CheckpointWriteError(
+                err.errno,
+                f"{err.strerror or err} (epoch {epoch}, step {self.step}); "
+                + (
+                    f"the previous checkpoint {kept[0]} is intact: free some space and continue with "
+                    "--resume auto"
+                    if kept
+                    else "no earlier checkpoint exists"
+                ),
+            ) from err
+
+    def _write_checkpoint(self, state: dict[str, Any], best: bool, mid_epoch: bool) -> None:
         # Mid-epoch saves go to last.pt only: the kept history is of whole epochs.
         if mid_epoch:
             save_checkpoint(state, self.run_dir / "last.pt")
@@ -519,9 +585,11 @@ class Trainer:
         path = save_checkpoint(
             state, self.run_dir / "checkpoints" / epoch_checkpoint_name(self.epoch, self.step)
         )
-        link_checkpoint(path, self.run_dir / "last.pt")
+        # best.pt before last.pt: a crash between the two resumes from the older last.pt, which redoes
+        # this epoch and links best.pt again; the other order could leave best.pt stale for good.
         if best:
             link_checkpoint(path, self.run_dir / "best.pt")
+        link_checkpoint(path, self.run_dir / "last.pt")
         prune_checkpoints(self.run_dir, max(self.config.train.keep_last, 1))
 
     def _log(self, metrics: dict[str, Any], writer: Any) -> None:

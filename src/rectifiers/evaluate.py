@@ -185,20 +185,33 @@ def _batches(
 
 
 def _view_scores(
-    member: Member, images: Tensor, views: str, scale: int, stride: int, max_windows: int
+    member: Member, images: Tensor, views: str, scale: int, stride: int, max_windows: int, batch_size: int
 ) -> Tensor:
-    if views == "dense":
-        return dense(
-            member.model,
-            images,
-            scale=scale,
-            window=member.window,
-            stride=stride,
-            normalize=member.normalize,
-            max_windows=max_windows,
-        )
-    view = single_view if views == "single" else ten_view
-    return view(member.model, images, resize=scale, crop=member.crop, normalize=member.normalize)
+    """(B, K) probabilities of one member at one scale. The batch is cut so that a forward pass holds
+    about `batch_size` crops' worth of pixels: a tenth of the images for 10-view, and for dense testing
+    the 2·(s/crop)² crops each image and its mirror amount to (larger batches only run slower on CPU,
+    where the activations then spill out of the caches)."""
+    crops_per_image = {"single": 1.0, "ten": 10.0, "dense": 2.0 * (scale / member.crop) ** 2}[views]
+    step = max(1, int(batch_size / crops_per_image))
+    parts = []
+    for lo in range(0, images.shape[0], step):
+        x = images[lo : lo + step]
+        if views == "dense":
+            parts.append(
+                dense(
+                    member.model,
+                    x,
+                    scale=scale,
+                    window=member.window,
+                    stride=stride,
+                    normalize=member.normalize,
+                    max_windows=max_windows,
+                )
+            )
+        else:
+            view = single_view if views == "single" else ten_view
+            parts.append(view(member.model, x, resize=scale, crop=member.crop, normalize=member.normalize))
+    return torch.cat(parts)
 
 
 def _topk_hits(scores: Tensor, targets: Tensor, k: int) -> Tensor:
@@ -333,7 +346,8 @@ def evaluate(
             image and mirror), see `rectifiers.views`.
         scales: shorter sides to test at (the resize before the crops, or dense's s); scores are
             averaged over them. Default: the first checkpoint's validation resize (else its crop).
-        batch_size: images per forward pass of the conv layers (per process).
+        batch_size: images read at a time and crops per forward pass (per process): 10-view and dense
+            testing pass proportionally fewer images at once.
         stride: dense windows' step on the conv map.
         device: "cpu", "cuda", "cuda:N" or "auto".
         save_scores: also return per-image probabilities under "scores" (see `write_results`).
@@ -390,7 +404,9 @@ def evaluate(
         images, targets = images.to(dev), targets.to(dev)
         per_member = []
         for m in members:
-            scores = torch.stack([_view_scores(m, images, views, s, stride, max_windows) for s in scales])
+            scores = torch.stack(
+                [_view_scores(m, images, views, s, stride, max_windows, batch_size) for s in scales]
+            )
             if scores.shape[-1] != k:
                 raise ValueError(
                     f"{m.name}: outputs {scores.shape[-1]} scores per image, {dataset.source} has {k} classes"

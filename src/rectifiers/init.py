@@ -70,7 +70,10 @@ ShapeLike = Tensor | torch.Size | Sequence[int]
 def _shape(tensor_or_shape: ShapeLike) -> tuple[int, ...]:
     if isinstance(tensor_or_shape, Tensor):
         return tuple(tensor_or_shape.shape)
-    return tuple(int(s) for s in tensor_or_shape)
+    shape = tuple(int(s) for s in tensor_or_shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"a weight shape has non-negative sizes, got {shape}")
+    return shape
 
 
 def calculate_fans(tensor_or_shape: ShapeLike, groups: int = 1) -> tuple[int, int]:
@@ -103,6 +106,8 @@ def _fan(tensor_or_shape: ShapeLike, mode: str, groups: int) -> float:
 
 def rectifier_gain(a: float = 0.0) -> float:
     """``sqrt(2 / (1 + a²))`` (Eq. 15): √2 for ReLU, 1.372 for PReLU at 0.25, 1 for the linear case."""
+    if not math.isfinite(a):  # nan would give a nan std, inf a zero one: both silently useless weights
+        raise ValueError(f"the rectifier slope a must be a finite number, got {a!r}")
     return math.sqrt(2.0 / (1.0 + a * a))
 
 

@@ -1,0 +1,123 @@
+"""The paper's tables and figures, re-measured: one module per experiment, run by
+`rectifiers reproduce NAME --preset smoke|quick|full`.
+
+    init-std        Sec. 2.2: VGG model B's Eq. 14 stds and the 1/(1.7·10⁴) attenuation of std 0.01
+    complexity      Table 3: depth and multiply-adds of VGG-19 and models A, B, C
+    variance        Eq. 9 / 13: forward and backward signal variance of the 22- and 30-layer nets
+    convergence     Figures 2 and 3: He vs Xavier init on 22- and 30-layer ReLU nets
+    coefficients    Table 1: the learned PReLU slopes of the 14-layer net
+    relu-vs-prelu   Table 2: ReLU vs channel-shared vs channel-wise PReLU, ten-view error
+    prelu-cost      Sec. 2.1: PReLU's "negligible" cost, as a train-step throughput ratio
+
+Each module defines `TITLE`, `PAPER` (where in the paper), `USES_DATA`, `USES_SEEDS`, `PRESETS`
+(settings per preset) and `run(ctx) -> Outcome`; it composes the library (`rectifiers.engine.fit`,
+`rectifiers.evaluate`, `rectifiers.diagnostics`, ...) and has no training loop of its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rectifiers.experiments.common import (
+    PRESETS,
+    Context,
+    clear_runs,
+    command_line,
+    default_training_data,
+    write_outputs,
+)
+
+# name -> module under rectifiers.experiments
+EXPERIMENTS: dict[str, str] = {
+    "init-std": "init_std",
+    "complexity": "complexity",
+    "variance": "variance",
+    "convergence": "convergence",
+    "coefficients": "coefficients",
+    "relu-vs-prelu": "relu_vs_prelu",
+    "prelu-cost": "prelu_cost",
+}
+
+__all__ = ["EXPERIMENTS", "PRESETS", "describe", "list_experiments", "load", "run_experiment"]
+
+
+def list_experiments() -> list[str]:
+    """The experiment names, in the order of the paper."""
+    return list(EXPERIMENTS)
+
+
+def load(name: str) -> ModuleType:
+    """The module of experiment `name`; an unknown name raises ValueError listing the known ones."""
+    module = EXPERIMENTS.get(name)
+    if module is None:
+        raise ValueError(f"unknown experiment {name!r}; experiments: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(f"rectifiers.experiments.{module}")
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Title, paper reference and per-preset summary of an experiment (for `--list`)."""
+    module = load(name)
+    return {
+        "name": name,
+        "title": module.TITLE,
+        "paper": module.PAPER,
+        "presets": {p: module.PRESETS[p].get("summary", "") for p in PRESETS},
+    }
+
+
+def run_experiment(
+    name: str,
+    preset: str = "quick",
+    *,
+    data: str | None = None,
+    out: str | Path = "results",
+    seeds: int | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Path:
+    """Run experiment `name` with `preset` and write `out/name/` (results.json, table.md, figure).
+
+    Args:
+        preset: "smoke" (seconds, for tests), "quick" (about a minute on 2 CPU cores) or "full"
+            (what the README reports).
+        data: a data spec for the experiments that train (default: the preset's: CIFAR-10 from the
+            shared data folder when present, else mnist5k; smoke: tiny fake images).
+        seeds: how many seeds (training runs per setting, or random draws for `variance`).
+        say: receives progress lines.
+
+    Returns the path of `table.md`. Bad arguments raise ValueError.
+    """
+    module = load(name)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    if data is not None and not module.USES_DATA:
+        raise ValueError(f"{name} uses no data set; --data does not apply to it")
+    if seeds is not None and not module.USES_SEEDS:
+        raise ValueError(f"{name} has no seeds; --seeds does not apply to it")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    settings = dict(module.PRESETS[preset])
+    if seeds is not None:
+        settings["seeds"] = seeds
+    spec = None
+    if module.USES_DATA:
+        spec = data or settings.get("data") or default_training_data()
+    ctx = Context(
+        name=name,
+        preset=preset,
+        settings=settings,
+        out=Path(out) / name,
+        command=command_line(name, preset, data=data, out=out, seeds=seeds),
+        data=spec,
+        seeds=list(range(settings["seeds"])) if "seeds" in settings else [],
+        say=say or (lambda text: None),
+    )
+    clear_runs(ctx)
+    started = time.perf_counter()
+    outcome = module.run(ctx)
+    wall = time.perf_counter() - started
+    return write_outputs(ctx, module.TITLE, module.PAPER, outcome, wall)

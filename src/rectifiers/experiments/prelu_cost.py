@@ -1,0 +1,281 @@
+"""PReLU's cost (Sec. 2.1: "The time complexity due to PReLU is negligible for both forward and
+backward propagation"), measured as the training throughput of the same net with ReLU and with PReLU.
+
+The net is that of `relu-vs-prelu`: `net14`, small-image stem, width 0.25, fc 256, 28-px inputs,
+batch 128. Two measurements, both with every variant interleaved (A, B, A, B, ...) so that a machine
+slowing down part-way slows every variant alike:
+
+1. The training step, by the library's step benchmark (`rectifiers.bench_step.bench_step`): the
+   trainer's step (channels_last, bfloat16 autocast where supported, `rectifiers.PReLU`, exactly the
+   body of the training loop) and a plain PyTorch step (float32, NCHW, `torch.nn.PReLU`), each with
+   ReLU and with channel-wise PReLU, timed on the wall clock and on the process's CPU clock. On a
+   machine shared with other jobs the wall clock also counts waiting for a core; the CPU clock only
+   the work, so its paired ratio is the cleaner one there.
+2. End to end, `rectifiers.engine.fit` itself (loader, step, bookkeeping) on in-memory fake images,
+   for ReLU, channel-shared and channel-wise PReLU: each run trains two short epochs and reports the
+   images/s of the second (the first includes one-off warm-up); the median over repeats is compared.
+
+The op count is given beside it: a PReLU adds one multiply per activation value (of the negative
+ones, in fact) to a layer whose conv or fc already costs n multiply-adds per value, counted from
+the model by `rectifiers.complexity`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from rectifiers.experiments.common import Context, Outcome, markdown_table, train
+
+TITLE = "PReLU's cost: training throughput of the same net with ReLU and with PReLU"
+PAPER = 'Sec. 2.1 ("negligible" time complexity)'
+USES_DATA = False
+USES_SEEDS = False
+
+_TINY = {"model.width": 0.0625, "model.fc_width": 16}
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "step_repeats": 1,
+        "step_warmup": 0,
+        "repeats": 1,
+        "steps": 2,
+        "batch": 16,
+        "amps": ["auto"],
+        "overrides": _TINY,
+        "summary": "1 timed step and 1 short fit per variant, tiny net",
+    },
+    "quick": {
+        "step_repeats": 10,
+        "step_warmup": 2,
+        "repeats": 1,
+        "steps": 8,
+        "batch": 128,
+        "amps": ["auto"],
+        "summary": "10 timed steps per variant, 1 short fit each",
+    },
+    "full": {
+        "step_repeats": 40,
+        "step_warmup": 3,
+        "repeats": 3,
+        "steps": 20,
+        "batch": 128,
+        "amps": ["auto", "off"],
+        "summary": "40 timed steps per variant; 3 interleaved fits each, bf16 autocast and float32",
+    },
+}
+ACTS = {"relu": "ReLU", "prelu_shared": "PReLU, channel-shared", "prelu": "PReLU, channel-wise"}
+AMP_LABEL = {"auto": "default (amp auto)", "off": "float32 (amp off)"}
+NEGLIGIBLE = 0.97  # a throughput ratio at or above this counts as "negligible" (issue 7's target)
+SIZE, CROP = 32, 28
+
+
+def _net(settings: dict[str, Any]) -> tuple[float, int]:
+    overrides = settings.get("overrides", {})
+    return overrides.get("model.width", 0.25), overrides.get("model.fc_width", 256)
+
+
+def _extra_ops(settings: dict[str, Any]) -> dict[str, float]:
+    """PReLU multiplies (one per activation value, an upper bound) against the net's multiply-adds."""
+    import torch
+
+    from rectifiers.complexity import complexity
+    from rectifiers.models import create_model
+
+    width, fc_width = _net(settings)
+    with torch.device("meta"):
+        model = create_model(
+            "net14", stem="small", width=width, fc_width=fc_width, act="prelu", num_classes=10, init=False
+        )
+    report = complexity(model, (3, CROP, CROP))
+    # every conv and fc layer but the classifier is followed by a PReLU
+    values = sum(int(torch.Size(layer.output_shape).numel()) for layer in report.layers[:-1])
+    return {"activation_values": values, "macs": report.total_macs, "ratio": values / report.total_macs}
+
+
+def _verdict(ratio: float, consistent: bool | None = None) -> str:
+    if ratio >= NEGLIGIBLE:
+        return f"**agrees** (cost within {100 * (1 - NEGLIGIBLE):.0f}%)"
+    if consistent is False:
+        return (
+            f"**not resolved**: the median says {100 * (1 - ratio):.0f}% slower, but PReLU was faster in "
+            "some repeats; this machine's noise is larger than the difference"
+        )
+    return f"**disagrees**: PReLU costs {100 * (1 - ratio):.0f}% of the throughput here"
+
+
+def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
+    """Measurement 1: the library's train-step benchmark."""
+    from rectifiers.bench_step import StepCase, bench_step
+
+    s = ctx.settings
+    width, fc_width = _net(s)
+    case = StepCase(
+        label="net14", model="net14", width=width, fc_width=fc_width, in_chans=3, size=CROP, batch=s["batch"]
+    )
+    ctx.say(f"[{ctx.name}] timing {s['step_repeats']} training steps of each variant")
+    rows = bench_step([case], repeats=s["step_repeats"], warmup=s["step_warmup"])
+    by = {r["variant"]: r for r in rows}
+    trainer = by["trainer/prelu"]
+    plain_ratio = by["plain/prelu"]["images_per_s"] / by["plain/relu"]["images_per_s"]
+    plain_cpu = by["plain/prelu"]["images_per_cpu_s"] / by["plain/relu"]["images_per_cpu_s"]
+    results = {
+        "rows": rows,
+        "trainer_ratio_wall": trainer["prelu_vs_relu"],
+        "trainer_ratio_cpu": trainer["prelu_vs_relu_cpu"],
+        "plain_ratio_wall": plain_ratio,
+        "plain_ratio_cpu": plain_cpu,
+    }
+    labels = {
+        "trainer": "trainer step (bf16 autocast, channels_last, rectifiers.PReLU)",
+        "plain": "plain PyTorch step (float32, NCHW, torch.nn.PReLU)",
+    }
+    table_rows = []
+    for kind in ("trainer", "plain"):
+        for act in ("relu", "prelu"):
+            r = by[f"{kind}/{act}"]
+            if act == "relu":
+                ratio_wall = ratio_cpu = "1"
+            elif kind == "trainer":
+                ratio_wall, ratio_cpu = (
+                    f"{trainer['prelu_vs_relu']:.3f}",
+                    f"{trainer['prelu_vs_relu_cpu']:.3f}",
+                )
+            else:
+                ratio_wall, ratio_cpu = f"{plain_ratio:.3f}", f"{plain_cpu:.3f}"
+            table_rows.append(
+                [
+                    labels[kind],
+                    "ReLU" if act == "relu" else "PReLU, channel-wise",
+                    "-" if act == "relu" else "negligible",
+                    f"{r['images_per_s']:.0f}",
+                    f"{r['images_per_cpu_s']:.0f}",
+                    ratio_wall,
+                    ratio_cpu,
+                ]
+            )
+    table = "\n\n".join(
+        [
+            f"Training step (`rectifiers.bench_step.bench_step`, {s['step_repeats']} interleaved steps per "
+            "variant, "
+            "medians; trainer ratios are medians of the ratios of neighbouring steps, plain ones ratios of "
+            "medians):",
+            markdown_table(
+                [
+                    "step",
+                    "activation",
+                    "paper",
+                    "images/s (wall)",
+                    "images per CPU-s",
+                    "÷ ReLU (wall)",
+                    "÷ ReLU (CPU)",
+                ],
+                table_rows,
+                "llrrrrr",
+            ),
+        ]
+    )
+    notes = [
+        f"Trainer step, PReLU channel-wise: {trainer['prelu_vs_relu_cpu']:.3f}× ReLU's throughput on CPU "
+        "time "
+        f"({trainer['prelu_vs_relu']:.3f}× on the wall clock), {_verdict(trainer['prelu_vs_relu_cpu'])}.",
+        f"Plain PyTorch step (torch.nn.PReLU): {plain_cpu:.3f}× on CPU time ({plain_ratio:.3f}× wall), "
+        f"{_verdict(plain_cpu)}.",
+    ]
+    return results, table, notes
+
+
+def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
+    """Measurement 2: `fit` end to end."""
+    s = ctx.settings
+    batch, steps = s["batch"], s["steps"]
+    spec = f"fake:n={batch * steps},val={batch},size={SIZE},classes=10,channels=3"
+    speed: dict[str, dict[str, list[float]]] = {amp: {act: [] for act in ACTS} for amp in s["amps"]}
+    for r in range(s["repeats"]):
+        for amp in s["amps"]:
+            for act in ACTS:
+                run = train(
+                    ctx,
+                    f"{act}-{amp}-r{r}",
+                    {
+                        "data.spec": spec,
+                        "model.name": "net14",
+                        "model.act": act,
+                        "train.amp": amp,
+                        "train.epochs": 2,
+                        "train.batch_size": batch,
+                        "optim.schedule": "constant",
+                    },
+                )
+                speed[amp][act].append(run["metrics"][-1]["images_per_s"])
+
+    rows, notes, results = [], [], {"data": spec, "speed": speed, "ratios": {}}
+    for amp in s["amps"]:
+        med = {act: statistics.median(v) for act, v in speed[amp].items()}
+        base = med["relu"]
+        ratios = {}
+        for act in ACTS:
+            paired = [p / q for p, q in zip(speed[amp][act], speed[amp]["relu"], strict=True)]
+            ratio = med[act] / base
+            ratios[act] = {"median_ratio": ratio, "paired_min": min(paired), "paired_max": max(paired)}
+            rows.append(
+                [
+                    AMP_LABEL[amp],
+                    ACTS[act],
+                    "-" if act == "relu" else "negligible",
+                    f"{med[act]:.0f}",
+                    f"{min(speed[amp][act]):.0f}-{max(speed[amp][act]):.0f}",
+                    "1" if act == "relu" else f"{ratio:.3f}",
+                    "-" if act == "relu" else f"{min(paired):.3f}-{max(paired):.3f}",
+                ]
+            )
+            if act != "relu":
+                verdict = _verdict(ratio, consistent=max(paired) < 1 or min(paired) >= NEGLIGIBLE)
+                notes.append(f"fit, {ACTS[act]}, {AMP_LABEL[amp]}: {ratio:.3f}× ReLU's images/s, {verdict}.")
+        results["ratios"][amp] = ratios
+    table = "\n\n".join(
+        [
+            "End to end: training images/s as `fit` reports them (second epoch of each run, "
+            f"{steps} steps of {batch} fake {SIZE}-px images in memory, {CROP}-px crops), median over "
+            f"{s['repeats']} interleaved "
+            "repeat(s); paired = the ratio within each repeat (min-max):",
+            markdown_table(
+                ["precision", "activation", "paper", "images/s (median)", "range", "÷ ReLU", "paired ÷ ReLU"],
+                rows,
+                "llrrrrr",
+            ),
+        ]
+    )
+    return results, table, notes
+
+
+def run(ctx: Context) -> Outcome:
+    s = ctx.settings
+    step_results, step_table, step_notes = _step(ctx)
+    fit_results, fit_table, fit_notes = _fit(ctx)
+    ops = _extra_ops(s)
+    ctx.data = fit_results["data"]
+    results = {"step": step_results, "fit": fit_results, "extra_ops": ops}
+    table = "\n\n".join(
+        [
+            step_table,
+            fit_table,
+            f"Op count: PReLU adds at most {ops['activation_values']:,} multiplies per image to the net's "
+            f"{ops['macs']:,} multiply-adds ({100 * ops['ratio']:.2f}%), so its arithmetic is negligible; "
+            "any larger time difference is memory traffic and kernel overhead of the implementation.",
+        ]
+    )
+    notes = [
+        *step_notes,
+        *fit_notes,
+        "The time is that of this implementation on this machine (see the footer), not a property of PReLU; "
+        "a faster PReLU kernel changes it, so the git revision in results.json says which code was timed.",
+    ]
+    width, fc_width = _net(s)
+    setup = [
+        f"Net: `net14`, small-image stem, width {width}, fc {fc_width}, {CROP}-px inputs, "
+        f"batch {s['batch']}, "
+        "10 classes; SGD momentum 0.9, weight decay 5e-4 (not on slopes).",
+        "Step benchmark: random inputs, the same batch every step; end to end: fake in-memory images, "
+        "order " + ", ".join(f"{a}/{m}" for m in s["amps"] for a in ACTS) + f", repeated {s['repeats']}×.",
+    ]
+    return Outcome(results=results, table=table, notes=notes, setup=setup)

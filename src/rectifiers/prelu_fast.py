@@ -1,0 +1,163 @@
+"""PReLU on the fused CPU kernel (`rectifiers.prelu_kernel`), wrapped for autograd.
+
+`rectifiers.prelu` calls `fused_prelu` whenever `can_fuse` says the kernel applies: a plain CPU
+tensor in float32, float64 or bfloat16, laid out contiguous or channels_last, outside tracing and
+torch.func transforms, with the kernel built. Everywhere else it takes ATen's PReLU, the composite
+path, with the same results. Under torch.compile the composite path is what dynamo sees (a pointwise
+op Inductor fuses with its neighbours, pitfall 14 of the notes); under torch.jit tracing and ONNX
+export likewise, so the exported graph holds a PRelu node.
+
+Gradients (Eq. 2-3): a plain backward runs the fused kernel, one pass for ∂E/∂y and ∂E/∂a. A
+backward that builds a graph (``create_graph=True``, for double backward / gradgradcheck) instead
+writes the same formulas with differentiable torch ops, so second derivatives flow. Forward-mode AD
+(dual tensors) takes the composite path, which has the jvp formula.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd import forward_ad
+
+from rectifiers import prelu_kernel
+
+__all__ = ["can_fuse", "fused_prelu", "slope_view"]
+
+_FORMATS_BY_RANK = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _layout(x: Tensor) -> torch.memory_format | None:
+    """The dense memory format of ``x`` the kernel can walk, or None."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    fmt = _FORMATS_BY_RANK.get(x.dim())
+    if fmt is not None and x.is_contiguous(memory_format=fmt):
+        return fmt
+    return None
+
+
+def can_fuse(x: Tensor, weight: Tensor) -> bool:
+    """Whether `fused_prelu` applies to these arguments (validated by `rectifiers.prelu` already)."""
+    if type(x) is not Tensor or type(weight) not in (Tensor, torch.nn.Parameter):
+        return False  # tensor subclasses (FakeTensor, DTensor, ...) keep their own dispatch
+    if x.device.type != "cpu" or weight.device.type != "cpu" or x.dim() == 0:
+        return False
+    if x.dtype not in prelu_kernel.DTYPES or weight.dtype not in prelu_kernel.DTYPES:
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if torch._C._are_functorch_transforms_active():
+        return False  # vmap / grad / jvp of torch.func need ops with batching rules
+    if _has_tangent(x) or _has_tangent(weight):
+        return False  # forward-mode AD: ATen's PReLU has the jvp formula
+    if not weight.is_contiguous() or _layout(x) is None:
+        return False
+    return prelu_kernel.load() is not None
+
+
+def _blocks(x: Tensor, channel: int | None, slopes: int) -> tuple[int, int, int]:
+    """(outer, C, inner): ``x``'s memory as ``outer`` blocks of C channel runs of ``inner`` elements.
+
+    For a dense tensor the stride of a dim of size > 1 is the count of elements inside it, so the
+    channel axis' stride is ``inner`` whatever the layout: NCHW (N, C, H·W), NHWC (N·H·W, C, 1).
+    """
+    if channel is None or slopes == 1:
+        return 1, 1, x.numel()
+    c = x.shape[channel]
+    inner = x.stride(channel)
+    return x.numel() // (c * inner), c, inner
+
+
+def slope_view(x: Tensor, weight: Tensor, channel: int | None) -> Tensor:
+    """The slopes in ``x``'s dtype, viewed to broadcast against ``x`` along ``channel`` (None: one
+    slope shared by every element, as `activations._channel_dim` returns for a single slope)."""
+    shape = [1] * x.dim()
+    if channel is not None:
+        shape[channel] = weight.numel()
+    return weight.to(x.dtype).view(shape)
+
+
+def _kernel_forward(x: Tensor, weight: Tensor, channel: int | None) -> tuple[Tensor, bool]:
+    """PReLU(x) and whether the backward may run from the output (see `PReLUKernel.forward`)."""
+    y = torch.empty_like(x)  # a dense x: the same strides
+    if not x.numel():
+        return y, False
+    invertible = prelu_kernel.load().forward(x, weight, y, _blocks(x, channel, weight.numel()))
+    return y, invertible
+
+
+def _has_tangent(t: Tensor) -> bool:
+    return forward_ad.unpack_dual(t).tangent is not None
+
+
+class _FusedPReLU(torch.autograd.Function):
+    """y = PReLU(x) with the fused kernel forward and backward; differentiable backward on demand.
+
+    What is kept for the backward: when every slope is positive (the paper initializes them to 0.25
+    and they rarely leave (0, 1)), the output y, which the next layer (a convolution) keeps anyway,
+    so x can be freed at once as in a ReLU network; y > 0 exactly where x > 0, and Eq. 2's Σ g·x is
+    Σ g·y / a. Otherwise x itself. Like ReLU's output, a y kept this way must not be modified in
+    place before the backward (autograd then raises an error).
+    """
+
+    # The forward takes ctx itself (no separate setup_context): Function.apply then skips binding
+    # the arguments through inspect.signature, a third of the call's Python overhead.
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, channel: int | None) -> Tensor:
+        y, from_output = _kernel_forward(x, weight, channel)
+        ctx.channel = channel
+        ctx.layout = _layout(x)
+        ctx.from_output = from_output
+        ctx.save_for_backward(y if from_output else x, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        src, weight = ctx.saved_tensors  # x, or y when ctx.from_output
+        need_x, need_w = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
+            gx, gw = _composite_backward(src, weight, grad, ctx.channel, ctx.from_output)
+            return (gx if need_x else None), (gw if need_w else None), None
+        grad = grad.contiguous(memory_format=ctx.layout)  # a no-op when it already matches x
+        gx = torch.empty_like(src) if need_x else None
+        gw = torch.empty_like(weight) if need_w else None
+        if src.numel():
+            blocks = _blocks(src, ctx.channel, weight.numel())
+            prelu_kernel.load().backward(src, weight, grad, gx, gw, blocks, from_output=ctx.from_output)
+        elif gw is not None:
+            gw.zero_()
+        return gx, gw, None
+
+
+def _composite_backward(
+    src: Tensor, weight: Tensor, grad: Tensor, channel: int | None, from_output: bool
+) -> tuple[Tensor, Tensor]:
+    """Eq. 2-3 in differentiable torch ops: ∂E/∂x = g·(1 or a), ∂E/∂a = Σ g·min(x, 0) per channel.
+
+    From the output y (all slopes positive): the same mask, and Σ g·min(y, 0) / a. Its graph runs
+    through y back into this Function, and the two paths to ``a`` cancel as they should
+    (∂/∂a of Σ g·x is 0), so double backward stays exact.
+    """
+    positive = src > 0
+    slope = slope_view(src, weight, channel)
+    gx = torch.where(positive, grad, slope * grad)
+    summand = torch.where(positive, 0, grad * src)
+    if channel is None or weight.numel() == 1:
+        gw = summand.sum().reshape(1)
+    elif src.dim() == 1:
+        gw = summand  # one position per channel: nothing to sum (sum(dim=[]) would sum everything)
+    else:
+        gw = summand.sum([d for d in range(src.dim()) if d != channel])
+    if from_output:
+        gw = gw / slope.reshape(-1)
+    return gx, gw.to(weight.dtype)
+
+
+def fused_prelu(x: Tensor, weight: Tensor, channel: int | None) -> Tensor:
+    """PReLU through the fused kernel; ``channel`` is the (non-negative) channel axis or None for a
+    single shared slope. Call only where `can_fuse(x, weight)` holds."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _FusedPReLU.apply(x, weight, channel)
+    return _kernel_forward(x, weight, channel)[0]

@@ -1,0 +1,493 @@
+"""A fused CPU kernel for PReLU (paper Eq. 1-3), compiled on first use and cached.
+
+Why: ATen's PReLU backward writes the slope gradient's summand g·y to a full-size temporary before it
+reduces it over N·H·W (pitfall 11 of the notes: Caffe's backward was 20× its forward for the same
+reason), so `nn.PReLU` costs 2.5-6× ReLU's forward+backward on a CPU. Here the backward is one pass
+that reads y and ∂E/∂f, writes ∂E/∂y and accumulates Eq. 2's per-channel sum in registers,
+
+    ∂E/∂y_i = ∂E/∂f_i · (1 if y_i > 0 else a_c)          (Eq. 1 differentiated)
+    ∂E/∂a_c = Σ_{i in channel c} ∂E/∂f_i · min(y_i, 0)    (Eq. 2-3)
+
+which is the memory traffic of ReLU's backward (two reads, one write), and the forward is one pass
+like ReLU's. The arithmetic mirrors `prelu_reference`: the slope is first rounded to the input's
+dtype, a·y and a·g are rounded once (round-to-nearest-even for bfloat16), so outputs and input
+gradients are bit-identical to it; the slope gradient is a sum whose order differs, accumulated in
+float (float64 for float64 inputs) within fixed chunks and in float64 across chunks. The chunks depend
+only on the tensor's size, never on the thread count, so results are reproducible.
+
+The backward can also run from the output f instead of the input y (`PReLUKernel.backward`'s
+``from_output``) when every slope lies in [2^-20, 2^20]: then f > 0 exactly where y > 0, and
+Σ g·min(y, 0) = Σ g·min(f, 0) / a_c. A network keeps f anyway (the next convolution needs it), so
+PReLU then holds no tensor of its own, as ReLU does; the input gradient stays bit-identical and the
+slope gradient differs from Σ g·y by the one rounding of a·y in each term.
+
+The source is plain C++ with OpenMP (no torch headers: it compiles in about a second), built with the
+system compiler (``$CXX`` or ``c++``) into ``~/.cache/rectifiers/kernels/<hash>/`` (or
+``$RECTIFIERS_CACHE``) and called through ctypes on the tensors' data pointers. A dense tensor is seen
+as ``outer`` blocks of C channel runs of ``inner`` elements: NCHW gives (N, C, H·W), channels_last
+(N·H·W, C, 1). `load()` returns None (and warns once) where no compiler is found or the build fails;
+`rectifiers.prelu` then uses ATen's kernel. Set ``RECTIFIERS_NO_KERNEL=1`` to force that fallback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["DTYPES", "PReLUKernel", "cache_dir", "load"]
+
+# dtype codes shared with the C++ source
+DTYPES: dict[torch.dtype, int] = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
+
+_SOURCE = r"""
+// PReLU forward and fused backward over (outer, C, inner) memory blocks; see prelu_kernel.py.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+typedef uint16_t bf16;  // bfloat16 bits: the high half of a float
+
+inline float bf16_load(bf16 b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Round to nearest even, NaN to the canonical quiet NaN: c10::BFloat16's rule.
+inline bf16 bf16_round(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return f != f ? static_cast<bf16>(0x7fc0) : static_cast<bf16>(r);
+}
+
+// Storage type S, the type arithmetic happens in (op), and the chunk accumulator (acc).
+template <typename S> struct Io;
+template <> struct Io<float> {
+  typedef float op;
+  typedef float acc;
+  static inline float ld(float v) { return v; }
+  static inline float st(float v) { return v; }
+};
+template <> struct Io<double> {
+  typedef double op;
+  typedef double acc;
+  static inline double ld(double v) { return v; }
+  static inline double st(double v) { return v; }
+};
+template <> struct Io<bf16> {
+  typedef float op;
+  typedef float acc;
+  static inline float ld(bf16 v) { return bf16_load(v); }
+  static inline bf16 st(float v) { return bf16_round(v); }
+};
+
+double read_slope(int wdtype, const void* w, int64_t i) {
+  if (wdtype == 0) return static_cast<const float*>(w)[i];
+  if (wdtype == 1) return static_cast<const double*>(w)[i];
+  return bf16_load(static_cast<const bf16*>(w)[i]);
+}
+
+void write_slope(int wdtype, void* w, int64_t i, double v) {
+  if (wdtype == 0) static_cast<float*>(w)[i] = static_cast<float>(v);
+  else if (wdtype == 1) static_cast<double*>(w)[i] = v;
+  else static_cast<bf16*>(w)[i] = bf16_round(static_cast<float>(v));
+}
+
+// The slope as the reference uses it: weight.to(x.dtype), then widened for arithmetic.
+template <typename S> typename Io<S>::op slope_as(double v);
+template <> float slope_as<float>(double v) { return static_cast<float>(v); }
+template <> double slope_as<double>(double v) { return v; }
+template <> float slope_as<bf16>(double v) { return bf16_load(bf16_round(static_cast<float>(v))); }
+
+// Work is split into chunks that depend only on its size (never on the thread count), so the
+// slope gradient's summation order, hence its value, is the same for any number of threads.
+inline int64_t chunk_count(int64_t work) {
+  int64_t k = work / 32768;
+  return k < 1 ? 1 : (k > 64 ? 64 : k);
+}
+
+// Channels-last rows hold only C elements (16 to 64 in the small nets): looping row by row pays the
+// loop's overhead every C elements. Loops run over groups of rows instead, against the slopes tiled
+// once per row of the group, about 1024 elements at a time.
+inline int64_t rows_per_group(int64_t C) { return C >= 1024 ? 1 : 1024 / C; }
+
+template <typename T>
+std::vector<T> tile(const T* a, int64_t C, int64_t group) {
+  std::vector<T> tiled(group * C);
+  for (int64_t t = 0; t < group; ++t)
+    for (int64_t c = 0; c < C; ++c) tiled[t * C + c] = a[c];
+  return tiled;
+}
+
+template <typename S>
+void forward(const S* __restrict x, S* __restrict y, const typename Io<S>::op* __restrict a,
+             int64_t outer, int64_t C, int64_t inner, int threads) {
+  typedef typename Io<S>::op op;
+  const int64_t total = outer * C * inner;
+  const int64_t chunks = chunk_count(total);
+  if (inner == 1 && C > 1) {  // the channel is the fastest axis (channels_last, (N, C) fc outputs)
+    const int64_t group = rows_per_group(C);
+    const auto tiled = tile(a, C, group);
+    const op* __restrict at = tiled.data();
+    const int64_t rows = (outer + chunks - 1) / chunks;
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; ++k) {
+      const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
+      for (int64_t o = k * rows; o < end; o += group) {
+        const int64_t n = (end - o < group ? end - o : group) * C;
+        const S* __restrict xr = x + o * C;
+        S* __restrict yr = y + o * C;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) {
+          const op v = Io<S>::ld(xr[i]);
+          yr[i] = v > 0 ? xr[i] : Io<S>::st(at[i] * v);
+        }
+      }
+    }
+    return;
+  }
+  const int64_t per = (total + chunks - 1) / chunks;  // runs of `inner` elements share one slope
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t end = (k + 1) * per < total ? (k + 1) * per : total;
+    for (int64_t p = k * per; p < end;) {
+      const int64_t run = p / inner;
+      const int64_t stop = (run + 1) * inner < end ? (run + 1) * inner : end;
+      const op s = a[run % C];
+      const S* __restrict xs = x + p;
+      S* __restrict ys = y + p;
+      const int64_t n = stop - p;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const op v = Io<S>::ld(xs[i]);
+        ys[i] = v > 0 ? xs[i] : Io<S>::st(s * v);
+      }
+      p = stop;
+    }
+  }
+}
+
+// x may also be the forward's output y when every slope is positive: y > 0 exactly where x > 0,
+// and the caller divides Σ g·y by the slope (see run_backward).
+template <typename S, bool GX, bool GW>
+void backward(const S* __restrict x, const S* __restrict g, S* __restrict gx,
+              const typename Io<S>::op* __restrict a, double* __restrict gw, int64_t outer, int64_t C,
+              int64_t inner, int threads) {
+  typedef typename Io<S>::op op;
+  typedef typename Io<S>::acc acc;
+  const int64_t total = outer * C * inner;
+  const int64_t chunks = chunk_count(total);
+  const bool rows_of_channels = inner == 1 && C > 1;
+  const int64_t group = rows_of_channels ? rows_per_group(C) : 1;
+  const int64_t width = group * C;  // partial sums per chunk: one per channel (per tiled channel)
+  std::vector<acc> partial(GW ? chunks * width : 0, acc(0));
+  acc* sums = partial.data();
+  if (rows_of_channels) {
+    const auto tiled = tile(a, C, group);
+    const op* __restrict at = tiled.data();
+    const int64_t rows = (outer + chunks - 1) / chunks;
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; ++k) {
+      const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
+      acc* __restrict sk = GW ? sums + k * width : nullptr;
+      for (int64_t o = k * rows; o < end; o += group) {
+        const int64_t n = (end - o < group ? end - o : group) * C;
+        const S* __restrict xr = x + o * C;
+        const S* __restrict gr = g + o * C;
+        S* __restrict gxr = GX ? gx + o * C : nullptr;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) {
+          const op v = Io<S>::ld(xr[i]);
+          const op d = Io<S>::ld(gr[i]);
+          if (GX) gxr[i] = v > 0 ? gr[i] : Io<S>::st(at[i] * d);
+          if (GW) sk[i] += v > 0 ? op(0) : d * v;
+        }
+      }
+    }
+  } else {
+    const int64_t per = (total + chunks - 1) / chunks;
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; ++k) {
+      const int64_t end = (k + 1) * per < total ? (k + 1) * per : total;
+      for (int64_t p = k * per; p < end;) {
+        const int64_t run = p / inner;
+        const int64_t stop = (run + 1) * inner < end ? (run + 1) * inner : end;
+        const op s = a[run % C];
+        const S* __restrict xs = x + p;
+        const S* __restrict gs = g + p;
+        S* __restrict gxs = GX ? gx + p : nullptr;
+        const int64_t n = stop - p;
+        acc sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < n; ++i) {
+          const op v = Io<S>::ld(xs[i]);
+          const op d = Io<S>::ld(gs[i]);
+          if (GX) gxs[i] = v > 0 ? gs[i] : Io<S>::st(s * d);
+          if (GW) sum += v > 0 ? op(0) : d * v;
+        }
+        if (GW) sums[k * width + run % C] += sum;
+        p = stop;
+      }
+    }
+  }
+  if (GW) {
+    for (int64_t c = 0; c < C; ++c) gw[c] = 0.0;
+    for (int64_t k = 0; k < chunks; ++k)
+      for (int64_t t = 0; t < group; ++t)
+        for (int64_t c = 0; c < C; ++c) gw[c] += static_cast<double>(sums[k * width + t * C + c]);
+  }
+}
+
+template <typename S>
+std::vector<typename Io<S>::op> slopes(int wdtype, const void* w, int64_t C) {
+  std::vector<typename Io<S>::op> a(C);
+  for (int64_t c = 0; c < C; ++c) a[c] = slope_as<S>(read_slope(wdtype, w, c));
+  return a;
+}
+
+// Whether x can be told from y = PReLU(x) for the backward: every slope positive (so y > 0
+// exactly where x > 0, and x = y / a on the other side) and within [2^-20, 2^20] (so a·x neither
+// underflows nor overflows for any activation a network produces).
+template <typename T>
+bool invertible(const std::vector<T>& a) {
+  for (const T v : a)
+    if (!(v >= T(1.0 / 1048576.0) && v <= T(1048576.0))) return false;
+  return true;
+}
+
+template <typename S>
+int run_forward(const void* x, void* y, int wdtype, const void* w, int64_t outer, int64_t C,
+                int64_t inner, int threads) {
+  const auto a = slopes<S>(wdtype, w, C);
+  forward<S>(static_cast<const S*>(x), static_cast<S*>(y), a.data(), outer, C, inner, threads);
+  return invertible(a) ? 0 : 2;
+}
+
+// src is x, or y when from_output: then Σ_{y<=0} g·y = a·Σ_{x<=0} g·(y/a), and the sum is divided
+// by the slope a (the one the forward used, in x's dtype) to give Eq. 2's Σ g·x.
+template <typename S>
+void run_backward(const void* src, const void* g, void* gx, int wdtype, const void* w, void* gw,
+                  int64_t outer, int64_t C, int64_t inner, int threads, int from_output) {
+  const auto a = slopes<S>(wdtype, w, C);
+  const S* xs = static_cast<const S*>(src);
+  const S* gs = static_cast<const S*>(g);
+  S* gxs = static_cast<S*>(gx);
+  std::vector<double> sums(gw ? C : 0);
+  if (gx && gw) backward<S, true, true>(xs, gs, gxs, a.data(), sums.data(), outer, C, inner, threads);
+  else if (gx) backward<S, true, false>(xs, gs, gxs, a.data(), nullptr, outer, C, inner, threads);
+  else if (gw) backward<S, false, true>(xs, gs, nullptr, a.data(), sums.data(), outer, C, inner, threads);
+  if (gw)
+    for (int64_t c = 0; c < C; ++c)
+      write_slope(wdtype, gw, c, from_output ? sums[c] / static_cast<double>(a[c]) : sums[c]);
+}
+
+}  // namespace
+
+extern "C" {
+
+int rectifiers_prelu_abi() { return 2; }
+
+// Returns 1 for unsupported dtypes, else 0 when x can be recovered from y (see invertible), 2 when not.
+int rectifiers_prelu_forward(int dtype, const void* x, void* y, int wdtype, const void* w,
+                             int64_t outer, int64_t C, int64_t inner, int threads) {
+  if (wdtype < 0 || wdtype > 2) return 1;
+  if (dtype == 0) return run_forward<float>(x, y, wdtype, w, outer, C, inner, threads);
+  if (dtype == 1) return run_forward<double>(x, y, wdtype, w, outer, C, inner, threads);
+  if (dtype == 2) return run_forward<bf16>(x, y, wdtype, w, outer, C, inner, threads);
+  return 1;
+}
+
+// src is x, or the forward's output y when from_output (only where the forward returned 0);
+// gx or gw may be null: that gradient is not computed.
+int rectifiers_prelu_backward(int dtype, const void* src, const void* g, void* gx, int wdtype,
+                              const void* w, void* gw, int64_t outer, int64_t C, int64_t inner,
+                              int threads, int from_output) {
+  if (wdtype < 0 || wdtype > 2) return 1;
+  if (dtype == 0) run_backward<float>(src, g, gx, wdtype, w, gw, outer, C, inner, threads, from_output);
+  else if (dtype == 1) run_backward<double>(src, g, gx, wdtype, w, gw, outer, C, inner, threads, from_output);
+  else if (dtype == 2) run_backward<bf16>(src, g, gx, wdtype, w, gw, outer, C, inner, threads, from_output);
+  else return 1;
+  return 0;
+}
+
+}  // extern "C"
+"""
+
+# -O3 and the host's vector ISA (-march=native), with full-width AVX-512 vectors where the CPU has
+# them (gcc's default for -march=native is 256 bits; 512 makes the bfloat16 loops as fast as ATen's
+# relu, measured in benchmarks/RESULTS.md); -fopenmp for the threads, which then share the OpenMP
+# runtime torch itself loaded (same soname, libgomp.so.1).
+_FLAGS = (
+    "-O3",
+    "-march=native",
+    "-mprefer-vector-width=512",
+    "-fopenmp",
+    "-fPIC",
+    "-shared",
+    "-std=c++17",
+)
+_ABI = 2
+_LIBRARY = "libprelu_cpu.so"
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept: ``$RECTIFIERS_CACHE``, else ``$XDG_CACHE_HOME/rectifiers``,
+    else ``~/.cache/rectifiers``; each build in a subfolder named by the hash of its inputs."""
+    root = os.environ.get("RECTIFIERS_CACHE")
+    if root:
+        return Path(root) / "kernels"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rectifiers" / "kernels"
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+
+
+def _cpu_signature() -> str:
+    """The CPU model and ISA flags: -march=native code must not run on another CPU sharing the cache."""
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        keep = [ln for ln in lines if ln.startswith(("model name", "flags"))][:2]
+        if keep:
+            return "\n".join(keep)
+    return platform.processor() or platform.machine()
+
+
+def _build(compiler: str) -> Path:
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256(
+        "\n".join([_SOURCE, " ".join(_FLAGS), compiler, version, _cpu_signature()]).encode()
+    ).hexdigest()[:16]
+    folder = cache_dir() / key
+    target = folder / _LIBRARY
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prelu_cpu.cpp").write_text(_SOURCE)
+    # Build to a private name, then rename: processes racing here (DDP ranks, test workers) each get
+    # a complete library, and the last rename wins harmlessly.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+    os.close(fd)
+    try:
+        cmd = [compiler, *_FLAGS, str(folder / "prelu_cpu.cpp"), "-o", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target
+
+
+class PReLUKernel:
+    """The compiled library, with its two entry points typed for ctypes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        lib = ctypes.CDLL(str(path))
+        if lib.rectifiers_prelu_abi() != _ABI:
+            raise RuntimeError(f"{path} has another ABI version")
+        i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        self._forward = lib.rectifiers_prelu_forward
+        self._forward.argtypes = [i32, ptr, ptr, i32, ptr, i64, i64, i64, i32]
+        self._forward.restype = i32
+        self._backward = lib.rectifiers_prelu_backward
+        self._backward.argtypes = [i32, ptr, ptr, ptr, i32, ptr, ptr, i64, i64, i64, i32, i32]
+        self._backward.restype = i32
+
+    def forward(self, x: Tensor, weight: Tensor, y: Tensor, blocks: tuple[int, int, int]) -> bool:
+        """y = PReLU(x) for dense ``x`` and ``y`` of the same strides; ``blocks`` = (outer, C, inner).
+
+        Returns whether the backward can run from ``y`` instead of ``x`` (every slope in
+        [2^-20, 2^20]: y > 0 exactly where x > 0, and x = y / a elsewhere)."""
+        status = self._forward(
+            DTYPES[x.dtype],
+            x.data_ptr(),
+            y.data_ptr(),
+            DTYPES[weight.dtype],
+            weight.data_ptr(),
+            *blocks,
+            torch.get_num_threads(),
+        )
+        if status == 1:
+            raise RuntimeError(f"prelu kernel: unsupported dtypes {x.dtype}, {weight.dtype}")
+        return status == 0
+
+    def backward(
+        self,
+        src: Tensor,
+        weight: Tensor,
+        grad: Tensor,
+        grad_input: Tensor | None,
+        grad_weight: Tensor | None,
+        blocks: tuple[int, int, int],
+        from_output: bool = False,
+    ) -> None:
+        """Fill ``grad_input`` (strides of ``src``) and ``grad_weight`` (C slopes), either may be None.
+
+        ``src`` is the forward's input x, or its output y with ``from_output`` (only where `forward`
+        returned True): the input gradient is the same bit for bit, and the slope gradient is
+        Σ_{y<=0} g·y / a, the Σ g·x of Eq. 2 up to one rounding of a·x per term."""
+        status = self._backward(
+            DTYPES[src.dtype],
+            src.data_ptr(),
+            grad.data_ptr(),
+            None if grad_input is None else grad_input.data_ptr(),
+            DTYPES[weight.dtype],
+            weight.data_ptr(),
+            None if grad_weight is None else grad_weight.data_ptr(),
+            *blocks,
+            torch.get_num_threads(),
+            int(from_output),
+        )
+        if status:
+            raise RuntimeError(f"prelu kernel: unsupported dtypes {src.dtype}, {weight.dtype}")
+
+
+@functools.cache
+def load() -> PReLUKernel | None:
+    """The compiled kernel (built on the first call of a process if the cache lacks it), or None
+    where it cannot be had: ``RECTIFIERS_NO_KERNEL=1``, not Linux/macOS, no C++ compiler, a failed
+    build. A failure warns once; callers then use ATen's PReLU, which gives the same results."""
+    if os.environ.get("RECTIFIERS_NO_KERNEL", "") not in ("", "0"):
+        return None
+    if sys.platform not in ("linux", "darwin"):
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        warnings.warn(
+            "rectifiers: no C++ compiler found ($CXX, c++, g++, clang++); PReLU uses ATen's slower "
+            "backward (same results)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    try:
+        return PReLUKernel(_build(compiler))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        warnings.warn(
+            f"rectifiers: building the fused PReLU kernel failed, using ATen's PReLU (same results): {err}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
