@@ -43,6 +43,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -331,21 +332,16 @@ int rectifiers_prelu_backward(int dtype, const void* src, const void* g, void* g
 }  // extern "C"
 """
 
-# -O3 and the host's vector ISA (-march=native), with full-width AVX-512 vectors where the CPU has
-# them (gcc's default for -march=native is 256 bits; 512 makes the bfloat16 loops as fast as ATen's
-# relu, measured in benchmarks/RESULTS.md); -fopenmp for the threads, which then share the OpenMP
-# runtime torch itself loaded (same soname, libgomp.so.1).
-_FLAGS = (
-    "-O3",
-    "-march=native",
-    "-mprefer-vector-width=512",
-    "-fopenmp",
-    "-fPIC",
-    "-shared",
-    "-std=c++17",
-)
+# -O3 and the host's vector ISA (-march=native); -fopenmp for the threads, which then share the
+# OpenMP runtime torch itself loaded (same soname, libgomp.so.1).
+_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17")
+# The source is built twice. bfloat16 runs on full-width AVX-512 vectors where the CPU has them
+# (gcc's default for -march=native is 256 bits): its loops then match ATen's relu. float32 and
+# float64 keep 256-bit vectors, which measured faster on freshly allocated (page-faulting) outputs
+# and no slower otherwise (benchmarks/RESULTS.md).
+_VARIANTS = {"narrow": (), "wide": ("-mprefer-vector-width=512",)}
+_WIDE_DTYPES = (torch.bfloat16,)
 _ABI = 2
-_LIBRARY = "libprelu_cpu.so"
 
 
 def cache_dir() -> Path:
@@ -372,55 +368,62 @@ def _cpu_signature() -> str:
     return platform.processor() or platform.machine()
 
 
-def _build(compiler: str) -> Path:
+def _build(compiler: str) -> dict[str, Path]:
+    """Build every variant of the library (or find it in the cache); variant name -> path."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(
-        "\n".join([_SOURCE, " ".join(_FLAGS), compiler, version, _cpu_signature()]).encode()
-    ).hexdigest()[:16]
-    folder = cache_dir() / key
-    target = folder / _LIBRARY
-    if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "prelu_cpu.cpp").write_text(_SOURCE)
-    # Build to a private name, then rename: processes racing here (DDP ranks, test workers) each get
-    # a complete library, and the last rename wins harmlessly.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-    os.close(fd)
-    try:
-        cmd = [compiler, *_FLAGS, str(folder / "prelu_cpu.cpp"), "-o", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return target
+    flags = " ".join(_FLAGS) + repr(sorted(_VARIANTS.items()))
+    key = hashlib.sha256("\n".join([_SOURCE, flags, compiler, version, _cpu_signature()]).encode())
+    folder = cache_dir() / key.hexdigest()[:16]
+    source = folder / "prelu_cpu.cpp"
+    paths = {}
+    for name, extra in _VARIANTS.items():
+        target = folder / f"libprelu_cpu_{name}.so"
+        paths[name] = target
+        if target.is_file():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        if not source.is_file():
+            source.write_text(_SOURCE)
+        # Build to a private name, then rename: processes racing here (DDP ranks, test workers)
+        # each get a complete library, and the last rename wins harmlessly.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        try:
+            cmd = [compiler, *_FLAGS, *extra, str(source), "-o", tmp]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return paths
 
 
 class PReLUKernel:
-    """The compiled library, with its two entry points typed for ctypes."""
+    """The compiled libraries, their entry points typed for ctypes and picked by dtype."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        lib = ctypes.CDLL(str(path))
-        if lib.rectifiers_prelu_abi() != _ABI:
-            raise RuntimeError(f"{path} has another ABI version")
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
         i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        self._forward = lib.rectifiers_prelu_forward
-        self._forward.argtypes = [i32, ptr, ptr, i32, ptr, i64, i64, i64, i32]
-        self._forward.restype = i32
-        self._backward = lib.rectifiers_prelu_backward
-        self._backward.argtypes = [i32, ptr, ptr, ptr, i32, ptr, ptr, i64, i64, i64, i32, i32]
-        self._backward.restype = i32
+        entry: dict[str, tuple[Any, Any]] = {}
+        for name, path in paths.items():
+            lib = ctypes.CDLL(str(path))
+            if lib.rectifiers_prelu_abi() != _ABI:
+                raise RuntimeError(f"{path} has another ABI version")
+            forward, backward = lib.rectifiers_prelu_forward, lib.rectifiers_prelu_backward
+            forward.argtypes = [i32, ptr, ptr, i32, ptr, i64, i64, i64, i32]
+            backward.argtypes = [i32, ptr, ptr, ptr, i32, ptr, ptr, i64, i64, i64, i32, i32]
+            forward.restype = backward.restype = i32
+            entry[name] = (forward, backward)
+        self._entry = {dtype: entry["wide" if dtype in _WIDE_DTYPES else "narrow"] for dtype in DTYPES}
 
     def forward(self, x: Tensor, weight: Tensor, y: Tensor, blocks: tuple[int, int, int]) -> bool:
         """y = PReLU(x) for dense ``x`` and ``y`` of the same strides; ``blocks`` = (outer, C, inner).
 
         Returns whether the backward can run from ``y`` instead of ``x`` (every slope in
         [2^-20, 2^20]: y > 0 exactly where x > 0, and x = y / a elsewhere)."""
-        status = self._forward(
+        status = self._entry[x.dtype][0](
             DTYPES[x.dtype],
             x.data_ptr(),
             y.data_ptr(),
@@ -448,7 +451,7 @@ class PReLUKernel:
         ``src`` is the forward's input x, or its output y with ``from_output`` (only where `forward`
         returned True): the input gradient is the same bit for bit, and the slope gradient is
         Σ_{y<=0} g·y / a, the Σ g·x of Eq. 2 up to one rounding of a·x per term."""
-        status = self._backward(
+        status = self._entry[src.dtype][1](
             DTYPES[src.dtype],
             src.data_ptr(),
             grad.data_ptr(),

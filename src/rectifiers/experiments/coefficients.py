@@ -196,6 +196,14 @@ def run(ctx: Context) -> Outcome:
     results["max_change_from_init"] = moved
     change = ", ".join(f"{moved[a]:.3f} ({label})" for a, label in ACTS.items())
     notes.append(f"Largest change of a layer's mean slope from the initial 0.25: {change}.")
+    for i, (act, label) in enumerate(ACTS.items()):
+        conv1 = mean[act]["conv1"]
+        if abs(conv1 - INIT_SLOPE) < SETTLED:
+            notes.append(
+                f"{label}: conv1's slope stayed near its initial 0.25 ({conv1:.3f}), where the paper's rose "
+                f'to {PAPER_SLOPES["conv1"][i]:.3f}; "clearly > 0" then holds from the start and '
+                "shows nothing."
+            )
     still = [label for a, label in ACTS.items() if moved[a] < SETTLED]
     if still:
         note = (
