@@ -49,7 +49,9 @@ def test_smoke_run_writes_results_table_and_figure(name, tmp_path):
 
 
 def test_init_std_matches_the_paper(tmp_path):
-    record = json.loads((run_experiment("init-std", "smoke", out=tmp_path).parent / "results.json").read_text())
+    record = json.loads(
+        (run_experiment("init-std", "smoke", out=tmp_path).parent / "results.json").read_text()
+    )
     res = record["results"]
     paper = {int(k): v for k, v in res["paper_std"].items()}
     assert [layer["filters"] for layer in res["layers"]] == [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
@@ -63,7 +65,9 @@ def test_init_std_matches_the_paper(tmp_path):
 
 
 def test_complexity_matches_table_3(tmp_path):
-    record = json.loads((run_experiment("complexity", "smoke", out=tmp_path).parent / "results.json").read_text())
+    record = json.loads(
+        (run_experiment("complexity", "smoke", out=tmp_path).parent / "results.json").read_text()
+    )
     res = record["results"]
     for name in ("vgg19", "model_a", "model_b", "model_c", "net14", "net30"):
         assert res[name]["depth"] == res[name]["paper_depth"]
