@@ -501,6 +501,7 @@ def run_suite(
     presets: Sequence[str] = ("mnist", "cifar10"),
     batch: int = 128,
     memory: bool = True,
+    memory_steps: int = 5,
     data_root: str | None = None,
     prelu_shape: Sequence[int] = (64, 64, 56, 56),
 ) -> dict[str, Any]:
@@ -541,7 +542,9 @@ def run_suite(
         say(format_step_table(rows))
         if memory:
             mem = [
-                measure_step_memory(case, variant, keep_memory=keep, threads=torch.get_num_threads())
+                measure_step_memory(
+                    case, variant, steps=memory_steps, keep_memory=keep, threads=torch.get_num_threads()
+                )
                 for case in cases
                 for variant, keep in (
                     ("trainer/prelu", True),
@@ -550,7 +553,10 @@ def run_suite(
                 )
             ]
             out["memory"] = mem
-            say("\npeak RSS while 3 steps run, each variant in a fresh process (target: trainer <= plain):")
+            say(
+                f"\npeak RSS while {memory_steps} steps run, each variant in a fresh process; faults, cpu, "
+                "sys and wall per step after the first (target: trainer <= plain):"
+            )
             say(format_memory_table(mem))
     if what in ("loader", "all"):
         rows = bench_loader_vs_step(data_root, batch_size=batch, step_repeats=max(3, repeats // 2))

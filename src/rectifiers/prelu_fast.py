@@ -40,17 +40,18 @@ def _layout(x: Tensor) -> torch.memory_format | None:
 
 def can_fuse(x: Tensor, weight: Tensor) -> bool:
     """Whether `fused_prelu` applies to these arguments (validated by `rectifiers.prelu` already)."""
+    # Cheapest tests first: this runs on every call, and a network calls it once per layer.
     if type(x) is not Tensor or type(weight) not in (Tensor, torch.nn.Parameter):
         return False  # tensor subclasses (FakeTensor, DTensor, ...) keep their own dispatch
-    if x.device.type != "cpu" or weight.device.type != "cpu" or x.dim() == 0:
+    if not (x.is_cpu and weight.is_cpu) or x.dim() == 0:
         return False
     if x.dtype not in prelu_kernel.DTYPES or weight.dtype not in prelu_kernel.DTYPES:
         return False
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     if torch._C._are_functorch_transforms_active():
         return False  # vmap / grad / jvp of torch.func need ops with batching rules
-    if _has_tangent(x) or _has_tangent(weight):
+    if _forward_ad_active() and (_has_tangent(x) or _has_tangent(weight)):
         return False  # forward-mode AD: ATen's PReLU has the jvp formula
     if not weight.is_contiguous() or _layout(x) is None:
         return False
@@ -86,6 +87,12 @@ def _kernel_forward(x: Tensor, weight: Tensor, channel: int | None) -> tuple[Ten
         return y, False
     invertible = prelu_kernel.load().forward(x, weight, y, _blocks(x, channel, weight.numel()))
     return y, invertible
+
+
+def _forward_ad_active() -> bool:
+    # forward_ad keeps the innermost open dual level here (-1: none); unpack_dual reads it too.
+    # Should the attribute go away, assume a level is open and look at the tensors.
+    return getattr(forward_ad, "_current_level", 0) >= 0
 
 
 def _has_tangent(t: Tensor) -> bool:

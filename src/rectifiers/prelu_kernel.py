@@ -125,17 +125,122 @@ inline int64_t chunk_count(int64_t work) {
   return k < 1 ? 1 : (k > 64 ? 64 : k);
 }
 
-// Channels-last rows hold only C elements (16 to 64 in the small nets): looping row by row pays the
-// loop's overhead every C elements. Loops run over groups of rows instead, against the slopes tiled
-// once per row of the group, about 1024 elements at a time.
-inline int64_t rows_per_group(int64_t C) { return C >= 1024 ? 1 : 1024 / C; }
+// Rows of C channels, the channel being the fastest axis (channels_last maps, (N, C) fc outputs).
+// A row holds only 16 to 128 elements in the small nets, so the loop must not restart per row with
+// the slopes and the per-channel sums in memory. Where C divides a fixed width W (fixed_width: 64
+// for C = 8 or 16, C itself for 32, 64, 128) a group of W / C rows is one loop of W elements over
+// slopes and sums in fixed-size arrays the compiler keeps in vector registers across groups. Any
+// other C loops over groups of about 1024 elements against the slopes tiled once per row (W = 0).
+inline int64_t fixed_width(int64_t C) {
+  if (C == 8 || C == 16) return 64;
+  return C == 32 || C == 64 || C == 128 ? C : 0;
+}
+
+inline int64_t row_width(int64_t C) {
+  const int64_t w = fixed_width(C);
+  return w ? w : (C >= 1024 ? C : (1024 / C) * C);
+}
 
 template <typename T>
-std::vector<T> tile(const T* a, int64_t C, int64_t group) {
-  std::vector<T> tiled(group * C);
-  for (int64_t t = 0; t < group; ++t)
+std::vector<T> tile(const T* a, int64_t C, int64_t width) {
+  std::vector<T> tiled(width);
+  for (int64_t t = 0; t < width / C; ++t)
     for (int64_t c = 0; c < C; ++c) tiled[t * C + c] = a[c];
   return tiled;
+}
+
+template <typename S, int64_t W>
+void forward_rows(const S* __restrict x, S* __restrict y, const typename Io<S>::op* __restrict a,
+                  int64_t outer, int64_t C, int64_t chunks, int threads) {
+  typedef typename Io<S>::op op;
+  const int64_t rows = (outer + chunks - 1) / chunks;
+  const int64_t width = W ? W : row_width(C);
+  const int64_t group = width / C;
+  const auto tiled = tile(a, C, width);
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
+    int64_t o = k * rows;
+    if constexpr (W > 0) {
+      op al[W];
+      for (int64_t i = 0; i < W; ++i) al[i] = tiled[i];
+      for (; o + group <= end; o += group) {
+        const S* __restrict xr = x + o * C;
+        S* __restrict yr = y + o * C;
+#pragma omp simd
+        for (int64_t i = 0; i < W; ++i) {
+          const op v = Io<S>::ld(xr[i]);
+          yr[i] = v > 0 ? xr[i] : Io<S>::st(al[i] * v);
+        }
+      }
+    }
+    const op* __restrict at = tiled.data();
+    for (; o < end; o += group) {  // every group when W = 0, else the last rows of the chunk
+      const int64_t n = (end - o < group ? end - o : group) * C;
+      const S* __restrict xr = x + o * C;
+      S* __restrict yr = y + o * C;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const op v = Io<S>::ld(xr[i]);
+        yr[i] = v > 0 ? xr[i] : Io<S>::st(at[i] * v);
+      }
+    }
+  }
+}
+
+// Each chunk leaves row_width(C) partial sums (group · C), which the caller folds per channel.
+template <typename S, bool GX, bool GW, int64_t W>
+void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict gx,
+                   const typename Io<S>::op* __restrict a, typename Io<S>::acc* __restrict sums,
+                   int64_t outer, int64_t C, int64_t chunks, int threads) {
+  typedef typename Io<S>::op op;
+  typedef typename Io<S>::acc acc;
+  const int64_t rows = (outer + chunks - 1) / chunks;
+  const int64_t width = W ? W : row_width(C);
+  const int64_t group = width / C;
+  const auto tiled = tile(a, C, width);
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
+    int64_t o = k * rows;
+    acc* __restrict sk = GW ? sums + k * width : nullptr;
+    if constexpr (W > 0) {
+      op al[W];
+      acc sr[W];
+      for (int64_t i = 0; i < W; ++i) {
+        al[i] = tiled[i];
+        sr[i] = acc(0);
+      }
+      for (; o + group <= end; o += group) {
+        const S* __restrict xr = x + o * C;
+        const S* __restrict gr = g + o * C;
+        S* __restrict gxr = GX ? gx + o * C : nullptr;
+#pragma omp simd
+        for (int64_t i = 0; i < W; ++i) {
+          const op v = Io<S>::ld(xr[i]);
+          const op d = Io<S>::ld(gr[i]);
+          if (GX) gxr[i] = v > 0 ? gr[i] : Io<S>::st(al[i] * d);
+          if (GW) sr[i] += v > 0 ? op(0) : d * v;
+        }
+      }
+      if (GW)
+        for (int64_t i = 0; i < W; ++i) sk[i] = sr[i];
+    }
+    const op* __restrict at = tiled.data();
+    for (; o < end; o += group) {  // every group when W = 0, else the last rows of the chunk
+      const int64_t n = (end - o < group ? end - o : group) * C;
+      const S* __restrict xr = x + o * C;
+      const S* __restrict gr = g + o * C;
+      S* __restrict gxr = GX ? gx + o * C : nullptr;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const op v = Io<S>::ld(xr[i]);
+        const op d = Io<S>::ld(gr[i]);
+        if (GX) gxr[i] = v > 0 ? gr[i] : Io<S>::st(at[i] * d);
+        if (GW) sk[i] += v > 0 ? op(0) : d * v;
+      }
+    }
+  }
 }
 
 template <typename S>
@@ -144,26 +249,13 @@ void forward(const S* __restrict x, S* __restrict y, const typename Io<S>::op* _
   typedef typename Io<S>::op op;
   const int64_t total = outer * C * inner;
   const int64_t chunks = chunk_count(total);
-  if (inner == 1 && C > 1) {  // the channel is the fastest axis (channels_last, (N, C) fc outputs)
-    const int64_t group = rows_per_group(C);
-    const auto tiled = tile(a, C, group);
-    const op* __restrict at = tiled.data();
-    const int64_t rows = (outer + chunks - 1) / chunks;
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; ++k) {
-      const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
-      for (int64_t o = k * rows; o < end; o += group) {
-        const int64_t n = (end - o < group ? end - o : group) * C;
-        const S* __restrict xr = x + o * C;
-        S* __restrict yr = y + o * C;
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-          const op v = Io<S>::ld(xr[i]);
-          yr[i] = v > 0 ? xr[i] : Io<S>::st(at[i] * v);
-        }
-      }
+  if (inner == 1 && C > 1) {
+    switch (fixed_width(C)) {
+      case 32: return forward_rows<S, 32>(x, y, a, outer, C, chunks, threads);
+      case 64: return forward_rows<S, 64>(x, y, a, outer, C, chunks, threads);
+      case 128: return forward_rows<S, 128>(x, y, a, outer, C, chunks, threads);
+      default: return forward_rows<S, 0>(x, y, a, outer, C, chunks, threads);
     }
-    return;
   }
   const int64_t per = (total + chunks - 1) / chunks;  // runs of `inner` elements share one slope
 #pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
@@ -197,31 +289,15 @@ void backward(const S* __restrict x, const S* __restrict g, S* __restrict gx,
   const int64_t total = outer * C * inner;
   const int64_t chunks = chunk_count(total);
   const bool rows_of_channels = inner == 1 && C > 1;
-  const int64_t group = rows_of_channels ? rows_per_group(C) : 1;
-  const int64_t width = group * C;  // partial sums per chunk: one per channel (per tiled channel)
+  const int64_t width = rows_of_channels ? row_width(C) : C;
   std::vector<acc> partial(GW ? chunks * width : 0, acc(0));
   acc* sums = partial.data();
   if (rows_of_channels) {
-    const auto tiled = tile(a, C, group);
-    const op* __restrict at = tiled.data();
-    const int64_t rows = (outer + chunks - 1) / chunks;
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; ++k) {
-      const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
-      acc* __restrict sk = GW ? sums + k * width : nullptr;
-      for (int64_t o = k * rows; o < end; o += group) {
-        const int64_t n = (end - o < group ? end - o : group) * C;
-        const S* __restrict xr = x + o * C;
-        const S* __restrict gr = g + o * C;
-        S* __restrict gxr = GX ? gx + o * C : nullptr;
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-          const op v = Io<S>::ld(xr[i]);
-          const op d = Io<S>::ld(gr[i]);
-          if (GX) gxr[i] = v > 0 ? gr[i] : Io<S>::st(at[i] * d);
-          if (GW) sk[i] += v > 0 ? op(0) : d * v;
-        }
-      }
+    switch (fixed_width(C)) {
+      case 32: backward_rows<S, GX, GW, 32>(x, g, gx, a, sums, outer, C, chunks, threads); break;
+      case 64: backward_rows<S, GX, GW, 64>(x, g, gx, a, sums, outer, C, chunks, threads); break;
+      case 128: backward_rows<S, GX, GW, 128>(x, g, gx, a, sums, outer, C, chunks, threads); break;
+      default: backward_rows<S, GX, GW, 0>(x, g, gx, a, sums, outer, C, chunks, threads);
     }
   } else {
     const int64_t per = (total + chunks - 1) / chunks;
@@ -250,6 +326,7 @@ void backward(const S* __restrict x, const S* __restrict g, S* __restrict gx,
     }
   }
   if (GW) {
+    const int64_t group = width / C;
     for (int64_t c = 0; c < C; ++c) gw[c] = 0.0;
     for (int64_t k = 0; k < chunks; ++k)
       for (int64_t t = 0; t < group; ++t)

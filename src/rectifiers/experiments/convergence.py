@@ -58,9 +58,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "seeds": 1,
         "epochs": 2,
-        "n_train": 1000,
-        "n_val": 500,
-        "summary": "1 seed, 2 epochs of 1,000 images",
+        "n_train": 500,
+        "n_val": 250,
+        "summary": "1 seed, 2 epochs of 500 images",
     },
     "full": {  # 10 epochs: the span of Figure 3's x-axis
         "seeds": 2,

@@ -52,9 +52,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": 2,
         "epochs": 2,
         "milestones": [1],
-        "n_train": 1000,
-        "n_val": 500,
-        "summary": "2 seeds, 2 epochs of 1,000 images",
+        "n_train": 500,
+        "n_val": 250,
+        "summary": "2 seeds, 2 epochs of 500 images",
     },
     "full": {
         "seeds": 3,
