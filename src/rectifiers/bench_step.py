@@ -12,8 +12,9 @@ Variants of one step (batch of random images, SGD momentum 0.9, weight decay 5e-
                    ``SGD(model.parameters(), ...)``, ``loss.backward(); opt.step()``
     plain/relu     the same with ReLU
 
-All variants of one model are built in one process and timed interleaved (A, B, C, D, A, B, ...),
-so load from other processes hits them alike; the medians of the repeats are reported, and ratios
+All variants of one model are built in one process and timed interleaved, the order rotated every
+repeat (A B C D, B C D A, ...), so load from other processes and the wake of the step before hit
+them alike; the medians of the repeats are reported, and ratios
 are medians of the ratios of neighbouring steps. Each step is timed on the wall clock and on the
 process's CPU clock: on a machine shared with other jobs the wall clock also counts the time the
 process waited for a core, the CPU clock only the work (with one thread it is the cleaner measure;
@@ -133,8 +134,9 @@ def _swap_to_torch_prelu(model: nn.Module) -> nn.Module:
     return model
 
 
-def make_step(case: StepCase, variant: str) -> Callable[[], None]:
-    """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch."""
+def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[[], None]:
+    """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch;
+    ``amp_mode`` ("auto", "off", "bf16") sets the trainer variants' autocast as `train.amp` does."""
     kind, _, act = variant.partition("/")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -159,7 +161,7 @@ def make_step(case: StepCase, variant: str) -> Callable[[], None]:
 
     model = _build(case, act).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.01, momentum=0.9)
-    amp = resolve_amp("auto", torch.device("cpu"), deterministic=False)
+    amp = resolve_amp(amp_mode, torch.device("cpu"), deterministic=False)
     images, targets = _batch(case, channels_last=True)
     sums = torch.zeros(3, dtype=torch.float64)
 
@@ -239,8 +241,14 @@ def bench_step(
         steps = {v: make_step(case, v) for v in variants}
         wall: dict[str, list[float]] = {v: [] for v in variants}
         cpu: dict[str, list[float]] = {v: [] for v in variants}
+        order = list(variants)
         for i in range(warmup + repeats):
-            for v, step in steps.items():
+            # Rotate the order every repeat: a step runs slower right after a large one (the plain
+            # fp32 step evicts the caches and churns the heap), so a fixed order would always hand
+            # that penalty to the same variant (measured: trainer/prelu 0.93-0.95x ReLU in a fixed
+            # order, 0.97-0.99x paired alone).
+            for v in order[i % len(order) :] + order[: i % len(order)]:
+                step = steps[v]
                 w0, c0 = time.perf_counter(), time.process_time()
                 step()
                 w1, c1 = time.perf_counter(), time.process_time()
