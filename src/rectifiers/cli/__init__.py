@@ -1,0 +1,54 @@
+"""`rectifiers <subcommand>`: thin wrappers over the library's functions.
+
+One module per subcommand, each with `add(subparsers)`, which registers the subcommand's arguments
+and sets `func`, and `run(args)`, which does the work and returns an exit code. Heavy modules are
+imported inside `run` so that `rectifiers --help` stays fast. A new subcommand is a new module whose
+`add` joins `_SUBCOMMANDS` (the order of `rectifiers --help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from rectifiers import __version__
+from rectifiers.cli import bench, evaluate, export, init_report, models, predict, reproduce, train
+from rectifiers.cli.common import SubParsers
+
+_SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
+    train.add,
+    models.add,
+    init_report.add,
+    evaluate.add,
+    predict.add,
+    export.add,
+    reproduce.add,
+    bench.add,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rectifiers",
+        description="PReLU, He initialization and the PReLU-nets of 'Delving Deep into Rectifiers'.",
+    )
+    parser.add_argument("--version", action="version", version=f"rectifiers {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input of any kind ends in one clear line, not a traceback.
+        print(f"rectifiers {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,66 @@
+"""`rectifiers models`: the registered models' depth, parameters and multiply-adds (paper Table 3)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rectifiers.cli.common import SubParsers
+
+
+def add(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list the models with depth, parameters and multiply-adds",
+        description="Every registered model at its default size (built on the meta device, so even "
+        "model C costs no memory): depth (conv + fc), parameters, PReLU slopes, multiply-adds per image "
+        "(the paper's Table 3 'complexity') and the size of the last conv map. Name models to get "
+        "their per-layer tables instead.",
+    )
+    p.add_argument("names", nargs="*", metavar="MODEL", help="print these models' per-layer tables")
+    p.add_argument("--act", default="prelu", help="relu | prelu | prelu_shared | leaky_relu (default: prelu)")
+    p.add_argument("--stem", default="imagenet", help="imagenet (default) | small")
+    p.add_argument("--size", type=int, default=224, help="input side in pixels (default: 224)")
+    p.add_argument("--classes", type=int, default=1000, help="classifier outputs (default: 1000)")
+    p.add_argument("--width", type=float, default=1.0, help="conv channel multiplier (default: 1)")
+    p.add_argument("--fc-width", type=int, help="units of fc1 and fc2 (default: the model's, 4096)")
+    p.add_argument("--markdown", action="store_true", help="print markdown tables")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rectifiers.complexity import complexity
+    from rectifiers.models import create_model, list_models
+
+    kwargs = dict(act=args.act, stem=args.stem, num_classes=args.classes, width=args.width, init=False)
+    kwargs["fc_width"] = args.fc_width
+    for name in args.names:
+        with torch.device("meta"):
+            net = create_model(name, **kwargs)
+        report = complexity(net, args.size)
+        print(f"{name} ({args.act}, {args.stem} stem, {args.size} px)")
+        print(report.to_markdown() if args.markdown else report)
+        print()
+    if args.names:
+        return 0
+    header = ("model", "depth", "params", "slopes", "multiply-adds", "×10¹⁰", "last map")
+    rows = []
+    for name in list_models():
+        with torch.device("meta"):
+            net = create_model(name, **kwargs)
+        report = complexity(net, args.size)
+        h, w = net.feature_size(args.size)
+        macs, params, slopes = report.total_macs, report.total_params, net.num_slopes()
+        cells = (str(report.depth), f"{params:,}", f"{slopes:,}", f"{macs:,}", f"{macs / 1e10:.3f}")
+        rows.append((name, *cells, f"{h}×{w}"))
+    print(f"{args.act}, {args.stem} stem, width {args.width:g}, {args.size} px input, {args.classes} classes")
+    if args.markdown:
+        print("| " + " | ".join(header) + " |\n|---|" + "---:|" * (len(header) - 1))
+        print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+        return 0
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        right = [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
+        print("  ".join([row[0].ljust(widths[0]), *right]))
+    return 0

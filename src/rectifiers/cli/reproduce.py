@@ -1,0 +1,59 @@
+"""`rectifiers reproduce`: re-measure one of the paper's tables or figures beside the paper's numbers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rectifiers.cli.common import SubParsers
+
+
+def add(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="re-measure a table or figure of the paper, our numbers beside the paper's",
+        description="Run one experiment of the paper (see --list) and write OUT/NAME/results.json (numbers, "
+        "config, seeds, git revision, torch version, machine), table.md (the paper's numbers beside ours, "
+        "with this command) and NAME.png where the paper has a figure.",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments and their presets, then exit")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=("smoke", "quick", "full"),
+        help="smoke: seconds; quick: about a minute on 2 CPU cores (default); full: what the README reports",
+    )
+    p.add_argument(
+        "--data",
+        help="data spec for the experiments that train (default: CIFAR-10 from the shared data folder when "
+        "present, else mnist5k)",
+    )
+    p.add_argument("--out", default="results", help="output folder (default: results/)")
+    p.add_argument("--seeds", type=int, help="number of seeds (random draws for variance)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rectifiers.experiments import PRESETS, describe, list_experiments, run_experiment
+
+    if args.list:
+        for name in list_experiments():
+            info = describe(name)
+            print(f"{name:14}  {info['title']} [{info['paper']}]")
+            for preset in PRESETS:
+                print(f"{'':16}{preset:6} {info['presets'][preset]}")
+        return 0
+    if not args.name:
+        raise ValueError(f"name an experiment ({', '.join(list_experiments())}) or pass --list")
+    table = run_experiment(
+        args.name,
+        args.preset,
+        data=args.data,
+        out=args.out,
+        seeds=args.seeds,
+        say=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    print(table.read_text())
+    print(f"results: {table.parent}")
+    return 0
