@@ -30,7 +30,7 @@ USES_SEEDS = True
 _SEEDS = {"smoke": 1, "quick": 1, "full": 2}
 _SUMMARY = {
     "smoke": "1 epoch on 64 fake images, tiny net",
-    "quick": "1 seed, 2 epochs of 500 images",
+    "quick": "1 seed, 2 epochs of 2,000 images",
     "full": "2 seeds, 6 epochs of 5,000 images",
 }
 PRESETS: dict[str, dict[str, Any]] = {

@@ -57,10 +57,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "seeds": 1,
-        "epochs": 2,
-        "n_train": 500,
-        "n_val": 250,
-        "summary": "1 seed, 2 epochs of 500 images",
+        "epochs": 3,
+        "n_train": 2000,
+        "n_val": 500,
+        "summary": "1 seed, 3 epochs of 2,000 images",
     },
     "full": {  # 10 epochs: the span of Figure 3's x-axis
         "seeds": 2,

@@ -45,13 +45,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "summary": "1 timed step and 1 short fit per variant, tiny net",
     },
     "quick": {
-        "step_repeats": 5,
-        "step_warmup": 1,
+        "step_repeats": 10,
+        "step_warmup": 2,
         "repeats": 1,
-        "steps": 4,
+        "steps": 8,
         "batch": 128,
         "amps": ["auto"],
-        "summary": "5 timed steps per variant, 1 short fit each",
+        "summary": "10 timed steps per variant, 1 short fit each",
     },
     "full": {
         "step_repeats": 40,

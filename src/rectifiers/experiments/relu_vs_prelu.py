@@ -52,9 +52,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": 2,
         "epochs": 2,
         "milestones": [1],
-        "n_train": 500,
-        "n_val": 250,
-        "summary": "2 seeds, 2 epochs of 500 images",
+        "n_train": 2000,
+        "n_val": 500,
+        "summary": "2 seeds, 2 epochs of 2,000 images",
     },
     "full": {
         "seeds": 3,

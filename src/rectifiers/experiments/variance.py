@@ -50,7 +50,7 @@ USES_SEEDS = True  # --seeds N: N independent random draws per net and scheme
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"seeds": 1, "batch": 1, "width": 0.0625, "fc_width": 16, "summary": "1 draw of tiny nets"},
-    "quick": {"seeds": 3, "batch": 4, "width": 0.25, "fc_width": 256, "summary": "3 draws, narrow nets"},
+    "quick": {"seeds": 3, "batch": 4, "width": 0.5, "fc_width": 1024, "summary": "3 draws, half-width nets"},
     "full": {
         "seeds": 8,
         "batch": 8,
