@@ -11,20 +11,20 @@ What a run writes (main process only) into `train.out`:
     checkpoints/     the last `keep_last` epoch checkpoints
     last.pt best.pt  the newest checkpoint and the one with the lowest val top-1 error
     curves.png       loss and error against epoch
+
+The pieces with a job of their own live beside it: `run_log` (the files above other than checkpoints,
+and the console), `run_checkpoints` (which checkpoint a run resumes from; writing checkpoints, last.pt,
+best.pt), `rng_state` (the generator states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a
+request to stop after a checkpoint).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 import platform
 import random
 import signal
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rectifiers import __version__, distributed
-from rectifiers.checkpoint import (
-    FORMAT,
-    CheckpointError,
-    epoch_checkpoint_name,
-    find_resumable,
-    link_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    remove_stale_temp_files,
-    resume_candidates,
-    save_checkpoint,
-)
+from rectifiers.checkpoint import FORMAT, CheckpointError, remove_stale_temp_files, resume_candidates
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.init import initialize
@@ -53,25 +42,27 @@ from rectifiers.loader import make_loader
 from rectifiers.metrics import error_from_counts, topk_correct
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
-from rectifiers.plots import plot_curves, read_jsonl
+from rectifiers.rng_state import get_rng_state, set_rng_state
+from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
+from rectifiers.run_log import RunLog
 from rectifiers.runtime import keep_freed_memory
+from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
+
+# CheckpointWriteError and TrainingStopped live in run_checkpoints/stop_signals; callers import them here.
+__all__ = [
+    "CheckpointWriteError",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingStopped",
+    "fit",
+    "model_args_from_config",
+    "resolve_amp",
+]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (e.g. ENOSPC); the earlier checkpoints are untouched."""
-
-
-class TrainingStopped(Exception):
-    """Raised inside the loop when SIGINT/SIGTERM asks the run to stop."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def fit(config: RunConfig) -> dict[str, Any]:
@@ -135,9 +126,10 @@ class Trainer:
         self.batch = 0  # batches of the current epoch already done (mid-epoch checkpoints)
         self.step = 0  # optimizer steps
         self.best_err = math.inf
-        self.stop_signal: int | None = None
+        self.stop_signals = StopSignals()  # .signum: the SIGINT/SIGTERM that asked the run to stop
         self.resume_path: Path | None = None  # the checkpoint this run continues
         self.epoch_sums = torch.zeros(3, dtype=torch.float64)
+        self.run_log = RunLog(config, ctx.is_main)  # config.json, metrics.jsonl, curves, console
 
     # ------------------------------------------------------------------ setup
 
@@ -171,55 +163,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
         if ctx.is_main:
             self._write_run_files()
-        with self._signal_handlers():
+        with self.stop_signals.installed():
             return self._loop()
 
     def _resume_state(self) -> dict[str, Any] | None:
-        resume = self.config.train.resume
-        if resume == "auto":
-            found = find_resumable(self.run_dir)
-            if found is None:
-                self._say(f"no usable checkpoint in {self.run_dir}: starting a fresh run")
-                return None
-            path, state = found
-        elif resume:
-            path, state = Path(resume), load_checkpoint(resume)
-        else:
-            if resume_candidates(self.run_dir):
-                raise ValueError(
-                    f"{self.run_dir} already holds checkpoints: pass --resume auto to continue that run, "
-                    "or choose another --out (nothing was overwritten)"
-                )
+        found = load_resume_state(self.config, self.run_log.say)
+        if found is None:
             return None
-        missing = [key for key in ("optimizer", "normalization") if key not in state]
-        if missing:
-            raise CheckpointError(f"{path}: cannot resume from it, missing keys: {', '.join(missing)}")
-        self._check_same_run(state, path)
-        self.resume_path = path
-        self._say(
-            f"resuming from {path} (epoch {state['epoch']}, batch {state.get('batch', 0)}, "
-            f"step {state['step']})"
-        )
+        self.resume_path, state = found
         return state
-
-    def _check_same_run(self, state: dict[str, Any], path: Path) -> None:
-        """A resume must continue the same model on the same data; schedule lengths may change."""
-        try:
-            saved = RunConfig.from_dict(state["config"]).to_dict()
-        except (ValueError, TypeError, AttributeError) as err:
-            raise CheckpointError(f"{path}: unusable config in the checkpoint: {err}") from None
-        current = self.config.to_dict()
-        differ = [
-            f"{section}.{key}"
-            for section in ("data", "model", "init")
-            for key in current[section]
-            if current[section][key] != saved[section][key]
-        ]
-        if differ:
-            raise ValueError(
-                f"{path} was trained with a different {', '.join(differ)}; "
-                "resume with the same data/model/init settings or start a new run"
-            )
 
     def _seed(self, seed: int) -> None:
         # Same seed on every rank while building the model: identical initial weights everywhere.
@@ -243,7 +195,7 @@ class Trainer:
         skipped = len(train_set.skipped) + len(val_set.skipped)
         self.skipped_files = skipped
         if skipped:
-            self._say(
+            self.run_log.say(
                 f"{skipped} undecodable file(s) skipped (first: {(train_set.skipped + val_set.skipped)[0]})"
             )
         return train_set, val_set
@@ -325,7 +277,7 @@ class Trainer:
             self.epoch_sums = partial[self.ctx.rank].to(torch.float64)
         rng = state.get("rng") or []
         if len(rng) == self.ctx.world_size:
-            _set_rng_state(rng[self.ctx.rank])
+            set_rng_state(rng[self.ctx.rank])
         else:  # another world size: fresh per-rank streams, still seeded
             self._seed_rank(self.config.train.seed + self.step)
 
@@ -339,34 +291,10 @@ class Trainer:
         return wrapped
 
     def _write_run_files(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        (self.run_dir / "init_report.md").write_text(self.init_report.to_markdown() + "\n")
+        self.run_log.write_run_files(self.config.to_dict(), self.init_report.to_markdown())
         for folder in (self.run_dir, self.run_dir / "checkpoints"):
             remove_stale_temp_files(folder)
-        self._trim_metrics()
-
-    def _trim_metrics(self) -> None:
-        """Keep only the metrics lines of the epochs the starting state has completed.
-
-        An epoch's line is written just before its checkpoint, so a crash between the two, or a resume
-        from an older checkpoint, leaves lines of epochs that are about to run again (they would be
-        duplicated), and a crash inside the write leaves a torn last line (the next line would be glued
-        to it). The lines kept are exactly those the resumed run would have written itself.
-        """
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        text = path.read_text()
-        records = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= self.epoch]
-        kept = "".join(json.dumps(r) + "\n" for r in records)
-        if kept == text:
-            return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(kept)
-        os.replace(tmp, path)
-        dropped = len(text.splitlines()) - len(records)
-        self._say(f"metrics.jsonl: dropped {dropped} line(s) after epoch {self.epoch}, the resumed state")
+        self.run_log.trim_metrics(self.epoch)
 
     # ------------------------------------------------------------------ the loop
 
@@ -374,14 +302,13 @@ class Trainer:
         cfg = self.config.train
         status = "completed"
         metrics: dict[str, Any] = {}
-        writer = self._tensorboard()
-        try:
+        with self.run_log.tensorboard() as writer:
             while self.epoch < cfg.epochs:
                 try:
                     train_metrics = self._train_epoch()
                 except TrainingStopped as stop:
                     self._save(mid_epoch=True)
-                    self._say(
+                    self.run_log.say(
                         f"stopped by {stop}: checkpoint saved at epoch {self.epoch + 1}, batch "
                         f"{self.batch}, step {self.step}; continue with --resume auto"
                     )
@@ -409,9 +336,6 @@ class Trainer:
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     status = "max_steps"
                     break
-        finally:
-            if writer is not None:
-                writer.close()
         return self._result(status, metrics)
 
     def _train_epoch(self) -> dict[str, float] | None:
@@ -424,7 +348,7 @@ class Trainer:
         sums = self.epoch_sums
         total = len(self.train_loader)
         start_batch = self.batch
-        bar = self._progress(total, initial=start_batch)
+        bar = self.run_log.progress(total, initial=start_batch, epoch=self.epoch + 1)
         started, seen = time.perf_counter(), 0
         for index, (images, targets) in enumerate(self.train_loader, start=start_batch):
             with torch.autocast(
@@ -461,7 +385,8 @@ class Trainer:
             if cfg.save_every and self.step % cfg.save_every == 0 and self.batch < total:
                 self._save(mid_epoch=True)
             if self._stop_requested():
-                raise TrainingStopped(self.stop_signal or signal.SIGTERM)
+                # Under torchrun the signal may have reached another rank only.
+                raise TrainingStopped(self.stop_signals.signum or signal.SIGTERM)
             if cfg.max_steps and self.step >= cfg.max_steps and self.batch < total:
                 if bar is not None:
                     bar.close()
@@ -506,7 +431,7 @@ class Trainer:
         }
 
     def _stop_requested(self) -> bool:
-        requested = self.stop_signal is not None
+        requested = self.stop_signals.signum is not None
         return distributed.any_rank(requested, self.ctx.device) if self.ctx.distributed else requested
 
     def _check_finite(self, loss: torch.Tensor) -> None:
@@ -549,7 +474,7 @@ class Trainer:
             "best_val_top1_err": self.best_err,
             # per-rank partial train metrics, for a mid-epoch save
             "epoch_sums": distributed.all_gather_objects(self.epoch_sums.clone()),
-            "rng": distributed.all_gather_objects(_get_rng_state()),
+            "rng": distributed.all_gather_objects(get_rng_state()),
             "versions": {
                 "rectifiers": __version__,
                 "torch": str(torch.__version__),
@@ -559,71 +484,13 @@ class Trainer:
 
     def _save(self, best: bool = False, mid_epoch: bool = False) -> None:
         state = self._state()  # every rank takes part in gathering the RNG states
-        if not self.ctx.is_main:
-            return
-        try:
-            self._write_checkpoint(state, best, mid_epoch)
-        except OSError as err:  # a full disk, a quota, a vanished mount: stop, keeping what was saved
-            kept = resume_candidates(self.run_dir)
-            epoch = self.epoch + 1 if mid_epoch else self.epoch
-            raise CheckpointWriteError(
-                err.errno,
-                f"{err.strerror or err} (epoch {epoch}, step {self.step}); "
-                + (
-                    f"the previous checkpoint {kept[0]} is intact: free some space and continue with "
-                    "--resume auto"
-                    if kept
-                    else "no earlier checkpoint exists"
-                ),
-            ) from err
-
-    def _write_checkpoint(self, state: dict[str, Any], best: bool, mid_epoch: bool) -> None:
-        # Mid-epoch saves go to last.pt only: the kept history is of whole epochs.
-        if mid_epoch:
-            save_checkpoint(state, self.run_dir / "last.pt")
-            return
-        path = save_checkpoint(
-            state, self.run_dir / "checkpoints" / epoch_checkpoint_name(self.epoch, self.step)
-        )
-        # best.pt before last.pt: a crash between the two resumes from the older last.pt, which redoes
-        # this epoch and links best.pt again; the other order could leave best.pt stale for good.
-        if best:
-            link_checkpoint(path, self.run_dir / "best.pt")
-        link_checkpoint(path, self.run_dir / "last.pt")
-        prune_checkpoints(self.run_dir, max(self.config.train.keep_last, 1))
+        if self.ctx.is_main:
+            keep_last = self.config.train.keep_last
+            save_run_checkpoint(state, self.run_dir, best=best, mid_epoch=mid_epoch, keep_last=keep_last)
 
     def _log(self, metrics: dict[str, Any], writer: Any) -> None:
-        if not self.ctx.is_main:
-            return
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(metrics) + "\n")
-        plot_curves(
-            self.run_dir / "metrics.jsonl",
-            self.run_dir / "curves.png",
-            title=f"{self.config.model.name} ({self.config.model.act}) on {self.config.data.spec}",
-        )
-        if writer is not None:
-            for key, value in metrics.items():
-                if key not in ("epoch", "time") and isinstance(value, (int, float)):
-                    writer.add_scalar(key, value, self.epoch)
-        self._say(
-            f"epoch {self.epoch}/{self.config.train.epochs}  step {self.step}  lr {metrics['lr']:g}  "
-            f"train loss {metrics['train_loss']:.4f}  val loss {metrics['val_loss']:.4f}  "
-            f"val top-1 err {100 * metrics['val_top1_err']:.2f}%  "
-            f"top-5 err {100 * metrics['val_top5_err']:.2f}%  "
-            f"{metrics['images_per_s']:.0f} img/s"
-        )
-
-    def _tensorboard(self) -> Any:
-        if not (self.config.train.tensorboard and self.ctx.is_main):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise ValueError(
-                "train.tensorboard needs the tensorboard package: pip install 'rectifiers[tensorboard]'"
-            ) from err
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        # A method of its own so that a subclass can hook each finished epoch (benchmarks/soak.py).
+        self.run_log.log_epoch(metrics, writer)
 
     def _result(self, status: str, metrics: dict[str, Any], signum: int | None = None) -> dict[str, Any]:
         return {
@@ -636,69 +503,3 @@ class Trainer:
             "signal": signum,
             "skipped_files": self.skipped_files,
         }
-
-    # ------------------------------------------------------------------ console
-
-    def _say(self, text: str) -> None:
-        if self.ctx.is_main and not self.config.train.quiet:
-            print(text, file=sys.stderr, flush=True)
-
-    def _progress(self, total: int, initial: int) -> Any:
-        if not self.ctx.is_main or self.config.train.quiet or not sys.stderr.isatty():
-            return None
-        from tqdm import tqdm
-
-        return tqdm(
-            total=total,
-            initial=initial,
-            desc=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
-            unit="batch",
-            leave=False,
-            dynamic_ncols=True,
-        )
-
-    @contextlib.contextmanager
-    def _signal_handlers(self) -> Iterator[None]:
-        """SIGINT/SIGTERM ask the loop to stop at the next step boundary, after a checkpoint."""
-
-        def request_stop(signum: int, _frame: Any) -> None:
-            if self.stop_signal is not None:  # a second signal: stop now
-                raise KeyboardInterrupt
-            self.stop_signal = signum
-
-        try:
-            previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        except ValueError:  # not the main thread: leave signals alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-
-def _get_rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-        "numpy_pos": int(np.random.get_state()[2]),
-        "python": _python_rng_to_list(random.getstate()),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _python_rng_to_list(state: tuple[Any, ...]) -> list[Any]:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]

@@ -1,0 +1,56 @@
+"""The random number generator states a checkpoint carries, so that a resumed run draws what it would have.
+
+Four global generators are saved: torch's CPU one (dropout among others), each CUDA device's, NumPy's
+and Python's `random`. `get_rng_state` captures them in one dict, `set_rng_state` puts them back. The
+trainer stores one such dict per rank under the checkpoint's "rng" key. The dict holds only tensors,
+numbers and lists: `rectifiers.checkpoint.load_checkpoint` reads with `weights_only=True`, which refuses
+NumPy arrays, so NumPy's key travels as an int64 tensor.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def get_rng_state() -> dict[str, Any]:
+    """This process's generator states, as a dict of tensors, numbers and lists.
+
+    Keys: "torch" (CPU generator), "numpy" (the Mersenne Twister key as an int64 tensor) and "numpy_pos"
+    (its position), "python" (`random.getstate()` as a list), and "cuda" (every device's state) where
+    CUDA is available.
+    """
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
+        "numpy_pos": int(numpy_state[2]),
+        "python": _python_state_to_list(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators from a `get_rng_state()` dict.
+
+    The CUDA states are restored only where the dict has them and CUDA is available here, so a
+    checkpoint saved on a GPU machine resumes on a CPU one (with the CPU streams exact).
+    """
+    torch.set_rng_state(state["torch"])
+    # NumPy's cached Gaussian is not saved, so it starts empty (has_gauss 0).
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_list(state: tuple[Any, ...]) -> list[Any]:
+    # random.getstate() is (version, tuple of 625 ints, gauss_next); stored as plain lists.
+    version, internal, gauss = state
+    return [version, list(internal), gauss]

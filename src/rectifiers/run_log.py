@@ -1,0 +1,139 @@
+"""What a training run writes besides its checkpoints, and what it shows on the console.
+
+Files, in the run directory (`train.out`), written by the main process only:
+    config.json      the resolved RunConfig
+    init_report.md   what `initialize` did to each layer
+    metrics.jsonl    one JSON line per epoch; on a resume, cut back to the epochs the checkpoint holds
+    curves.png       loss and error against epoch, redrawn after every epoch
+    tensorboard/     the same scalars as TensorBoard events, when `train.tensorboard` is on
+
+Console (main process, unless `train.quiet`): messages and one line per epoch on stderr, and a tqdm bar
+over the epoch's batches when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rectifiers.config import RunConfig
+from rectifiers.plots import plot_curves, read_jsonl
+
+
+class RunLog:
+    """The log files and console output of one run; on any rank but the main one it does nothing."""
+
+    def __init__(self, config: RunConfig, is_main: bool) -> None:
+        t = config.train
+        self.run_dir = Path(t.out)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.is_main = is_main
+        self.quiet = t.quiet
+        self.epochs = t.epochs
+        self.use_tensorboard = t.tensorboard
+        self.title = f"{config.model.name} ({config.model.act}) on {config.data.spec}"
+
+    def say(self, text: str) -> None:
+        """Print `text` on stderr (main process, unless quiet)."""
+        if self.is_main and not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def progress(self, total: int, initial: int, epoch: int) -> Any:
+        """A tqdm bar over the `total` batches of epoch `epoch` (1-based), starting at `initial`.
+
+        None where no bar is wanted: other ranks, quiet runs, and a stderr that is not a terminal
+        (a bar redrawn into a log file is noise).
+        """
+        if not self.is_main or self.quiet or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc=f"epoch {epoch}/{self.epochs}",
+            unit="batch",
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def write_run_files(self, config: dict[str, Any], init_report: str) -> None:
+        """Create the run directory and write config.json and init_report.md (markdown) into it."""
+        if not self.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (self.run_dir / "init_report.md").write_text(init_report + "\n")
+
+    def trim_metrics(self, epoch: int) -> None:
+        """Keep only the metrics lines of the epochs the starting state has completed (1..`epoch`).
+
+        An epoch's line is written just before its checkpoint, so a crash between the two, or a resume
+        from an older checkpoint, leaves lines of epochs that are about to run again (they would be
+        duplicated), and a crash inside the write leaves a torn last line (the next line would be glued
+        to it). The lines kept are exactly those the resumed run would have written itself.
+        """
+        path = self.metrics_path
+        if not self.is_main or not path.exists():
+            return
+        text = path.read_text()
+        records = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= epoch]
+        kept = "".join(json.dumps(r) + "\n" for r in records)
+        if kept == text:
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(kept)
+        os.replace(tmp, path)
+        dropped = len(text.splitlines()) - len(records)
+        self.say(f"metrics.jsonl: dropped {dropped} line(s) after epoch {epoch}, the resumed state")
+
+    @contextlib.contextmanager
+    def tensorboard(self) -> Iterator[Any]:
+        """A TensorBoard `SummaryWriter` on `tensorboard/` for the block, closed after it.
+
+        Yields None where `train.tensorboard` is off and on ranks other than the main one. Raises
+        ValueError when it is on but the tensorboard package is missing.
+        """
+        if not (self.use_tensorboard and self.is_main):
+            yield None
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ValueError(
+                "train.tensorboard needs the tensorboard package: pip install 'rectifiers[tensorboard]'"
+            ) from err
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+    def log_epoch(self, metrics: dict[str, Any], writer: Any = None) -> None:
+        """Record one finished epoch: a metrics.jsonl line, curves.png, TensorBoard scalars, a console line.
+
+        `metrics` holds "epoch", "step", "lr", "images_per_s" and the train_/val_ losses and errors;
+        `writer` is what `tensorboard()` yielded.
+        """
+        if not self.is_main:
+            return
+        with open(self.metrics_path, "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        plot_curves(self.metrics_path, self.run_dir / "curves.png", title=self.title)
+        epoch = metrics["epoch"]
+        if writer is not None:
+            for key, value in metrics.items():
+                if key not in ("epoch", "time") and isinstance(value, (int, float)):
+                    writer.add_scalar(key, value, epoch)
+        self.say(
+            f"epoch {epoch}/{self.epochs}  step {metrics['step']}  lr {metrics['lr']:g}  "
+            f"train loss {metrics['train_loss']:.4f}  val loss {metrics['val_loss']:.4f}  "
+            f"val top-1 err {100 * metrics['val_top1_err']:.2f}%  "
+            f"top-5 err {100 * metrics['val_top5_err']:.2f}%  "
+            f"{metrics['images_per_s']:.0f} img/s"
+        )
