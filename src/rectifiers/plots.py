@@ -28,17 +28,22 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str | Non
     import matplotlib.pyplot as plt
 
     records = read_jsonl(metrics_path)
-    epochs = [r["epoch"] for r in records]
+
+    def series(key: str, scale: float = 1.0) -> tuple[list[Any], list[float]]:
+        # Only the epochs that have the key: lines written by other versions may lack some.
+        have = [r for r in records if r.get(key) is not None]
+        return [r["epoch"] for r in have], [scale * r[key] for r in have]
+
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        ax_loss.plot(epochs, [r.get(key) for r in records], marker="o", label=label)
+        ax_loss.plot(*series(key), marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     for key, label in (
         ("train_top1_err", "train top-1"),
         ("val_top1_err", "val top-1"),
         ("val_top5_err", "val top-5"),
     ):
-        ax_err.plot(epochs, [100 * r[key] for r in records if key in r], marker="o", label=label)
+        ax_err.plot(*series(key, 100.0), marker="o", label=label)
     ax_err.set(xlabel="epoch", ylabel="error (%)", title="error")
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3)
