@@ -59,6 +59,9 @@ _SOURCE = r"""
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -118,6 +121,103 @@ template <> float slope_as<float>(double v) { return static_cast<float>(v); }
 template <> double slope_as<double>(double v) { return v; }
 template <> float slope_as<bf16>(double v) { return bf16_load(bf16_round(static_cast<float>(v))); }
 
+// Explicit loops for bfloat16 on CPUs with AVX512_BF16 (Vec<bf16>::on); the portable loops below
+// compile to ~6 integer ops per rounding, which made the bfloat16 backward compute-bound. Every other
+// dtype or CPU keeps the portable loops; both give the same bits.
+template <typename S> struct Vec { static constexpr bool on = false; };
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+template <> struct Vec<bf16> {
+  static constexpr bool on = true;
+
+  static inline __m512 widen(__m256i b) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+  }
+  // vcvtneps2bf16 rounds to nearest even in one instruction, but flushes denormals to zero and
+  // keeps a NaN's sign and payload; lanes holding those (rare) take bf16_round's integer rule.
+  static inline __m256i round(__m512 f) {
+    const __m256i r = (__m256i)_mm512_cvtneps_pbh(f);
+    const __mmask16 odd = _mm512_fpclass_ps_mask(f, 0x01 | 0x20 | 0x80);  // QNaN, denormal, SNaN
+    if (__builtin_expect(odd == 0, 1)) return r;
+    const __m512i u = _mm512_castps_si512(f);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb);
+    __m256i slow = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_add_epi32(u, bias), 16));
+    slow = _mm256_mask_set1_epi16(slow, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), 0x7fc0);
+    return _mm256_mask_blend_epi16(odd, r, slow);
+  }
+  // Lanes left for the last, partial vector of n elements.
+  static inline __mmask16 tail(int64_t n) { return static_cast<__mmask16>((1u << (n & 15)) - 1); }
+
+  // y = x > 0 ? x : round(a·x) over n elements; slopes a[i] (STEP 1) or a[0] (STEP 0).
+  template <int STEP>
+  static void forward(const bf16* x, bf16* y, const float* a, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) forward_step<STEP>(x + i, y + i, a + STEP * i, 0xffff);
+    if (i < n) forward_step<STEP>(x + i, y + i, a + STEP * i, tail(n));
+  }
+  template <int STEP>
+  static inline void forward_step(const bf16* x, bf16* y, const float* a, __mmask16 m) {
+    const __m256i xb = _mm256_maskz_loadu_epi16(m, x);
+    const __m512 v = widen(xb);
+    const __m512 s = STEP ? _mm512_maskz_loadu_ps(m, a) : _mm512_set1_ps(a[0]);
+    const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm256_mask_storeu_epi16(y, m, _mm256_mask_blend_epi16(pos, round(_mm512_mul_ps(s, v)), xb));
+  }
+
+  // 16 lanes (mask m) of the backward: gx = x > 0 ? g : round(a·g); returns sum + (x > 0 ? 0 : g·x).
+  template <bool GX, bool GW>
+  static inline __m512 step(const bf16* x, const bf16* g, bf16* gx, __m512 a, __m512 sum, __mmask16 m) {
+    const __m512 v = widen(_mm256_maskz_loadu_epi16(m, x));
+    const __m256i gb = _mm256_maskz_loadu_epi16(m, g);
+    const __m512 d = widen(gb);
+    const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    if (GX) _mm256_mask_storeu_epi16(gx, m, _mm256_mask_blend_epi16(pos, round(_mm512_mul_ps(a, d)), gb));
+    if (GW) sum = _mm512_mask3_fmadd_ps(d, v, sum, static_cast<__mmask16>(~pos & m));
+    return sum;
+  }
+
+  // One run of n elements sharing the slope s; returns its Σ g·x over x <= 0.
+  template <bool GX, bool GW>
+  static float backward_run(const bf16* x, const bf16* g, bf16* gx, float s, int64_t n) {
+    const __m512 a = _mm512_set1_ps(s);
+    __m512 sum = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) sum = step<GX, GW>(x + i, g + i, gx + i, a, sum, 0xffff);
+    if (i < n) sum = step<GX, GW>(x + i, g + i, gx + i, a, sum, tail(n));
+    return _mm512_reduce_add_ps(sum);
+  }
+
+  // n elements against per-element slopes a[i], adding to per-element sums[i].
+  template <bool GX, bool GW>
+  static void backward_tiled(const bf16* x, const bf16* g, bf16* gx, const float* a, float* sums, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = i + 16 <= n ? 0xffff : tail(n);
+      const __m512 s = GW ? _mm512_maskz_loadu_ps(m, sums + i) : _mm512_setzero_ps();
+      const __m512 ai = _mm512_maskz_loadu_ps(m, a + i);
+      const __m512 r = step<GX, GW>(x + i, g + i, gx ? gx + i : nullptr, ai, s, m);
+      if (GW) _mm512_mask_storeu_ps(sums + i, m, r);
+    }
+  }
+
+  // `groups` groups of W elements (W a multiple of 16), slopes and sums held in registers.
+  template <bool GX, bool GW, int64_t W>
+  static void backward_groups(const bf16* x, const bf16* g, bf16* gx, const float* a, float* sums,
+                              int64_t groups) {
+    __m512 al[W / 16], sr[W / 16];
+    for (int64_t j = 0; j < W / 16; ++j) {
+      al[j] = _mm512_loadu_ps(a + 16 * j);
+      sr[j] = _mm512_setzero_ps();
+    }
+    for (int64_t t = 0; t < groups; ++t, x += W, g += W, gx = GX ? gx + W : nullptr)
+#pragma GCC unroll 8
+      for (int64_t j = 0; j < W / 16; ++j)
+        sr[j] = step<GX, GW>(x + 16 * j, g + 16 * j, GX ? gx + 16 * j : nullptr, al[j], sr[j], 0xffff);
+    if (GW)
+      for (int64_t j = 0; j < W / 16; ++j) _mm512_storeu_ps(sums + 16 * j, sr[j]);
+  }
+};
+#endif
+
 // Work is split into chunks that depend only on its size (never on the thread count), so the
 // slope gradient's summation order, hence its value, is the same for any number of threads.
 inline int64_t chunk_count(int64_t work) {
@@ -167,6 +267,10 @@ void forward_rows(const S* __restrict x, S* __restrict y, const typename Io<S>::
       for (; o + group <= end; o += group) {
         const S* __restrict xr = x + o * C;
         S* __restrict yr = y + o * C;
+        if constexpr (Vec<S>::on) {
+          Vec<S>::template forward<1>(xr, yr, al, W);
+          continue;
+        }
 #pragma omp simd
         for (int64_t i = 0; i < W; ++i) {
           const op v = Io<S>::ld(xr[i]);
@@ -179,6 +283,10 @@ void forward_rows(const S* __restrict x, S* __restrict y, const typename Io<S>::
       const int64_t n = (end - o < group ? end - o : group) * C;
       const S* __restrict xr = x + o * C;
       S* __restrict yr = y + o * C;
+      if constexpr (Vec<S>::on) {
+        Vec<S>::template forward<1>(xr, yr, at, n);
+        continue;
+      }
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         const op v = Io<S>::ld(xr[i]);
@@ -211,7 +319,13 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
         al[i] = tiled[i];
         sr[i] = acc(0);
       }
-      for (; o + group <= end; o += group) {
+      if constexpr (Vec<S>::on) {  // the same loop, on whole vectors
+        const int64_t groups = (end - o) / group;
+        Vec<S>::template backward_groups<GX, GW, W>(x + o * C, g + o * C, GX ? gx + o * C : nullptr, al, sr,
+                                                   groups);
+        o += groups * group;
+      }
+      for (; !Vec<S>::on && o + group <= end; o += group) {
         const S* __restrict xr = x + o * C;
         const S* __restrict gr = g + o * C;
         S* __restrict gxr = GX ? gx + o * C : nullptr;
@@ -232,6 +346,10 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
       const S* __restrict xr = x + o * C;
       const S* __restrict gr = g + o * C;
       S* __restrict gxr = GX ? gx + o * C : nullptr;
+      if constexpr (Vec<S>::on) {
+        Vec<S>::template backward_tiled<GX, GW>(xr, gr, gxr, at, sk, n);
+        continue;
+      }
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         const op v = Io<S>::ld(xr[i]);
@@ -268,12 +386,16 @@ void forward(const S* __restrict x, S* __restrict y, const typename Io<S>::op* _
       const S* __restrict xs = x + p;
       S* __restrict ys = y + p;
       const int64_t n = stop - p;
+      p = stop;
+      if constexpr (Vec<S>::on) {
+        Vec<S>::template forward<0>(xs, ys, &s, n);
+        continue;
+      }
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         const op v = Io<S>::ld(xs[i]);
         ys[i] = v > 0 ? xs[i] : Io<S>::st(s * v);
       }
-      p = stop;
     }
   }
 }
@@ -313,12 +435,16 @@ void backward(const S* __restrict x, const S* __restrict g, S* __restrict gx,
         S* __restrict gxs = GX ? gx + p : nullptr;
         const int64_t n = stop - p;
         acc sum = 0;
+        if constexpr (Vec<S>::on) {
+          sum = Vec<S>::template backward_run<GX, GW>(xs, gs, gxs, s, n);
+        } else {
 #pragma omp simd reduction(+ : sum)
-        for (int64_t i = 0; i < n; ++i) {
-          const op v = Io<S>::ld(xs[i]);
-          const op d = Io<S>::ld(gs[i]);
-          if (GX) gxs[i] = v > 0 ? gs[i] : Io<S>::st(s * d);
-          if (GW) sum += v > 0 ? op(0) : d * v;
+          for (int64_t i = 0; i < n; ++i) {
+            const op v = Io<S>::ld(xs[i]);
+            const op d = Io<S>::ld(gs[i]);
+            if (GX) gxs[i] = v > 0 ? gs[i] : Io<S>::st(s * d);
+            if (GW) sum += v > 0 ? op(0) : d * v;
+          }
         }
         if (GW) sums[k * width + run % C] += sum;
         p = stop;
