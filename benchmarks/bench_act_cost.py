@@ -17,29 +17,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from rectifiers import prelu
-from rectifiers.bench import machine_info
-from rectifiers.bench_step import PRESET_CASES, StepCase, make_step
-
-Timings = dict[str, list[float]]
-
-
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> Timings:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    names = list(fns)
-    for i in range(warmup + repeats):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            start = time.perf_counter()
-            fns[name]()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
+from rectifiers.bench import format_machine, machine_info
+from rectifiers.bench_step import PRESET_CASES, StepCase, make_step, time_interleaved
 
 
 def conv_on_activation_outputs(repeats: int) -> None:
@@ -57,7 +41,7 @@ def conv_on_activation_outputs(repeats: int) -> None:
             "all zeros": torch.zeros_like(x),
         }
         convs = {k: (lambda v=v, w=w: F.conv2d(v, w, padding=1)) for k, v in inputs.items()}
-        times = _interleaved(convs, repeats * 5)
+        times, _ = time_interleaved(convs, repeats * 5, warmup=3)
         base = statistics.median(times["ReLU output"])
         for name, t in times.items():
             m = statistics.median(t)
@@ -71,7 +55,7 @@ def steps(models: list[str], preset: str, repeats: int) -> None:
         case = StepCase(label=f"{model} {preset}", model=model, **PRESET_CASES[preset])
         for amp in ("bf16", "off"):
             fns = {act: make_step(case, f"trainer/{act}", amp_mode=amp) for act in ("prelu", "relu")}
-            t = _interleaved(fns, repeats)
+            t, _ = time_interleaved(fns, repeats, warmup=3)
             ratio = statistics.median(r / p for p, r in zip(t["prelu"], t["relu"], strict=True))
             precision = "bfloat16" if amp == "bf16" else "float32"
             p_ms, r_ms = statistics.median(t["prelu"]) * 1e3, statistics.median(t["relu"]) * 1e3
@@ -84,7 +68,7 @@ def main() -> None:
     parser.add_argument("--models", default="net14,net22,net30")
     parser.add_argument("--preset", default="mnist", choices=sorted(PRESET_CASES))
     args = parser.parse_args()
-    print(", ".join(f"{k} {v}" for k, v in machine_info().items()))
+    print(format_machine(machine_info()))
     conv_on_activation_outputs(args.repeats)
     steps(args.models.split(","), args.preset, args.repeats)
 

@@ -92,3 +92,14 @@ def test_cli_bench_prelu(tmp_path, capsys) -> None:
     record = json.loads(out.read_text())
     assert record["matmul_peak_gflops"]["bfloat16"] > 0 and len(record["prelu"]) == 2 * 2 * 2 * 3
     assert main(["bench", "prelu", "--shape", "a,b"]) == 2
+
+
+def test_time_interleaved_rotates_the_order_and_skips_warmup() -> None:
+    from rectifiers.bench_step import time_interleaved
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    wall, cpu = time_interleaved(fns, repeats=3, warmup=1)
+    assert calls == list("abcbcacababc")
+    assert {k: len(v) for k, v in wall.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for times in (*wall.values(), *cpu.values()) for t in times)

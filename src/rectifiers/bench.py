@@ -46,7 +46,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 _FORMATS = ("contiguous", "channels_last")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name as lscpu prints it (from /proc/cpuinfo), else the platform's word."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -62,7 +62,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     time of the call (other processes on a shared machine), torch and Python versions."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "load_average": None if load is None else [round(v, 2) for v in load],

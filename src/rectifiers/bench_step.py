@@ -55,6 +55,7 @@ __all__ = [
     "format_step_table",
     "make_step",
     "measure_step_memory",
+    "time_interleaved",
 ]
 
 VARIANTS = ("trainer/prelu", "trainer/relu", "plain/prelu", "plain/relu")
@@ -213,6 +214,31 @@ def _paired(num: list[float], den: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(num, den, strict=True))
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU seconds of every call of each of ``fns``: each runs once per repeat, the order
+    rotated every repeat (A B C, B C A, ...), the first ``warmup`` repeats untimed.
+
+    Why rotate: a call runs slower right after a large one (the plain fp32 step evicts the caches and
+    churns the heap), so a fixed order would always hand that penalty to the same entry (measured:
+    trainer/prelu 0.93-0.95x ReLU in a fixed order, 0.97-0.99x paired alone). Repeat ``i`` of every
+    entry ran in the same round, so ratios of repeat ``i``'s times are paired.
+    """
+    names = list(fns)
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(warmup + repeats):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            w0, c0 = time.perf_counter(), time.process_time()
+            fns[name]()
+            w1, c1 = time.perf_counter(), time.process_time()
+            if i >= warmup:
+                wall[name].append(w1 - w0)
+                cpu[name].append(c1 - c0)
+    return wall, cpu
+
+
 def bench_step(
     cases: Sequence[StepCase],
     variants: Sequence[str] = VARIANTS,
@@ -238,24 +264,7 @@ def bench_step(
     keep_freed_memory()  # as the trainer does
     rows: list[dict[str, Any]] = []
     for case in cases:
-        steps = {v: make_step(case, v) for v in variants}
-        wall: dict[str, list[float]] = {v: [] for v in variants}
-        cpu: dict[str, list[float]] = {v: [] for v in variants}
-        order = list(variants)
-        for i in range(warmup + repeats):
-            # Rotate the order every repeat: a step runs slower right after a large one (the plain
-            # fp32 step evicts the caches and churns the heap), so a fixed order would always hand
-            # that penalty to the same variant (measured: trainer/prelu 0.93-0.95x ReLU in a fixed
-            # order, 0.97-0.99x paired alone).
-            for v in order[i % len(order) :] + order[: i % len(order)]:
-                step = steps[v]
-                w0, c0 = time.perf_counter(), time.process_time()
-                step()
-                w1, c1 = time.perf_counter(), time.process_time()
-                if i >= warmup:
-                    wall[v].append(w1 - w0)
-                    cpu[v].append(c1 - c0)
-        del steps
+        wall, cpu = time_interleaved({v: make_step(case, v) for v in variants}, repeats, warmup)
         flops = _step_flops(case)
         for v in variants:
             w, c = statistics.median(wall[v]), statistics.median(cpu[v])

@@ -18,7 +18,7 @@ import statistics
 from typing import Any
 
 from rectifiers.experiments import relu_vs_prelu
-from rectifiers.experiments.common import Context, Outcome, markdown_table, mean_std
+from rectifiers.experiments.common import Context, Outcome, describe_data, markdown_table, mean_std
 
 TITLE = "Table 1: learned PReLU coefficients of the 14-layer net"
 PAPER = "Table 1 (Sec. 2.1)"
@@ -234,13 +234,7 @@ def run(ctx: Context) -> Outcome:
     )
     s = ctx.settings
     setup = [
-        f"Data: `{ctx.data}`"
-        + (
-            f", class-balanced subset: {sizes['train']:,} train / {sizes['val']:,} val images"
-            if spec != ctx.data
-            else f" ({sizes['train']:,} train / {sizes['val']:,} val images)"
-        )
-        + ".",
+        describe_data(ctx.data, spec, sizes) + ".",
         "Net and recipe: those of `relu-vs-prelu` (Table 2's models): `net14`, small-image stem, "
         f"{s['epochs']} epochs, lr 0.01"
         + (f" → 0.001 after epoch {', '.join(map(str, s['milestones']))}" if s["milestones"] else " constant")

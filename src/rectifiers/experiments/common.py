@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from rectifiers.bench import cpu_model
+
 PRESETS = ("smoke", "quick", "full")
 
 # The recipe of every training experiment, on top of the `default` preset (small-image net14
@@ -136,20 +138,10 @@ def git_revision() -> dict[str, Any] | None:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, Any]:
     """The machine a run used: CPU, cores, torch threads, OS, accelerator."""
     info: dict[str, Any] = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
@@ -273,6 +265,14 @@ def pct_pm(values: Sequence[float], digits: int = 2) -> str:
 
 
 # ------------------------------------------------------------------------------------------- data
+
+
+def describe_data(data: str, spec: str, sizes: dict[str, int]) -> str:
+    """The setup's data sentence: the spec asked for and, where `subset` cut it, the subset's sizes."""
+    counts = f"{sizes['train']:,} train / {sizes['val']:,} val images"
+    if spec != data:
+        return f"Data: `{data}`, class-balanced subset: {counts}"
+    return f"Data: `{data}` ({counts})"
 
 
 def _cache_root() -> Path:

@@ -34,6 +34,7 @@ from rectifiers.experiments.common import (
     SMOKE_MODEL,
     Context,
     Outcome,
+    describe_data,
     markdown_table,
     pct,
     subset,
@@ -217,13 +218,7 @@ def run(ctx: Context) -> Outcome:
     )
     figure = _plot(ctx, curves, results["per_seed"], chance)
     setup = [
-        f"Data: `{ctx.data}`"
-        + (
-            f", class-balanced subset {sizes['train']:,} train / {sizes['val']:,} val images"
-            if spec != ctx.data
-            else f" ({sizes['train']:,} train / {sizes['val']:,} val images)"
-        )
-        + f"; {classes} classes.",
+        describe_data(ctx.data, spec, sizes) + f"; {classes} classes.",
         f"Nets: `net22` / `net30`, `stem='small'`, width, fc width from the recipe "
         f"({_model_text(runs)}), act relu, dropout 0.5.",
         f"Recipe: {settings['epochs']} epoch(s), batch {_batch(runs)}, SGD lr 0.01 constant, momentum 0.9, "

@@ -24,6 +24,7 @@ from rectifiers.experiments.common import (
     SMOKE_MODEL,
     Context,
     Outcome,
+    describe_data,
     markdown_table,
     mean_std,
     pct,
@@ -212,13 +213,7 @@ def run(ctx: Context) -> Outcome:
         notes.append(note)
     s = ctx.settings
     setup = [
-        f"Data: `{ctx.data}`"
-        + (
-            f", class-balanced subset: {sizes['train']:,} train / {sizes['val']:,} val images"
-            if spec != ctx.data
-            else f" ({sizes['train']:,} train / {sizes['val']:,} val images)"
-        )
-        + ".",
+        describe_data(ctx.data, spec, sizes) + ".",
         f"Net: `net14`, small-image stem, {_model_text(runs)}; act relu | prelu_shared | prelu (slopes "
         "start at 0.25, no weight decay on them); He init (Eq. 10 form, a from the activation, Eq. 15) "
         "on every layer.",
