@@ -9,7 +9,8 @@ and alignment, so any time difference is the CPU's: on this machine's bfloat16 (
 an input with half its values zero runs faster.
 
 Part 2 times the trainer's step (`rectifiers.bench_step.make_step`) of PReLU and ReLU nets with
-bfloat16 autocast and in float32, interleaved with the order rotated each repeat; ratios are the
+bfloat16 autocast and in float32, interleaved (`time_interleaved`'s balanced order) with freed memory
+kept in the heap as the trainer keeps it (`rectifiers.runtime.keep_freed_memory`); ratios are the
 medians of paired ratios (ReLU time / PReLU time: 1 means PReLU costs nothing).
 """
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from rectifiers import prelu
 from rectifiers.bench import format_machine, machine_info
 from rectifiers.bench_step import PRESET_CASES, StepCase, make_step, time_interleaved
+from rectifiers.runtime import keep_freed_memory
 
 
 def conv_on_activation_outputs(repeats: int) -> None:
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--models", default="net14,net22,net30")
     parser.add_argument("--preset", default="mnist", choices=sorted(PRESET_CASES))
     args = parser.parse_args()
+    keep_freed_memory()  # as the trainer does: steps reuse the heap instead of faulting in pages
     print(format_machine(machine_info()))
     conv_on_activation_outputs(args.repeats)
     steps(args.models.split(","), args.preset, args.repeats)

@@ -2,8 +2,9 @@
 backward propagation"), measured as the training throughput of the same net with ReLU and with PReLU.
 
 The net is that of `relu-vs-prelu`: `net14`, small-image stem, width 0.25, fc 256, 28-px inputs,
-batch 128. Two measurements, both with every variant interleaved (A, B, A, B, ...) so that a machine
-slowing down part-way slows every variant alike:
+batch 128. Two measurements, both with every variant interleaved in an order where each comes right
+after every other equally often (`rectifiers.bench_step.balanced_schedule`), so that a machine
+slowing down part-way, or one variant's wake, slows every variant alike:
 
 1. The training step, by the library's step benchmark (`rectifiers.bench_step.bench_step`): the
    trainer's step (channels_last, bfloat16 autocast where supported, `rectifiers.PReLU`, exactly the
@@ -186,27 +187,28 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
 
 def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     """Measurement 2: `fit` end to end."""
+    from rectifiers.bench_step import balanced_schedule
+
     s = ctx.settings
     batch, steps = s["batch"], s["steps"]
     spec = f"fake:n={batch * steps},val={batch},size={SIZE},classes=10,channels=3"
     speed: dict[str, dict[str, list[float]]] = {amp: {act: [] for act in ACTS} for amp in s["amps"]}
-    for r in range(s["repeats"]):
-        for amp in s["amps"]:
-            for act in ACTS:
-                run = train(
-                    ctx,
-                    f"{act}-{amp}-r{r}",
-                    {
-                        "data.spec": spec,
-                        "model.name": "net14",
-                        "model.act": act,
-                        "train.amp": amp,
-                        "train.epochs": 2,
-                        "train.batch_size": batch,
-                        "optim.schedule": "constant",
-                    },
-                )
-                speed[amp][act].append(run["metrics"][-1]["images_per_s"])
+    variants = [(amp, act) for amp in s["amps"] for act in ACTS]
+    for amp, act in balanced_schedule(variants, s["repeats"]):
+        run = train(
+            ctx,
+            f"{act}-{amp}-r{len(speed[amp][act])}",
+            {
+                "data.spec": spec,
+                "model.name": "net14",
+                "model.act": act,
+                "train.amp": amp,
+                "train.epochs": 2,
+                "train.batch_size": batch,
+                "optim.schedule": "constant",
+            },
+        )
+        speed[amp][act].append(run["metrics"][-1]["images_per_s"])
 
     rows, notes, results = [], [], {"data": spec, "speed": speed, "ratios": {}}
     for amp in s["amps"]:
@@ -237,7 +239,7 @@ def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
             "End to end: training images/s as `fit` reports them (second epoch of each run, "
             f"{steps} steps of {batch} fake {SIZE}-px images in memory, {CROP}-px crops), median over "
             f"{s['repeats']} interleaved "
-            "repeat(s); paired = the ratio within each repeat (min-max):",
+            "repeat(s); paired = the ratio of the k-th runs (min-max):",
             markdown_table(
                 ["precision", "activation", "paper", "images/s (median)", "range", "÷ ReLU", "paired ÷ ReLU"],
                 rows,
@@ -276,6 +278,8 @@ def run(ctx: Context) -> Outcome:
         f"batch {s['batch']}, "
         "10 classes; SGD momentum 0.9, weight decay 5e-4 (not on slopes).",
         "Step benchmark: random inputs, the same batch every step; end to end: fake in-memory images, "
-        "order " + ", ".join(f"{a}/{m}" for m in s["amps"] for a in ACTS) + f", repeated {s['repeats']}×.",
+        f"{s['repeats']} run(s) of each of "
+        + ", ".join(f"{a}/{m}" for m in s["amps"] for a in ACTS)
+        + ", in a carryover-balanced order.",
     ]
     return Outcome(results=results, table=table, notes=notes, setup=setup)
