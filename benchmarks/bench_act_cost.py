@@ -2,11 +2,11 @@
 
     python benchmarks/bench_act_cost.py [--repeats 40] [--models net14,net22,net30] [--preset mnist]
 
-Part 1 times one 3x3 convolution (channels_last, batch 128, 28 px, 16 -> 16 channels, the first
-stage of the small nets) on inputs that differ only in their values: the output of ReLU (half
-zeros), of PReLU with slope 0.25 (no zeros), the raw normal input, all zeros. Same shapes, strides
-and alignment, so any time difference is the CPU's: on this machine's bfloat16 (AMX) convolutions
-an input with half its values zero runs faster.
+Part 1 times one 3x3 convolution (channels_last, batch 128; the first stage of the 28-px and the
+32-px nets and a deep stage) fed the values it sees in each net: ReLU's output (half zeros) or
+PReLU's (none) as input, and in the backward ReLU's input gradient (half zeros) or PReLU's (none)
+as output gradient. Same shapes, strides and alignment, so any time difference is the CPU's: on
+this machine's bfloat16 (AMX) convolutions, data with half its values zero runs faster.
 
 Part 2 times the trainer's step (`rectifiers.bench_step.make_step`) of PReLU and ReLU nets with
 bfloat16 autocast and in float32, interleaved (`time_interleaved`'s balanced order) with freed memory
@@ -18,36 +18,49 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from rectifiers import prelu
 from rectifiers.bench import format_machine, machine_info
-from rectifiers.bench_step import PRESET_CASES, StepCase, make_step, time_interleaved
+from rectifiers.bench_step import PRESET_CASES, StepCase, make_step
+from rectifiers.interleave import time_interleaved
 from rectifiers.runtime import keep_freed_memory
 
 
-def conv_on_activation_outputs(repeats: int) -> None:
-    print("3x3 conv on (128, 16, 28, 28) channels_last inputs of equal layout, different values")
-    print(f"{'dtype':9s} {'input':22s} {'median us':>9s} {'÷ on ReLU output':>16s}")
+def conv_on_activation_values(repeats: int) -> None:
+    print("3x3 conv, channels_last, batch 128: the same layer fed ReLU's values or PReLU's (a = 0.25)")
+    columns = ("dtype", "input (N, C, H, W)", "pass", "ReLU us", "PReLU us", "relu÷prelu")
+    print("{:9s} {:20s} {:16s} {:>8s} {:>9s} {:>10s}".format(*columns))
     gen = torch.Generator().manual_seed(0)
+    cl = torch.channels_last
     for dtype in (torch.bfloat16, torch.float32):
-        cl = torch.channels_last
-        x = torch.randn(128, 16, 28, 28, generator=gen).to(dtype).contiguous(memory_format=cl)
-        w = (torch.randn(16, 16, 3, 3, generator=gen) * 0.1).to(dtype).contiguous(memory_format=cl)
-        inputs = {
-            "ReLU output": torch.relu(x),
-            "PReLU output (a=0.25)": prelu(x, torch.full((16,), 0.25)),
-            "raw N(0, 1)": x.clone(),
-            "all zeros": torch.zeros_like(x),
-        }
-        convs = {k: (lambda v=v, w=w: F.conv2d(v, w, padding=1)) for k, v in inputs.items()}
-        times, _ = time_interleaved(convs, repeats * 5, warmup=3)
-        base = statistics.median(times["ReLU output"])
-        for name, t in times.items():
-            m = statistics.median(t)
-            print(f"{str(dtype)[6:]:9s} {name:22s} {m * 1e6:9.0f} {m / base:16.3f}")
+        for shape in ((128, 16, 28, 28), (128, 32, 32, 32), (128, 128, 16, 16)):
+            c = shape[1]
+            x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=cl)
+            w = (torch.randn(c, c, 3, 3, generator=gen) * 0.05).to(dtype).contiguous(memory_format=cl)
+            g = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=cl)
+            # What the layer sees in each net: its input is the previous activation's output, its
+            # output gradient the next activation's input gradient (g·1[y > 0] or g·(1 or a)).
+            feeds = {
+                "relu": (torch.relu(x), g * (x > 0)),
+                "prelu": (prelu(x, torch.full((c,), 0.25)), torch.where(x > 0, g, 0.25 * g)),
+            }
+            fns: dict[str, Callable[[], object]] = {}
+            for act, (inp, grad) in feeds.items():
+                leaf, weight = inp.clone().requires_grad_(), w.clone().requires_grad_()
+                fns[f"forward {act}"] = lambda inp=inp, w=w: F.conv2d(inp, w, padding=1)
+                fns[f"forward+backward {act}"] = lambda leaf=leaf, weight=weight, grad=grad: F.conv2d(
+                    leaf, weight, padding=1
+                ).backward(grad)
+            times, _ = time_interleaved(fns, repeats, warmup=3)
+            for pass_ in ("forward", "forward+backward"):
+                r, p = (statistics.median(times[f"{pass_} {act}"]) for act in ("relu", "prelu"))
+                size = "x".join(map(str, shape))
+                row = (str(dtype)[6:], size, pass_, r * 1e6, p * 1e6, r / p)
+                print("{:9s} {:20s} {:16s} {:8.0f} {:9.0f} {:10.3f}".format(*row))
 
 
 def steps(models: list[str], preset: str, repeats: int) -> None:
@@ -66,13 +79,14 @@ def steps(models: list[str], preset: str, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=40, help="timed steps per variant")
+    parser.add_argument("--repeats", type=int, default=40, help="timed steps per variant (3x for the convs)")
     parser.add_argument("--models", default="net14,net22,net30")
     parser.add_argument("--preset", default="mnist", choices=sorted(PRESET_CASES))
     args = parser.parse_args()
     keep_freed_memory()  # as the trainer does: steps reuse the heap instead of faulting in pages
     print(format_machine(machine_info()))
-    conv_on_activation_outputs(args.repeats)
+    # A conv takes milliseconds: three times the repeats cost little and steady its noisier ratios.
+    conv_on_activation_values(3 * args.repeats)
     steps(args.models.split(","), args.preset, args.repeats)
 
 

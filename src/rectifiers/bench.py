@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
+from rectifiers.interleave import balanced_schedule
 
 __all__ = [
     "DEFAULT_OPS",
@@ -140,8 +141,8 @@ def bench_prelu_op(
     "forward" runs under ``torch.no_grad()`` (the op alone); "forward+backward" computes the output
     and backpropagates a fixed gradient to the input and to the slopes (ReLU: to the input only).
     Returns one dict per (dtype, format, pass, op) with the median and min time in ms and the ratios
-    to ReLU's and to torch's PReLU in the same configuration: the median over the rounds of the
-    ratio of the two ops' times in that round (they ran side by side).
+    to ReLU's and to torch's PReLU in the same configuration: the median over k of the ratio of the
+    two ops' k-th times (they ran side by side, in `rectifiers.interleave.balanced_schedule`'s order).
 
     ``keep_memory`` first applies `rectifiers.runtime.keep_freed_memory`, as the trainer does, so
     every op's output reuses freed memory alike (up to glibc's 32 MiB limit) instead of whichever op
@@ -202,7 +203,7 @@ def bench_prelu_op(
 def _paired_ratio(
     times: dict[tuple[str, str], list[float]], op: str, base: str, pass_name: str
 ) -> float | None:
-    """Median over the rounds of op's time ÷ base's time in the same round (None without base)."""
+    """Median over k of op's k-th time ÷ base's k-th time (None without base)."""
     if (base, pass_name) not in times:
         return None
     pairs = zip(times[(op, pass_name)], times[(base, pass_name)], strict=True)
@@ -227,16 +228,15 @@ def _measure(
         wg.grad = None
         OPS[op](xg, wg).backward(grad)
 
-    for i in range(warmup + repeats):
-        # Interleave: every op runs once per round, so drift in machine speed hits all of them.
-        for op in ops:
-            t = _timed(lambda op=op: forward(op), dev)
-            if i >= warmup:
-                times[(op, "forward")].append(t)
-        for op in ops:
-            t = _timed(lambda op=op: forward_backward(op), dev)
-            if i >= warmup:
-                times[(op, "forward+backward")].append(t)
+    # Interleaved in a carryover-balanced order: drift in machine speed, and the wake of the call
+    # before (torch.prelu's backward writes full-size temporaries), hit every op alike.
+    calls = dict.fromkeys(times, 0)
+    for op, pass_name in balanced_schedule(list(times), warmup + repeats):
+        run = forward if pass_name == "forward" else forward_backward
+        t = _timed(lambda op=op, run=run: run(op), dev)
+        if calls[(op, pass_name)] >= warmup:
+            times[(op, pass_name)].append(t)
+        calls[(op, pass_name)] += 1
     return times
 
 

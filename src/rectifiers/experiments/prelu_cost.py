@@ -187,7 +187,7 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
 
 def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     """Measurement 2: `fit` end to end."""
-    from rectifiers.bench_step import balanced_schedule
+    from rectifiers.interleave import balanced_schedule
 
     s = ctx.settings
     batch, steps = s["batch"], s["steps"]
