@@ -51,6 +51,12 @@ def _launch(
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=out.parent)
 
 
+def _failure(done: subprocess.CompletedProcess) -> str:
+    """Both ends of the launcher's stderr: the ranks' own messages come first, torchrun's summary last."""
+    err = done.stderr
+    return err if len(err) <= 6000 else f"{err[:3000]}\n[...]\n{err[-3000:]}"
+
+
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -58,7 +64,7 @@ def _metrics(run: Path) -> list[dict]:
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path: Path):
     for name, nproc in (("single", 1), ("ddp", 2)):
         done = _launch(tmp_path / name, tiny_overrides(tmp_path / name, **SAME_MATH), nproc)
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 0, _failure(done)
     one = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
     two = load_checkpoint(tmp_path / "ddp" / "last.pt")["model"]
     for key in one:
@@ -78,7 +84,7 @@ def test_uneven_validation_split_counts_each_image_once(tmp_path: Path):
     spec = "fake:n=252,size=16,classes=4,channels=1,seed=2"
     overrides = tiny_overrides(tmp_path / "ddp", **{"data.spec": spec, "train.epochs": "1"})
     done = _launch(tmp_path / "ddp", overrides, nproc=2)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _failure(done)
     line = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
     from rectifiers.data import open_dataset
 

@@ -55,8 +55,22 @@ def setup(device_preference: str = "auto", timeout_s: float = 600.0) -> DistCont
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def teardown() -> None:
+def teardown(synchronize: bool = False) -> None:
+    """Leave the process group; ``synchronize`` (every rank finished its run normally) first meets
+    the other ranks at a barrier.
+
+    Why the barrier: gloo's worker threads can still be releasing the tensors of the last collective
+    when a rank returns, and a thread that needs the GIL once the interpreter has begun shutting down
+    aborts the process ("terminate called without an active exception", SIGABRT), which torchrun
+    reports as a failed run although every file was written. Those threads outlive
+    destroy_process_group after DDP was used (torch 2.13 keeps references to the group), so they
+    live until exit. A barrier waits for the work in flight on every rank, and its own tensors are
+    made in C++, so no thread is left holding a Python one. Only after a normal finish: a rank that
+    failed never reaches it, and the others would wait for the timeout.
+    """
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -74,10 +74,13 @@ def fit(config: RunConfig) -> dict[str, Any]:
     """
     config.validate()
     ctx = distributed.setup(config.train.device)
+    finished = False
     try:
-        return Trainer(config, ctx).run()
+        result = Trainer(config, ctx).run()
+        finished = True
+        return result
     finally:
-        distributed.teardown()
+        distributed.teardown(synchronize=finished)
 
 
 def model_args_from_config(config: RunConfig, num_classes: int, in_chans: int) -> dict[str, Any]:

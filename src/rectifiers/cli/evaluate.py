@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     scales = parse_ints(args.scales, "--scales") if args.scales else None
     ctx = distributed.setup(args.device)
+    finished = False
     try:
         results = evaluate(
             args.checkpoints,
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
             save_scores=args.save_scores,
             workers=args.workers,
         )
+        finished = True
     finally:
-        distributed.teardown()
+        distributed.teardown(synchronize=finished)
     if ctx.is_main:
         out = Path(args.out) if args.out else Path(args.checkpoints[0]).parent / f"eval_{args.views}"
         path = write_results(results, out)
