@@ -89,3 +89,9 @@ def test_uneven_validation_split_counts_each_image_once(tmp_path: Path):
     from rectifiers.data import open_dataset
 
     assert line["val_images"] == len(open_dataset(spec, "val"))
+
+
+def test_end_process_returns_the_code_outside_a_process_group() -> None:
+    from rectifiers.distributed import end_process
+
+    assert end_process(0) == 0 and end_process(3) == 3  # this test process never joined a group

@@ -74,13 +74,10 @@ def fit(config: RunConfig) -> dict[str, Any]:
     """
     config.validate()
     ctx = distributed.setup(config.train.device)
-    finished = False
     try:
-        result = Trainer(config, ctx).run()
-        finished = True
-        return result
+        return Trainer(config, ctx).run()
     finally:
-        distributed.teardown(synchronize=finished)
+        distributed.teardown()
 
 
 def model_args_from_config(config: RunConfig, num_classes: int, in_chans: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from rectifiers import __version__
+from rectifiers import __version__, distributed
 from rectifiers.cli import bench, evaluate, export, init_report, models, predict, reproduce, train
 from rectifiers.cli.common import SubParsers
 
@@ -47,8 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         # Bad input of any kind ends in one clear line, not a traceback.
         print(f"rectifiers {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        code = 2
+    return distributed.end_process(code)  # returns, except in a torchrun process (see there)

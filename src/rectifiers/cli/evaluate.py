@@ -49,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
 
     scales = parse_ints(args.scales, "--scales") if args.scales else None
     ctx = distributed.setup(args.device)
-    finished = False
     try:
         results = evaluate(
             args.checkpoints,
@@ -63,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
             save_scores=args.save_scores,
             workers=args.workers,
         )
-        finished = True
     finally:
-        distributed.teardown(synchronize=finished)
+        distributed.teardown()
     if ctx.is_main:
         out = Path(args.out) if args.out else Path(args.checkpoints[0]).parent / f"eval_{args.views}"
         path = write_results(results, out)
