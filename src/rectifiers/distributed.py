@@ -71,7 +71,7 @@ def end_process(code: int) -> int:
     without an active exception", SIGABRT): torchrun reports a failed run although every file was
     written (1 in about 50 two-process runs of the test suite's DDP run, on 2 busy cores). Skipping
     the interpreter's shutdown skips that; the run's files are closed by then and stdio is flushed
-    here. For the command line only: a library caller's process is its own to end.
+    here. `rectifiers.cli.main` calls it; a script that calls `fit` under torchrun may too.
     """
     if not _joined_group:
         return code
