@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
-from rectifiers.interleave import balanced_schedule
+from rectifiers.interleave import time_interleaved
 
 __all__ = [
     "DEFAULT_OPS",
@@ -213,9 +213,6 @@ def _paired_ratio(
 def _measure(
     x: Tensor, w: Tensor, grad: Tensor, ops: Sequence[str], repeats: int, warmup: int, dev: torch.device
 ) -> dict[tuple[str, str], list[float]]:
-    times: dict[tuple[str, str], list[float]] = {
-        (op, p): [] for op in ops for p in ("forward", "forward+backward")
-    }
     xg = x.detach().requires_grad_(True)
     wg = w.detach().requires_grad_(True)
 
@@ -228,16 +225,21 @@ def _measure(
         wg.grad = None
         OPS[op](xg, wg).backward(grad)
 
+    def timed_call(op: str, run: Callable[[str], None]) -> Callable[[], None]:
+        def call() -> None:
+            run(op)
+            _sync(dev)  # the previous call ended synced too, so the wall time is this call's
+
+        return call
+
     # Interleaved in a carryover-balanced order: drift in machine speed, and the wake of the call
     # before (torch.prelu's backward writes full-size temporaries), hit every op alike.
-    calls = dict.fromkeys(times, 0)
-    for op, pass_name in balanced_schedule(list(times), warmup + repeats):
-        run = forward if pass_name == "forward" else forward_backward
-        t = _timed(lambda op=op, run=run: run(op), dev)
-        if calls[(op, pass_name)] >= warmup:
-            times[(op, pass_name)].append(t)
-        calls[(op, pass_name)] += 1
-    return times
+    fns = {
+        (op, p): timed_call(op, forward if p == "forward" else forward_backward)
+        for op in ops
+        for p in ("forward", "forward+backward")
+    }
+    return time_interleaved(fns, repeats, warmup)[0]
 
 
 def format_bench_table(rows: list[dict[str, Any]]) -> str:

@@ -9,12 +9,13 @@ walks it for any number of calls, and `time_interleaved` times callables in it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TypeVar
 
 __all__ = ["balanced_schedule", "carryover_balanced_cycle", "time_interleaved"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 def carryover_balanced_cycle(n: int) -> list[int]:
@@ -54,8 +55,8 @@ def balanced_schedule(entries: Sequence[T], calls: int) -> Iterator[T]:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    fns: dict[K, Callable[[], object]], repeats: int, warmup: int = 2
+) -> tuple[dict[K, list[float]], dict[K, list[float]]]:
     """Wall and CPU seconds of every call of each of ``fns`` after its first ``warmup`` calls, the
     calls ordered by `carryover_balanced_cycle` (for a, b, c: a b a c b c, a b a c b c, ...).
 
@@ -67,8 +68,8 @@ def time_interleaved(
     in the same cycle, so ratios of the k-th times are paired.
     """
     names = list(fns)
-    wall: dict[str, list[float]] = {n: [] for n in names}
-    cpu: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[K, list[float]] = {n: [] for n in names}
+    cpu: dict[K, list[float]] = {n: [] for n in names}
     calls = dict.fromkeys(names, 0)
     for name in balanced_schedule(names, warmup + repeats):
         w0, c0 = time.perf_counter(), time.process_time()

@@ -13,3 +13,15 @@ def parse_ints(text: str, flag: str) -> list[int]:
         return [int(v) for v in text.split(",")]
     except ValueError:
         raise ValueError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def add_view_arguments(p: argparse.ArgumentParser, scales_help: str) -> None:
+    """``--views`` and ``--scales``, as `rectifiers eval` and `rectifiers predict` both take them."""
+    p.add_argument(
+        "--views",
+        default="single",
+        choices=("single", "ten", "dense"),
+        help="single: center crop; ten: 4 corners + center, with flips; dense: sliding windows on the "
+        "last conv map, image and mirror (paper Sec. 3). Default: single",
+    )
+    p.add_argument("--scales", help=scales_help)

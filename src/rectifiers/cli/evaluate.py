@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rectifiers.cli.common import SubParsers, parse_ints
+from rectifiers.cli.common import SubParsers, add_view_arguments, parse_ints
 
 
 def add(sub: SubParsers) -> None:
@@ -19,16 +19,9 @@ def add(sub: SubParsers) -> None:
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="checkpoint file(s) (.pt)")
     p.add_argument("--data", help="data spec (default: the first checkpoint's training data)")
     p.add_argument("--split", default="val", help="split to score (default: val)")
-    p.add_argument(
-        "--views",
-        default="single",
-        choices=("single", "ten", "dense"),
-        help="single: center crop; ten: 4 corners + center, with flips; dense: sliding windows on the "
-        "last conv map, image and mirror (paper Sec. 3). Default: single",
-    )
-    p.add_argument(
-        "--scales",
-        help="comma-separated shorter sides, scores averaged over them, e.g. 256,384,480 "
+    add_view_arguments(
+        p,
+        scales_help="comma-separated shorter sides, scores averaged over them, e.g. 256,384,480 "
         "(default: the checkpoint's data.eval_resize)",
     )
     p.add_argument("--stride", type=int, default=1, help="dense: window step on the conv map (default: 1)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rectifiers.cli.common import SubParsers, parse_ints
+from rectifiers.cli.common import SubParsers, add_view_arguments, parse_ints
 
 
 def add(sub: SubParsers) -> None:
@@ -20,14 +20,7 @@ def add(sub: SubParsers) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file (.pt)")
     p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders")
     p.add_argument("--top", type=int, default=5, help="classes per image (default: 5)")
-    p.add_argument(
-        "--views",
-        default="single",
-        choices=("single", "ten", "dense"),
-        help="single: center crop; ten: 4 corners + center, with flips; dense: sliding windows on the "
-        "last conv map (paper Sec. 3). Default: single",
-    )
-    p.add_argument("--scales", help="comma-separated shorter sides (default: the checkpoint's eval resize)")
+    add_view_arguments(p, scales_help="comma-separated shorter sides (default: the checkpoint's eval resize)")
     p.add_argument("--output", metavar="FILE", help="write FILE.csv or FILE.json instead of printing")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
