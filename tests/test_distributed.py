@@ -21,8 +21,15 @@ pytestmark = pytest.mark.distributed
 # position), so one process with batch 32 and two with 16 each see exactly the same inputs. The two
 # sum the batch's gradients in a different order; at lr 0.01 this tiny net amplifies that rounding
 # about 2.5x per step (measured: 3e-8 after 4 steps, 5e-5 after 12, 9e-4 after 16), at lr 0.002 it
-# stays at 3e-8 over the 16 steps, so a mismatch here is a real difference, not chaos.
-SAME_MATH = {"model.dropout": "0.0", "train.deterministic": "true", "train.epochs": "2", "optim.lr": "0.002"}
+# stays at 3e-8 over the 16 steps, so a mismatch here is a real difference, not chaos. Both in float32:
+# bf16 rounding would hide a real difference.
+SAME_MATH = {
+    "model.dropout": "0.0",
+    "train.amp": "off",
+    "train.deterministic": "true",
+    "train.epochs": "2",
+    "optim.lr": "0.002",
+}
 
 
 def _launch(
@@ -47,7 +54,10 @@ def _launch(
         "default",
         *args,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # oneDNN's AVX-512 float32 convolutions sum a batch of 32 and two of 16 in different orders
+    # (1.8e-5 apart after 16 steps on an AVX-512 Xeon without AMX); its AVX2
+    # kernels do not (6e-8), which keeps the comparison about DDP on every CPU.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=out.parent)
 
 
