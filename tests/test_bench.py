@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -55,3 +57,14 @@ def test_machine_info_and_matmul_peak() -> None:
         matmul_peak("int8")
     with pytest.raises(ValueError, match="size and repeats"):
         matmul_peak(size=0)
+
+
+def test_machine_line_names_the_bf16_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rectifiers.bench import format_machine, machine_info
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    line = format_machine(machine_info())
+    assert re.search(r"\(AMX (yes|no), AVX512_BF16 (yes|no)\)", line), line
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in format_machine(machine_info())

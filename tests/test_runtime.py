@@ -1,4 +1,4 @@
-"""The allocator setting of the training loop (`rectifiers.runtime`)."""
+"""Process-wide settings (`rectifiers.runtime`): the allocator setting of the loop, the cache root."""
 
 from __future__ import annotations
 
@@ -28,3 +28,17 @@ def test_freed_blocks_are_reused_without_page_faults() -> None:
     # still grow the heap; once freed neighbours have merged, every round reuses memory.
     rounds = [faults_of_one_round() for _ in range(16)]
     assert max(rounds[-4:]) < 200, rounds
+
+
+def test_one_cache_root_for_kernels_and_measurements(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from rectifiers import prelu_kernel
+    from rectifiers.runtime import cache_root
+
+    monkeypatch.setenv("RECTIFIERS_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine" and prelu_kernel.cache_dir() == cache_root() / "kernels"
+    monkeypatch.delenv("RECTIFIERS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "rectifiers"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_root() == tmp_path / ".cache" / "rectifiers"

@@ -8,12 +8,12 @@ reported, and ratios are taken between ops measured side by side.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
 from rectifiers.interleave import time_interleaved
+from rectifiers.machine import CpuIsa, cpu_isa, cpu_model
 
 __all__ = [
     "DEFAULT_OPS",
@@ -47,23 +48,14 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 _FORMATS = ("contiguous", "channels_last")
 
 
-def cpu_model() -> str:
-    """The CPU's model name as lscpu prints it (from /proc/cpuinfo), else the platform's word."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """What a benchmark figure depends on: CPU model, cores, torch threads, the load average at the
-    time of the call (other processes on a shared machine), torch and Python versions."""
+    """What a benchmark figure depends on: CPU model and its bf16 hardware (AMX, AVX512_BF16, the
+    oneDNN cap `ONEDNN_MAX_CPU_ISA`), cores, torch threads, the load average at the time of the call
+    (other processes on a shared machine), torch and Python versions."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "isa": dataclasses.asdict(cpu_isa()),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "load_average": None if load is None else [round(v, 2) for v in load],
@@ -78,10 +70,11 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
 
 def format_machine(info: dict[str, Any]) -> str:
-    """One line: ``cpu X, 2 cores, 2 threads, load 3.1 2.9 2.5, torch 2.13.0+cpu, python 3.11.7``."""
+    """One line: ``cpu X (AMX no, AVX512_BF16 yes), 2 cores, 2 threads, load 3.1 2.9 2.5, torch
+    2.13.0+cpu, python 3.11.7``; the oneDNN cap follows the ISA flags when it is set."""
     load = info.get("load_average")
     parts = [
-        f"cpu {info['cpu']}",
+        f"cpu {info['cpu']} ({CpuIsa(**info['isa']).describe()})",
         f"{info['cores']} cores",
         f"{info['threads']} threads",
         "load " + (" ".join(f"{v:.1f}" for v in load) if load else "n/a"),

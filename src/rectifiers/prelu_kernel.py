@@ -48,6 +48,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rectifiers.runtime import cache_root
+
 __all__ = ["DTYPES", "PReLUKernel", "cache_dir", "load"]
 
 # dtype codes shared with the C++ source
@@ -535,11 +537,7 @@ _ABI = 2
 def cache_dir() -> Path:
     """Where built kernels are kept: ``$RECTIFIERS_CACHE``, else ``$XDG_CACHE_HOME/rectifiers``,
     else ``~/.cache/rectifiers``; each build in a subfolder named by the hash of its inputs."""
-    root = os.environ.get("RECTIFIERS_CACHE")
-    if root:
-        return Path(root) / "kernels"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rectifiers" / "kernels"
+    return cache_root() / "kernels"
 
 
 def _compiler() -> str | None:

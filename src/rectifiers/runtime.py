@@ -1,4 +1,9 @@
-"""Process-wide settings that make a CPU training loop faster: glibc's allocator keeps freed memory.
+"""Process-wide settings: where the project caches what it builds or measures, and glibc's allocator
+keeping freed memory (which makes a CPU training loop faster).
+
+`cache_root` is the one folder for built PReLU kernels (`prelu_kernel`) and measured precision
+choices (`amp`): ``$RECTIFIERS_CACHE``, else ``$XDG_CACHE_HOME/rectifiers``, else
+``~/.cache/rectifiers``.
 
 PyTorch's CPU allocator asks glibc's ``malloc`` for every tensor. By default glibc serves large
 blocks (above a threshold that adapts up to 32 MiB) with a fresh ``mmap`` and hands them back with
@@ -17,15 +22,26 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import sys
+from pathlib import Path
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["cache_root", "keep_freed_memory"]
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit (HEAP_MAX_SIZE / 2)
 _TRIM_THRESHOLD = 2**31 - 1  # the largest int: never trim
+
+
+def cache_root() -> Path:
+    """``$RECTIFIERS_CACHE``, else ``$XDG_CACHE_HOME/rectifiers``, else ``~/.cache/rectifiers``."""
+    root = os.environ.get("RECTIFIERS_CACHE")
+    if root:
+        return Path(root).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rectifiers"
 
 
 @functools.cache

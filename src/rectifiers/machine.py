@@ -1,0 +1,64 @@
+"""What this process runs on, as far as speed goes: the CPU model and its bf16 hardware.
+
+A benchmark figure or a precision choice is only true for the CPU it came from, and oneDNN can be
+capped below what the CPU has (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16` hides AMX, `AVX512_CORE`
+also AVX512_BF16, `AVX2` all of AVX-512), so both are read here.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["CpuIsa", "cpu_isa", "cpu_model"]
+
+
+def _cpuinfo_value(key: str) -> str | None:
+    """The first ``key : value`` line of /proc/cpuinfo (None where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name as lscpu prints it (from /proc/cpuinfo), else the platform's word."""
+    return _cpuinfo_value("model name") or platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class CpuIsa:
+    """The CPU's bf16 hardware, and the cap oneDNN is run under."""
+
+    amx: bool  # the CPU has AMX bf16 tiles (cpuinfo flag amx_bf16)
+    avx512_bf16: bool  # the CPU has AVX512_BF16 dot products
+    max_isa: str | None  # ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA) when set
+
+    @property
+    def amx_usable(self) -> bool:
+        """AMX is there and oneDNN may use it: no cap, or a cap at an AMX level."""
+        cap = (self.max_isa or "ALL").upper()
+        return self.amx and (cap in ("ALL", "DEFAULT") or "AMX" in cap)
+
+    def describe(self) -> str:
+        """``AMX no, AVX512_BF16 yes`` and, when set, ``, ONEDNN_MAX_CPU_ISA=AVX2``."""
+        text = f"AMX {'yes' if self.amx else 'no'}, AVX512_BF16 {'yes' if self.avx512_bf16 else 'no'}"
+        return text + (f", ONEDNN_MAX_CPU_ISA={self.max_isa}" if self.max_isa else "")
+
+
+def cpu_isa() -> CpuIsa:
+    """The CPU flags (/proc/cpuinfo, else torch's cpuinfo) and this process's oneDNN cap."""
+    flags = (_cpuinfo_value("flags") or "").split()
+    if flags:
+        amx, avx512_bf16 = "amx_bf16" in flags, "avx512_bf16" in flags
+    else:
+        amx, avx512_bf16 = torch.cpu._is_amx_tile_supported(), torch.cpu._is_avx512_bf16_supported()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or None
+    return CpuIsa(amx=amx, avx512_bf16=avx512_bf16, max_isa=cap)
