@@ -53,6 +53,7 @@ def test_bench_step_rows_and_ratios() -> None:
     for r in rows:
         assert r["wall_ms"] > 0 and r["cpu_ms"] >= 0 and r["images_per_s"] > 0 and r["gflops"] > 0
         assert r["peak_fraction"] == pytest.approx(r["gflops"])  # a peak of 1 GFLOP/s
+        assert r["compute_dtype"] in ("float32", "bfloat16") and r["precision_reason"]
     top = rows[0]
     assert {"prelu_vs_relu", "prelu_vs_relu_cpu", "vs_plain", "vs_plain_cpu"} <= set(top)
     table = format_step_table(rows)

@@ -3,10 +3,13 @@ step's peak memory, and the loader's images/s beside the step's.
 
 Variants of one step (batch of random images, SGD momentum 0.9, weight decay 5e-4):
 
-    trainer/prelu  what `rectifiers train` runs by default: channels_last model and input, bfloat16
-                   autocast (`train.amp = auto`), `rectifiers.PReLU` (the fused kernel), no weight
-                   decay on the slopes, the loss in float32, the finite-loss check and the top-1
-                   bookkeeping of `engine.Trainer._train_epoch`
+    trainer/prelu  what `rectifiers train` runs by default: channels_last model and input, the
+                   precision `train.amp = auto` picks for this model (bf16 with AMX; without it,
+                   the faster of bf16 and fp32 as measured on the model, see `rectifiers.amp`),
+                   `rectifiers.PReLU` (the fused kernel), no weight decay on the slopes, the loss
+                   in float32, the (disabled on CPU) GradScaler calls, and the step bookkeeping of
+                   `engine.Trainer._train_epoch`: the loss kept for the finiteness check and the
+                   top-1 sums on the device, read back every `step_tally.READ_EVERY` steps
     trainer/relu   the same with ReLU
     plain/prelu    what a user writes by hand: float32, NCHW, eager, `torch.nn.PReLU`,
                    ``SGD(model.parameters(), ...)``, ``loss.backward(); opt.step()``
@@ -43,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.interleave import time_interleaved
 
 __all__ = [
@@ -157,38 +161,48 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
 
         return plain_step
 
-    from rectifiers.engine import resolve_amp
-    from rectifiers.metrics import topk_correct
     from rectifiers.optim import param_groups
+    from rectifiers.step_tally import READ_EVERY, StepTally
 
     model = _build(case, act).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.01, momentum=0.9)
-    amp = resolve_amp(amp_mode, torch.device("cpu"), deterministic=False)
+    amp = step_precision(case, variant, amp_mode, model).dtype
+    scaler = torch.amp.GradScaler("cuda", enabled=False)  # as the trainer's on a CPU
     images, targets = _batch(case, channels_last=True)
-    sums = torch.zeros(3, dtype=torch.float64)
+    tally = StepTally(torch.device("cpu"))
 
     def trainer_step() -> None:  # the body of engine.Trainer._train_epoch's loop
         with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(images)
         loss = F.cross_entropy(logits.float(), targets)
-        if not bool(torch.isfinite(loss)):
-            raise RuntimeError("non-finite loss in the benchmark")
+        tally.add_loss(loss)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        n = targets.numel()
-        with torch.no_grad():
-            sums.add_(
-                torch.stack(
-                    [
-                        loss.detach().double() * n,
-                        topk_correct(logits.detach().float(), targets, (1,))[0],
-                        torch.tensor(n, dtype=torch.float64),
-                    ]
-                )
-            )
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        tally.add_counts(loss, logits, targets)
+        if len(tally) >= READ_EVERY and tally.read(False, lambda t: t).first_non_finite is not None:
+            raise RuntimeError("non-finite loss in the benchmark")
 
     return trainer_step
+
+
+def step_precision(
+    case: StepCase, variant: str, amp_mode: str = "auto", model: nn.Module | None = None
+) -> AmpChoice:
+    """The precision ``variant`` runs in: float32 for the plain loop; for the trainer, what
+    `train.amp = amp_mode` picks for this model (on a CPU without AMX "auto" times the model, once:
+    the answer is cached)."""
+    kind, _, act = variant.partition("/")
+    if kind == "plain":
+        return AmpChoice(None, "the plain loop runs in float32")
+    model = model if model is not None else _build(case, act).to(memory_format=torch.channels_last)
+    key = {"name": case.model, "act": act, "stem": "small", "width": case.width, "fc_width": case.fc_width}
+    key |= {"in_chans": case.in_chans, "num_classes": case.classes, "crop": case.size, "batch": case.batch}
+    key["channels_last"] = True
+    shape = (case.batch, case.in_chans, case.size, case.size)
+    probe = model_step_probe(model, key, shape, case.classes, torch.channels_last)
+    return resolve_amp(amp_mode, torch.device("cpu"), deterministic=False, probe=probe)
 
 
 def _step_flops(case: StepCase) -> float:
@@ -244,7 +258,8 @@ def bench_step(
         flops = _step_flops(case)
         for v in variants:
             w, c = statistics.median(wall[v]), statistics.median(cpu[v])
-            dtype = "bfloat16" if v.startswith("trainer") and _amp_is_bf16() else "float32"
+            precision = step_precision(case, v)  # the trainer's choice was measured and cached above
+            dtype = precision.name
             row: dict[str, Any] = {
                 "case": case.label,
                 "variant": v,
@@ -255,6 +270,7 @@ def bench_step(
                 "images_per_cpu_s": case.batch / c,
                 "gflops": flops / w / 1e9,
                 "compute_dtype": dtype,
+                "precision_reason": precision.reason,
                 "peak_fraction": (flops / w / 1e9) / peaks[dtype] if peaks and dtype in peaks else None,
                 "repeats": repeats,
                 **asdict(case),
@@ -270,15 +286,9 @@ def bench_step(
     return rows
 
 
-def _amp_is_bf16() -> bool:
-    from rectifiers.engine import resolve_amp
-
-    return resolve_amp("auto", torch.device("cpu"), deterministic=False) is torch.bfloat16
-
-
 def format_step_table(rows: list[dict[str, Any]]) -> str:
     """The rows of `bench_step` as an aligned table, the paired ratios in the last columns."""
-    header = ["case", "variant", "ms wall", "ms cpu", "img/s", "img/cpu-s", "GFLOP/s", "% peak"]
+    header = ["case", "variant", "dtype", "ms wall", "ms cpu", "img/s", "img/cpu-s", "GFLOP/s", "% peak"]
     header += ["prelu÷relu", "(cpu)", "÷plain", "(cpu)"]
 
     def opt(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -289,6 +299,7 @@ def format_step_table(rows: list[dict[str, Any]]) -> str:
         [
             r["case"],
             r["variant"],
+            r["compute_dtype"],
             f"{r['wall_ms']:.0f}",
             f"{r['cpu_ms']:.0f}",
             f"{r['images_per_s']:.0f}",
@@ -302,7 +313,7 @@ def format_step_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return _table(header, body, left=2)
+    return _table(header, body, left=3)
 
 
 def _table(header: list[str], body: list[list[str]], left: int) -> str:
@@ -530,7 +541,8 @@ def run_suite(
         out["step"] = rows
         say(
             f"\ntraining step, batch {batch}, median of {repeats} interleaved repeats "
-            "(prelu÷relu, ÷plain: medians of paired ratios of speed; targets >= 0.97 and >= 2.0):"
+            "(prelu÷relu, ÷plain: medians of paired ratios of speed; targets: prelu÷relu >= 0.97, "
+            "÷plain >= 3.0 with AMX and >= 1.3 without):"
         )
         say(format_step_table(rows))
         if memory:

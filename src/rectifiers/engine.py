@@ -5,7 +5,7 @@ slopes (Sec. 2.1), lr 1e-2 divided by 10 when the validation error plateaus, min
 dropout 0.5 on fc1/fc2, He initialization in its backward form (Eq. 14).
 
 What a run writes (main process only) into `train.out`:
-    config.json      the resolved RunConfig
+    config.json      the resolved RunConfig, and under "resolved" the precision trained in and why
     init_report.md   what `initialize` did to each layer
     metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s
     checkpoints/     the last `keep_last` epoch checkpoints
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rectifiers import __version__, distributed
+from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.checkpoint import FORMAT, CheckpointError, remove_stale_temp_files, resume_candidates
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
@@ -46,10 +47,12 @@ from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
 from rectifiers.run_log import RunLog
 from rectifiers.runtime import keep_freed_memory
+from rectifiers.step_tally import READ_EVERY, StepTally
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
-# CheckpointWriteError and TrainingStopped live in run_checkpoints/stop_signals; callers import them here.
+# CheckpointWriteError, TrainingStopped and resolve_amp live in run_checkpoints, stop_signals and amp;
+# callers import them here.
 __all__ = [
     "CheckpointWriteError",
     "NonFiniteLossError",
@@ -100,21 +103,6 @@ def model_args_from_config(config: RunConfig, num_classes: int, in_chans: int) -
     return args
 
 
-def resolve_amp(mode: str, device: torch.device, deterministic: bool) -> torch.dtype | None:
-    """The autocast dtype for `train.amp` (None = float32)."""
-    if mode == "off" or (mode == "auto" and deterministic):
-        return None
-    if mode == "fp16":
-        if device.type != "cuda":
-            raise ValueError("train.amp = 'fp16' needs a CUDA device; use bf16 on CPU")
-        return torch.float16
-    if mode == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-
-
 class Trainer:
     """The state of one run. `run()` is the whole job; the methods below are its steps."""
 
@@ -129,6 +117,7 @@ class Trainer:
         self.stop_signals = StopSignals()  # .signum: the SIGINT/SIGTERM that asked the run to stop
         self.resume_path: Path | None = None  # the checkpoint this run continues
         self.epoch_sums = torch.zeros(3, dtype=torch.float64)
+        self.tally = StepTally(ctx.device)  # the steps not yet read back to the host (step_tally)
         self.run_log = RunLog(config, ctx.is_main)  # config.json, metrics.jsonl, curves, console
 
     # ------------------------------------------------------------------ setup
@@ -159,7 +148,8 @@ class Trainer:
         else:
             self._seed_rank(cfg.train.seed)
         self.train_model = self._wrap(self.model)
-        self.amp = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic)
+        self.amp_choice = self._resolve_amp()  # .reason: why this precision (config.json, header)
+        self.amp = self.amp_choice.dtype
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
         if ctx.is_main:
             self._write_run_files()
@@ -290,8 +280,25 @@ class Trainer:
             wrapped = torch.compile(wrapped)  # type: ignore[assignment]
         return wrapped
 
+    def _resolve_amp(self) -> AmpChoice:
+        """`train.amp` for this run. "auto" on a CPU without AMX times this model's step, on rank 0
+        only: the ranks share the machine's cores and must train in the same precision."""
+        cfg, ctx = self.config, self.ctx
+        per_rank = cfg.train.batch_size // ctx.world_size
+        shape = (per_rank, self.model_args["in_chans"], cfg.data.crop, cfg.data.crop)
+        key = {**self.model_args, "crop": cfg.data.crop, "batch": per_rank}
+        key["channels_last"] = cfg.train.channels_last
+        probe = model_step_probe(self.model, key, shape, self.model_args["num_classes"], self.memory_format)
+        choice = None
+        if ctx.is_main:
+            choice = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic, probe)
+        return distributed.broadcast_object(choice) if ctx.distributed else choice
+
     def _write_run_files(self) -> None:
-        self.run_log.write_run_files(self.config.to_dict(), self.init_report.to_markdown())
+        resolved = {"amp": self.amp_choice.name, "amp_reason": self.amp_choice.reason}
+        self.run_log.write_run_files(
+            {**self.config.to_dict(), "resolved": resolved}, self.init_report.to_markdown()
+        )
         for folder in (self.run_dir, self.run_dir / "checkpoints"):
             remove_stale_temp_files(folder)
         self.run_log.trim_metrics(self.epoch)
@@ -345,7 +352,6 @@ class Trainer:
         self.train_loader.set_epoch(self.epoch, start_batch=self.batch)
         if self.batch == 0:  # a fresh epoch; a mid-epoch resume keeps the restored partial sums
             self.epoch_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, top-1 correct, n
-        sums = self.epoch_sums
         total = len(self.train_loader)
         start_batch = self.batch
         bar = self.run_log.progress(total, initial=start_batch, epoch=self.epoch + 1)
@@ -363,44 +369,66 @@ class Trainer:
             self.scaler.update()
             self.step += 1
             self.batch = index + 1
-            n = targets.numel()
-            seen += n
-            with torch.no_grad():
-                sums += torch.stack(
-                    [
-                        loss.detach().double().cpu() * n,
-                        topk_correct(logits.detach().float(), targets, (1,))[0].cpu(),
-                        torch.tensor(n, dtype=torch.float64),
-                    ]
-                )
+            seen += targets.numel()
+            self.tally.add_counts(loss, logits, targets)
+            save_now = bool(cfg.save_every) and self.step % cfg.save_every == 0 and self.batch < total
+            at_max_steps = bool(cfg.max_steps) and self.step >= cfg.max_steps and self.batch < total
+            # Read before a save too: a checkpoint never holds a step whose loss was not checked.
+            if save_now or at_max_steps or len(self.tally) >= READ_EVERY:
+                self._read_tally(bar, started, seen)
             if bar is not None:
-                rate = seen * ctx.world_size / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(
-                    loss=f"{sums[0] / sums[2]:.3f}",
-                    acc=f"{sums[1] / sums[2]:.3f}",
-                    img_s=f"{rate:.0f}",
-                    refresh=False,
-                )
                 bar.update(1)
-            if cfg.save_every and self.step % cfg.save_every == 0 and self.batch < total:
+            if save_now:
                 self._save(mid_epoch=True)
-            if self._stop_requested():
-                # Under torchrun the signal may have reached another rank only.
-                raise TrainingStopped(self.stop_signals.signum or signal.SIGTERM)
-            if cfg.max_steps and self.step >= cfg.max_steps and self.batch < total:
+            if at_max_steps:
                 if bar is not None:
                     bar.close()
                 return None
+        if len(self.tally):
+            self._read_tally(bar, started, seen)
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - started
-        sums = distributed.all_reduce_sum(sums.clone().to(ctx.device)).cpu()
+        sums = distributed.all_reduce_sum(self.epoch_sums.clone().to(ctx.device)).cpu()
         return {
             "train_loss": float(sums[0] / sums[2]),
             "train_top1_err": error_from_counts(float(sums[1]), float(sums[2])),
             "images_per_s": seen * ctx.world_size / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
         }
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Note this step's loss; `_read_tally` checks it (a method of its own so that tests can inject
+        a fault at a given step)."""
+        self.tally.add_loss(loss)
+
+    def _read_tally(self, bar: Any, started: float, seen: int) -> None:
+        """Check the steps since the last read and add their sums to the epoch's: raise
+        NonFiniteLossError naming the first step whose loss was not finite on any rank, or
+        TrainingStopped when a rank was asked to stop (SIGINT/SIGTERM)."""
+        unchecked = len(self.tally)
+        reading = self.tally.read(self.stop_signals.signum is not None, distributed.all_reduce_sum)
+        if reading.first_non_finite is not None:
+            step = self.step - unchecked + 1 + reading.first_non_finite
+            kept = resume_candidates(self.run_dir)
+            raise NonFiniteLossError(
+                f"non-finite loss ({reading.value}) at epoch {self.epoch + 1}, step {step}: "
+                f"the learning rate ({self._lr():g}) may be too high or the data broken; "
+                + (f"last good checkpoint kept: {kept[0]}" if kept else "no checkpoint had been written yet")
+            )
+        self.epoch_sums += reading.sums
+        if bar is not None:
+            sums = self.epoch_sums
+            rate = seen * self.ctx.world_size / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(
+                loss=f"{sums[0] / sums[2]:.3f}",
+                acc=f"{sums[1] / sums[2]:.3f}",
+                img_s=f"{rate:.0f}",
+                refresh=False,
+            )
+        if reading.stop:
+            # Under torchrun the signal may have reached another rank only.
+            raise TrainingStopped(self.stop_signals.signum or signal.SIGTERM)
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
@@ -429,22 +457,6 @@ class Trainer:
             "val_top5_err": error_from_counts(float(sums[2]), n),
             "val_images": int(n),
         }
-
-    def _stop_requested(self) -> bool:
-        requested = self.stop_signals.signum is not None
-        return distributed.any_rank(requested, self.ctx.device) if self.ctx.distributed else requested
-
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        bad = not bool(torch.isfinite(loss))
-        if self.ctx.distributed:
-            bad = distributed.any_rank(bad, self.ctx.device)
-        if bad:
-            kept = resume_candidates(self.run_dir)
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}: "
-                f"the learning rate ({self._lr():g}) may be too high or the data broken; "
-                + (f"last good checkpoint kept: {kept[0]}" if kept else "no checkpoint had been written yet")
-            )
 
     def _schedule(self, val_err: float) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

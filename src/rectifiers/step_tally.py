@@ -1,0 +1,83 @@
+"""The per-step bookkeeping of a training epoch, kept on the device and read back every few steps.
+
+Reading a value back to the host (``bool(loss.isfinite())``, ``.cpu()``) waits for every queued
+kernel; on a GPU that stalls the host that should be queueing the next step, and under torchrun each
+collective that agrees on a flag is a round trip between the ranks. So the trainer adds each step's
+loss and top-1 count into device tensors, remembers the losses not yet checked, and `read`s them in
+one transfer (and at most one all-reduce) every few steps and before anything is saved: a
+non-finite loss is still named by its own step, found among the unchecked ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rectifiers.metrics import topk_correct
+
+__all__ = ["READ_EVERY", "StepTally", "TallyReading"]
+
+# Steps between reads (a host sync, and under torchrun one all-reduce): a stop request is answered
+# within this many steps.
+READ_EVERY = 8
+
+
+@dataclass(frozen=True)
+class TallyReading:
+    """What `StepTally.read` found in the steps since the previous read."""
+
+    first_non_finite: int | None  # index among those steps of the first non-finite loss on any rank
+    value: float  # this rank's loss at that step (nan when none was bad)
+    stop: bool  # a stop was asked for on some rank
+    sums: torch.Tensor  # this rank's (loss × n, top-1 correct, n) over those steps, float64 on the CPU
+
+
+class StepTally:
+    """Loss and top-1 sums of the steps since the last `read`, on ``device``, and their losses."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss × n, top-1 correct, n
+        self.losses: list[torch.Tensor] = []  # one 0-d tensor per step, not yet checked
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        """Keep this step's loss for the next finiteness check (no host sync)."""
+        self.losses.append(loss.detach())
+
+    @torch.no_grad()
+    def add_counts(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add this step's loss × n, top-1 correct and n to the sums (no host sync)."""
+        n = targets.numel()
+        correct = topk_correct(logits.detach().float(), targets, (1,))[0]
+        self.sums += torch.stack([loss.detach().double() * n, correct, correct.new_tensor(float(n))])
+
+    def read(self, stop: bool, reduce: Callable[[torch.Tensor], torch.Tensor]) -> TallyReading:
+        """Bring the steps since the last read to the host and start afresh. ``reduce`` sums the
+        non-finite flags and the stop flag over the ranks (identity in one process), so that every
+        rank sees the same first bad step and the same stop."""
+        device = self.sums.device
+        losses = torch.stack(self.losses) if self.losses else self.sums.new_zeros(0)
+        flags = torch.cat(
+            [
+                (~torch.isfinite(losses)).double(),
+                torch.tensor([float(stop)], dtype=torch.float64, device=device),
+            ]
+        )
+        flags = reduce(flags)
+        host = torch.cat([flags, self.sums, losses.double()]).cpu()  # the one host sync
+        k = len(self.losses)
+        bad = [i for i, flag in enumerate(host[:k].tolist()) if flag]
+        first = bad[0] if bad else None
+        reading = TallyReading(
+            first_non_finite=first,
+            value=host[k + 4 + first].tolist() if first is not None else float("nan"),
+            stop=host[k].tolist() > 0,
+            sums=host[k + 1 : k + 4].clone(),
+        )
+        self.losses.clear()
+        self.sums.zero_()
+        return reading
