@@ -508,10 +508,12 @@ def run_suite(
     memory_steps: int = 5,
     data_root: str | None = None,
     prelu_shape: Sequence[int] = (64, 64, 56, 56),
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Run the benchmarks ``what`` names ("prelu", "step", "loader" or "all"), handing each table to
     ``say`` as it is done (the CLI prints them); returns every row, with the machine and the matmul
-    peaks, for a JSON record."""
+    peaks, for a JSON record. On a CUDA ``device`` only the PReLU op (and the peaks) can run: the
+    step and loader benchmarks measure the CPU trainer."""
     from rectifiers.bench import (
         bench_prelu_op,
         format_bench_table,
@@ -522,16 +524,21 @@ def run_suite(
 
     if what not in SUITES:
         raise ValueError(f"unknown benchmark {what!r}; choose from {', '.join(SUITES)}")
-    info = machine_info()
+    if device != "cpu" and what != "prelu":
+        raise ValueError(f"bench {what} measures the CPU trainer; on --device {device} only 'prelu' runs")
+    info = machine_info(device)
     say(format_machine(info))
-    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    peaks = {
+        "float32": matmul_peak("float32", device=device),
+        "bfloat16": matmul_peak("bfloat16", device=device),
+    }
     say(
         f"matmul peak (best of 5, 2048²): float32 {peaks['float32']:.0f} GFLOP/s, "
         f"bfloat16 {peaks['bfloat16']:.0f} GFLOP/s"
     )
     out: dict[str, Any] = {"machine": info, "matmul_peak_gflops": peaks}
     if what in ("prelu", "all"):
-        rows = bench_prelu_op(shape=tuple(prelu_shape), repeats=repeats)
+        rows = bench_prelu_op(shape=tuple(prelu_shape), repeats=repeats, device=device)
         out["prelu"] = rows
         say(f"\nPReLU op on {tuple(prelu_shape)}, median of {repeats} interleaved repeats:")
         say(format_bench_table(rows))
@@ -568,7 +575,7 @@ def run_suite(
         out["loader"] = rows
         say("\ntraining loader vs the trainer's step on the preset's net14 (target: loader÷step >= 2):")
         say(format_loader_vs_step(rows))
-    out["machine_after"] = machine_info()
+    out["machine_after"] = machine_info(device)
     load = out["machine_after"]["load_average"]
     if load:
         say(f"\nload average at the end: {' '.join(f'{v:.1f}' for v in load)}")

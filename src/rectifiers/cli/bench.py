@@ -25,6 +25,9 @@ def add(sub: SubParsers) -> None:
     p.add_argument("--batch", type=int, default=128, help="step and loader batch (default: 128)")
     p.add_argument("--no-memory", action="store_true", help="step: skip the peak-RSS subprocesses")
     p.add_argument("--data-root", default="../shared/data", help="loader: folder holding cifar10/ etc.")
+    p.add_argument(
+        "--device", default="cpu", help="prelu: cpu or a CUDA device such as cuda:0 (default: cpu)"
+    )
     p.add_argument("--json", metavar="PATH", help="also write every row to this JSON file")
     p.set_defaults(func=run)
 
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         memory=not args.no_memory,
         data_root=str(root) if root.is_dir() else None,
         prelu_shape=shape,
+        device=args.device,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
