@@ -93,3 +93,11 @@ def test_cli_bench_prelu(tmp_path, capsys) -> None:
     record = json.loads(out.read_text())
     assert record["matmul_peak_gflops"]["bfloat16"] > 0 and len(record["prelu"]) == 2 * 2 * 2 * 3
     assert main(["bench", "prelu", "--shape", "a,b"]) == 2
+
+
+def test_step_and_loader_benchmarks_refuse_a_gpu_device() -> None:
+    from rectifiers.bench_step import run_suite
+
+    for what in ("step", "loader", "all"):
+        with pytest.raises(ValueError, match="measures the CPU trainer"):
+            run_suite(what, print, device="cuda")
