@@ -76,7 +76,7 @@ def no_amx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A CPU with AVX512_BF16 and no AMX, the cache in tmp_path; returns the cache root."""
     monkeypatch.setenv("RECTIFIERS_CACHE", str(tmp_path))
     monkeypatch.setattr(amp, "cpu_isa", lambda: NO_AMX)
-    monkeypatch.setattr(amp, "_onednn_has_bf16", lambda: True)
+    monkeypatch.setattr(amp, "onednn_has_bf16", lambda: True)
     return tmp_path
 
 
@@ -121,7 +121,7 @@ def test_amx_takes_bf16_without_measuring(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_no_onednn_bf16_is_float32_without_measuring(monkeypatch: pytest.MonkeyPatch, no_amx: Path):
-    monkeypatch.setattr(amp, "_onednn_has_bf16", lambda: False)
+    monkeypatch.setattr(amp, "onednn_has_bf16", lambda: False)
     never = _Measured([], [])
     monkeypatch.setattr(amp, "measure_step_pair", never)
     choice = resolve_amp("auto", CPU, deterministic=False, probe=_probe())

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rectifiers.machine import CpuIsa, cpu_isa, cpu_model
+from rectifiers.machine import CpuIsa, cpu_isa, cpu_model, onednn_has_bf16
 from rectifiers.runtime import cache_root
 
 __all__ = [
@@ -140,7 +140,7 @@ def resolve_amp(
     isa = cpu_isa()
     if isa.amx_usable:
         return AmpChoice(torch.bfloat16, f"CPU with AMX ({isa.describe()})")
-    if not _onednn_has_bf16():
+    if not onednn_has_bf16():
         return AmpChoice(None, f"oneDNN has no bf16 kernels on this CPU ({isa.describe()})")
     if probe is None:
         return AmpChoice(None, f"no AMX and no model to measure bf16 on ({isa.describe()})")
@@ -195,11 +195,6 @@ def measure_step_pair(
                 step(dtype)
                 (fp32_s if dtype is None else bf16_s).append(time.process_time() - t0)
     return fp32_s, bf16_s
-
-
-def _onednn_has_bf16() -> bool:
-    # oneDNN's own answer, which honours ONEDNN_MAX_CPU_ISA (False under AVX2).
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CpuIsa", "cpu_isa", "cpu_model"]
+__all__ = ["CpuIsa", "cpu_isa", "cpu_model", "onednn_has_bf16"]
 
 
 def _cpuinfo_value(key: str) -> str | None:
@@ -62,3 +62,10 @@ def cpu_isa() -> CpuIsa:
         amx, avx512_bf16 = torch.cpu._is_amx_tile_supported(), torch.cpu._is_avx512_bf16_supported()
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or None
     return CpuIsa(amx=amx, avx512_bf16=avx512_bf16, max_isa=cap)
+
+
+def onednn_has_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels here, native or emulated: its own answer, which honours
+    ONEDNN_MAX_CPU_ISA (True under AVX512_CORE, which emulates bf16; False under AVX2, where a bf16
+    matmul falls back to a loop hundreds of times slower)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
