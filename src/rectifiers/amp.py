@@ -54,7 +54,7 @@ class AmpChoice:
     """The precision a run trains in and the reason, as the run header and config.json show them."""
 
     dtype: torch.dtype | None  # the autocast dtype; None: plain float32
-    reason: str  # e.g. "no AMX; measured bf16 step 0.62x fp32's speed"
+    reason: str  # e.g. "no AMX; bf16 step measured 0.62x fp32's speed, under the 1.05x it needs (...)"
 
     @property
     def name(self) -> str:
@@ -105,7 +105,7 @@ def choose_from_timings(fp32_s: list[float], bf16_s: list[float]) -> AmpChoice:
     at least `MIN_SPEEDUP`, else float32."""
     if not fp32_s or len(fp32_s) != len(bf16_s):
         raise ValueError(f"need paired timings, got {len(fp32_s)} fp32 and {len(bf16_s)} bf16")
-    speedup = statistics.median(f / b for f, b in zip(fp32_s, bf16_s, strict=True))
+    speedup = statistics.median(f / max(b, 1e-9) for f, b in zip(fp32_s, bf16_s, strict=True))
     measured = f"no AMX; bf16 step measured {speedup:.2f}x fp32's speed"
     if speedup >= MIN_SPEEDUP:
         return AmpChoice(torch.bfloat16, measured)
