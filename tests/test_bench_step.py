@@ -55,7 +55,7 @@ def test_bench_step_rows_and_ratios() -> None:
         assert r["peak_fraction"] == pytest.approx(r["gflops"])  # a peak of 1 GFLOP/s
         assert r["compute_dtype"] in ("float32", "bfloat16") and r["precision_reason"]
     top = rows[0]
-    assert {"prelu_vs_relu", "prelu_vs_relu_cpu", "vs_plain", "vs_plain_cpu"} <= set(top)
+    assert {"prelu_vs_relu", "prelu_vs_relu_cpu", "vs_plain", "vs_plain_cpu", "vs_plain_relu"} <= set(top)
     table = format_step_table(rows)
     assert len(table.splitlines()) == len(rows) + 2 and "trainer/prelu" in table
 

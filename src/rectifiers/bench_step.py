@@ -243,7 +243,9 @@ def bench_step(
     given ``peaks`` ({"float32": GFLOP/s, "bfloat16": GFLOP/s} from `bench.matmul_peak`), the
     fraction of the peak of the variant's compute dtype. The trainer/prelu row also carries the
     paired ratios ``prelu_vs_relu`` (trainer/relu time ÷ trainer/prelu time: ≥ 1 means PReLU is as
-    fast) and ``vs_plain`` (plain/prelu time ÷ trainer/prelu time), each on wall and CPU time.
+    fast), ``vs_plain`` (plain/prelu time ÷ trainer/prelu time) and ``vs_plain_relu`` (plain/relu
+    time ÷ trainer/prelu time: the PReLU trainer against a hand-written ReLU loop), each on wall and
+    CPU time.
     """
     from rectifiers.runtime import keep_freed_memory
 
@@ -283,6 +285,9 @@ def bench_step(
                 if "plain/prelu" in wall:
                     row["vs_plain"] = _paired(wall["plain/prelu"], wall[v])
                     row["vs_plain_cpu"] = _paired(cpu["plain/prelu"], cpu[v])
+                if "plain/relu" in wall:
+                    row["vs_plain_relu"] = _paired(wall["plain/relu"], wall[v])
+                    row["vs_plain_relu_cpu"] = _paired(cpu["plain/relu"], cpu[v])
             rows.append(row)
     return rows
 
@@ -290,7 +295,7 @@ def bench_step(
 def format_step_table(rows: list[dict[str, Any]]) -> str:
     """The rows of `bench_step` as an aligned table, the paired ratios in the last columns."""
     header = ["case", "variant", "dtype", "ms wall", "ms cpu", "img/s", "img/cpu-s", "GFLOP/s", "% peak"]
-    header += ["prelu÷relu", "(cpu)", "÷plain", "(cpu)"]
+    header += ["prelu÷relu", "(cpu)", "÷plain", "(cpu)", "÷plain relu", "(cpu)"]
 
     def opt(row: dict[str, Any], key: str, fmt: str) -> str:
         v = row.get(key)
@@ -311,6 +316,8 @@ def format_step_table(rows: list[dict[str, Any]]) -> str:
             opt(r, "prelu_vs_relu_cpu", ".3f"),
             opt(r, "vs_plain", ".2f"),
             opt(r, "vs_plain_cpu", ".2f"),
+            opt(r, "vs_plain_relu", ".2f"),
+            opt(r, "vs_plain_relu_cpu", ".2f"),
         ]
         for r in rows
     ]
@@ -549,8 +556,8 @@ def run_suite(
         out["step"] = rows
         say(
             f"\ntraining step, batch {batch}, median of {repeats} interleaved repeats "
-            "(prelu÷relu, ÷plain: medians of paired ratios of speed; targets: prelu÷relu >= 0.97, "
-            "÷plain >= 3.0 with AMX and >= 1.3 without):"
+            "(prelu÷relu, ÷plain, ÷plain relu: medians of paired ratios of speed; targets: prelu÷relu "
+            ">= 0.97, ÷plain >= 3.0 with AMX and >= 1.3 without, ÷plain relu >= 1):"
         )
         say(format_step_table(rows))
         if memory:
