@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
     "InitRow",
     "WeightLayer",
     "calculate_fans",
+    "calculate_gain",
     "gaussian_",
     "he_normal_",
     "he_std",
@@ -104,11 +106,54 @@ def _fan(tensor_or_shape: ShapeLike, mode: str, groups: int) -> float:
     return n
 
 
+def _check_slope(a: float) -> float:
+    # A bool is an int to Python, but a=True is a mistake, not a slope of 1 (torch raises too).
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
+        # nan would give a nan std, inf a zero one: both silently useless weights
+        raise ValueError(f"the rectifier slope a must be a finite number, got {a!r}")
+    return float(a)
+
+
 def rectifier_gain(a: float = 0.0) -> float:
     """``sqrt(2 / (1 + a²))`` (Eq. 15): √2 for ReLU, 1.372 for PReLU at 0.25, 1 for the linear case."""
-    if not math.isfinite(a):  # nan would give a nan std, inf a zero one: both silently useless weights
-        raise ValueError(f"the rectifier slope a must be a finite number, got {a!r}")
+    a = _check_slope(a)
     return math.sqrt(2.0 / (1.0 + a * a))
+
+
+# torch.nn.init.calculate_gain's names whose gain is 1
+_UNIT_GAIN = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
+GAINS = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu", "prelu")
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The std multiplier for ``nonlinearity``, with ``torch.nn.init.calculate_gain``'s names and values,
+    plus ``"prelu"``: Eq. 15's ``sqrt(2 / (1 + a²))`` with ``a = param`` (default 0.25, the paper's
+    initial slope). ``"leaky_relu"`` is the same formula with torch's default a = 0.01.
+
+    >>> round(calculate_gain("prelu"), 4)
+    1.372
+    """
+    if nonlinearity in _UNIT_GAIN:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    if nonlinearity in ("leaky_relu", "prelu"):
+        default = 0.01 if nonlinearity == "leaky_relu" else 0.25
+        return rectifier_gain(default if param is None else param)
+    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; choose one of {', '.join(GAINS)}")
 
 
 def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, groups: int = 1) -> float:
@@ -148,49 +193,103 @@ def _uniform_(tensor: Tensor, std: float, generator: torch.Generator | None) -> 
     return tensor
 
 
+def _is_empty(tensor: Tensor) -> bool:
+    """Whether ``tensor`` has no element, after warning as torch.nn.init does: a zero-element weight
+    has no fan, and filling it does nothing."""
+    if tensor.numel():
+        return False
+    warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+    return True
+
+
+def _he_slope(a: float, nonlinearity: str) -> float:
+    """The slope for Eq. 15 from torch's ``kaiming_*`` arguments: "relu" means a = 0 whatever ``a``
+    says (as in torch), "leaky_relu" (torch's default) takes ``a``."""
+    a = _check_slope(a)
+    if nonlinearity not in ("leaky_relu", "relu"):
+        raise ValueError(
+            f"nonlinearity must be 'leaky_relu' or 'relu' (the rectifiers of Eq. 15), got {nonlinearity!r};"
+            " for another activation scale xavier_normal_ by calculate_gain(...)"
+        )
+    return 0.0 if nonlinearity == "relu" else a
+
+
 def he_normal_(
     tensor: Tensor,
     a: float = 0.0,
     mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
     groups: int = 1,
 ) -> Tensor:
     """Fill ``tensor`` from N(0, std²), std = ``sqrt(2 / ((1 + a²) · n))`` (Eq. 10/14/15).
 
+    The arguments are ``torch.nn.init.kaiming_normal_``'s, in its order: ``a`` is the slope of the
+    rectifier (0 ReLU, 0.25 the paper's PReLU init), ``nonlinearity="relu"`` sets a = 0.
     ``mode="fan_in"`` preserves the forward signal (Eq. 10), ``"fan_out"`` the backward one (Eq. 14,
-    what the paper trains with), ``"fan_avg"`` the mean of both fans. ``a`` is the slope of the
-    rectifier (0 ReLU, 0.25 the paper's PReLU init).
+    what the paper trains with), ``"fan_avg"`` the mean of both fans. ``groups`` divides fan_out for
+    a grouped convolution's weight (see the module docstring).
 
     >>> w = he_normal_(torch.empty(256, 128, 3, 3), mode="fan_out")
     """
-    return gaussian_(tensor, he_std(tensor, a, mode, groups=groups), generator)
+    slope = _he_slope(a, nonlinearity)
+    if _is_empty(tensor):
+        return tensor
+    return gaussian_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
 
 
 def he_uniform_(
     tensor: Tensor,
     a: float = 0.0,
     mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
     groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from U(-b, b) with b = √3 · ``he_std`` (the same variance as `he_normal_`)."""
-    return _uniform_(tensor, he_std(tensor, a, mode, groups=groups), generator)
+    """Fill ``tensor`` from U(-b, b) with b = √3 · ``he_std`` (the same variance as `he_normal_`);
+    ``torch.nn.init.kaiming_uniform_``'s arguments."""
+    slope = _he_slope(a, nonlinearity)
+    if _is_empty(tensor):
+        return tensor
+    return _uniform_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
+
+
+def _xavier_std(tensor: Tensor, gain: float, mode: str, groups: int) -> float:
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain >= 0 or math.isinf(gain):
+        raise ValueError(f"gain must be a finite non-negative number, got {gain!r}")
+    return gain * xavier_std(tensor, mode, groups=groups)
 
 
 def xavier_normal_(
-    tensor: Tensor, mode: str = "fan_avg", generator: torch.Generator | None = None, *, groups: int = 1
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    mode: str = "fan_avg",
+    groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from N(0, 1/n) (`xavier_std`); ``mode="fan_in"`` is Caffe's "xavier"."""
-    return gaussian_(tensor, xavier_std(tensor, mode, groups=groups), generator)
+    """Fill ``tensor`` from N(0, gain² / n) (`xavier_std`), ``torch.nn.init.xavier_normal_``'s
+    arguments; the keyword ``mode="fan_in"`` is Caffe's "xavier" (the paper's baseline)."""
+    if _is_empty(tensor):
+        return tensor
+    return gaussian_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
 
 
 def xavier_uniform_(
-    tensor: Tensor, mode: str = "fan_avg", generator: torch.Generator | None = None, *, groups: int = 1
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    mode: str = "fan_avg",
+    groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from U(-b, b), b = √3 · `xavier_std` (``"fan_avg"``: Glorot's uniform)."""
-    return _uniform_(tensor, xavier_std(tensor, mode, groups=groups), generator)
+    """Fill ``tensor`` from U(-b, b), b = √3 · gain · `xavier_std` (``"fan_avg"``: Glorot's uniform),
+    ``torch.nn.init.xavier_uniform_``'s arguments."""
+    if _is_empty(tensor):
+        return tensor
+    return _uniform_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
 
 
 @dataclass(frozen=True)
