@@ -12,7 +12,8 @@ Keys written by the trainer:
     batch         batches of epoch `epoch` already done (0 at an epoch end)
     step          optimizer steps so far
     config        RunConfig.to_dict()
-    model_args    the keyword arguments that rebuild the model with `create_model`
+    model_args    the keyword arguments that rebuild the model with `create_model`; for a model
+                  passed to `fit`, {"class": its import path} (not rebuilt from the file)
     classes       class names, index = label
     normalization the input normalization (`rectifiers.transforms.Normalize.state_dict()`)
     rng           per-rank RNG states, so a resumed run continues the same random streams
@@ -180,6 +181,12 @@ def build_model_from_checkpoint(state: dict[str, Any], source: str | Path = "che
     """Rebuild the module the checkpoint was trained with and load its weights."""
     from rectifiers.models import create_model
 
+    user_class = state["model_args"].get("class")
+    if user_class is not None:  # a model passed to `fit`: the file holds its weights, not its code
+        raise CheckpointError(
+            f"{source}: holds the weights of a {user_class} passed to fit, which a checkpoint cannot "
+            f"rebuild; build a {user_class} and call its load_state_dict(load_checkpoint(path)['model'])"
+        )
     model = create_model(**{**state["model_args"], "init": False})
     try:
         model.load_state_dict(state["model"])

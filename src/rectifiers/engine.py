@@ -65,17 +65,37 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
-def fit(config: RunConfig) -> dict[str, Any]:
+def fit(
+    config: RunConfig,
+    model: nn.Module | None = None,
+    train_set: ImageDataset | None = None,
+    val_set: ImageDataset | None = None,
+) -> dict[str, Any]:
     """Train as `config` says; returns the final metrics, the run directory and a status.
+
+    `model`: a module of your own to train instead of `config.model`; it is initialized by
+    `config.init` like a registry model and trained in place. Checkpoints hold its weights and class
+    name, not its code: a resume needs the same kind of model passed again, and `load_model` refuses
+    such a checkpoint (build the model, then `load_state_dict(load_checkpoint(path)["model"])`).
+    `train_set`, `val_set`: data sets (`rectifiers.data.ImageDataset`, e.g. `InMemoryDataset`) to use
+    instead of opening `config.data.spec`; both or neither.
 
     status is "completed", "max_steps" (stopped at train.max_steps) or "interrupted" (SIGINT/SIGTERM;
     a checkpoint was saved first). Raises NonFiniteLossError on a NaN/inf loss, keeping the last good
     checkpoint.
     """
+    if (train_set is None) != (val_set is None):
+        raise ValueError("fit: pass both train_set and val_set, or neither (config.data.spec is then opened)")
+    for name, given in (("train_set", train_set), ("val_set", val_set)):
+        if given is not None and not isinstance(given, ImageDataset):
+            raise TypeError(f"fit: {name} must be a rectifiers.data.ImageDataset, got {type(given).__name__}")
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"fit: model must be an nn.Module, got {type(model).__name__}")
     config.validate()
     ctx = distributed.setup(config.train.device)
     try:
-        return Trainer(config, ctx).run()
+        given = None if train_set is None or val_set is None else (train_set, val_set)
+        return Trainer(config, ctx, model=model, datasets=given).run()
     finally:
         distributed.teardown()
 
@@ -118,9 +138,17 @@ def resolve_amp(mode: str, device: torch.device, deterministic: bool) -> torch.d
 class Trainer:
     """The state of one run. `run()` is the whole job; the methods below are its steps."""
 
-    def __init__(self, config: RunConfig, ctx: distributed.DistContext) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        ctx: distributed.DistContext,
+        model: nn.Module | None = None,
+        datasets: tuple[ImageDataset, ImageDataset] | None = None,
+    ) -> None:
         self.config = config
         self.ctx = ctx
+        self.given_model = model  # a user's module in place of config.model (see `fit`)
+        self.given_datasets = datasets  # (train, val) in place of config.data.spec
         self.run_dir = Path(config.train.out)
         self.epoch = 0  # epochs completed
         self.batch = 0  # batches of the current epoch already done (mid-epoch checkpoints)
@@ -188,7 +216,11 @@ class Trainer:
 
     def _datasets(self) -> tuple[ImageDataset, ImageDataset]:
         spec = self.config.data.spec
-        train_set, val_set = open_dataset(spec, "train"), open_dataset(spec, "val")
+        if self.given_datasets is not None:
+            train_set, val_set = self.given_datasets
+            spec = "the data sets passed to fit"
+        else:
+            train_set, val_set = open_dataset(spec, "train"), open_dataset(spec, "val")
         if list(train_set.classes) != list(val_set.classes):
             raise ValueError(f"{spec}: the train and val splits have different classes")
         self.classes = list(train_set.classes)
@@ -202,8 +234,13 @@ class Trainer:
 
     def _build_model(self, train_set: ImageDataset) -> None:
         cfg = self.config
-        self.model_args = model_args_from_config(cfg, len(self.classes), train_set.num_channels)
-        model = create_model(**self.model_args, init=False)
+        if self.given_model is not None:
+            # No build arguments to store: a checkpoint names the class, and a resume gets it again.
+            model = self.given_model
+            self.model_args = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
+        else:
+            self.model_args = model_args_from_config(cfg, len(self.classes), train_set.num_channels)
+            model = create_model(**self.model_args, init=False)
         i = cfg.init
         self.init_report = initialize(
             model,
