@@ -384,10 +384,11 @@ def test_calculate_fans_of_a_transposed_conv_module() -> None:
 
 @pytest.mark.parametrize("act", [nn.SiLU(), nn.GELU(), nn.ELU(), nn.Tanh()], ids=lambda m: type(m).__name__)
 def test_initialize_warns_on_an_activation_it_does_not_know(act: nn.Module) -> None:
-    model = nn.Sequential(nn.Linear(8, 8), act, nn.Linear(8, 8))
-    with pytest.warns(UserWarning, match=type(act).__name__):
+    model = nn.Sequential(nn.Linear(8, 8), act, nn.Linear(8, 8), type(act)(), nn.Linear(8, 8))
+    with pytest.warns(UserWarning, match=type(act).__name__) as caught:
         report = initialize(model)
-    assert report[1].a == 1.0  # still taken as linear, but said so
+    assert len(caught) == 1 and "0, 2" in str(caught[0].message)  # once, naming the layers
+    assert report[0].a == report[1].a == 1.0  # still taken as linear, but said so
 
 
 @pytest.mark.parametrize("between", [[], [nn.Identity()], [nn.ReLU()], [nn.Dropout(), PReLU(8)]])
@@ -398,3 +399,20 @@ def test_initialize_is_silent_for_nothing_identity_and_rectifiers(between: list[
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         initialize(model)
+
+
+# --- where we differ from torch on purpose (the README's table) ------------------------------------
+
+
+@pytest.mark.parametrize("fill", [xavier_normal_, xavier_uniform_])
+@pytest.mark.parametrize("shape", [(0, 3), (0, 0)])
+def test_xavier_on_a_zero_element_tensor_warns_and_returns_it(fill, shape) -> None:
+    t = torch.empty(shape)
+    with pytest.warns(UserWarning, match="zero-element"):
+        assert fill(t) is t
+
+
+@pytest.mark.parametrize("fill", [he_normal_, he_uniform_])
+def test_he_refuses_a_bool_slope_even_for_relu(fill) -> None:
+    with pytest.raises(ValueError, match="True"):
+        fill(torch.empty(4, 4), a=True, nonlinearity="relu")

@@ -562,13 +562,19 @@ def _fc_stds(fc_std: float | Sequence[float] | None, layers: list[WeightLayer]) 
     return dict(zip(linear, stds, strict=True))
 
 
-def _warn_if_other_activation(layer: WeightLayer, mode: str, scheme: str) -> None:
-    other = layer.other_in if mode == "fan_in" else layer.other_out
-    if other is not None and scheme == "he":
-        side = "before" if mode == "fan_in" else "after"
+def _warn_of_other_activations(layers: list[WeightLayer], mode: str, uses_slope: set[str]) -> None:
+    """One warning per activation type that `initialize` took as linear, naming the layers."""
+    side = "precedes" if mode == "fan_in" else "follows"
+    found: dict[str, list[str]] = {}
+    for layer in layers:
+        other = layer.other_in if mode == "fan_in" else layer.other_out
+        if other is not None and layer.name in uses_slope:
+            found.setdefault(other, []).append(layer.name)
+    for other, names in found.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         warnings.warn(
-            f"initialize: the {other} {side} layer {layer.name!r} is not a rectifier; Eq. 15 takes it "
-            "as linear (a = 1). Pass a= to initialize to choose the slope yourself",
+            f"initialize: {other} is not a rectifier; Eq. 15 took it as linear (a = 1) for the layers it "
+            f"{side}: {shown}. Pass a= to initialize to choose the slope yourself",
             stacklevel=3,
         )
 
@@ -632,6 +638,7 @@ def initialize(
         )
     fixed = _fc_stds(fc_std, layers)
     report = InitReport(scheme=scheme, mode=mode)
+    auto_slope: set[str] = set()  # layers whose std used a slope found next to them
     for layer in layers:
         module = layer.module
         weight: Tensor = module.weight
@@ -639,7 +646,6 @@ def initialize(
         n = _fan(fan_in, fan_out, mode, tuple(weight.shape))
         if a == "auto":
             slope = _linear_if_none(layer.slope_in if mode == "fan_in" else layer.slope_out)
-            _warn_if_other_activation(layer, mode, scheme)
         else:
             slope = float(a)
         used_a: float | None = None
@@ -649,6 +655,8 @@ def initialize(
         elif scheme == "he":
             target, rule, used_a = rectifier_gain(slope) / math.sqrt(n), f"he {mode}", slope
             gaussian_(weight, target, generator)
+            if a == "auto":
+                auto_slope.add(layer.name)
         elif scheme == "xavier":
             target, rule, used_a = 1.0 / math.sqrt(n), f"xavier {mode}", 1.0
             gaussian_(weight, target, generator)
@@ -682,4 +690,5 @@ def initialize(
                 slope_out=layer.slope_out,
             )
         )
+    _warn_of_other_activations(layers, mode, auto_slope)
     return report
