@@ -9,8 +9,9 @@ export likewise, so the exported graph holds a PRelu node.
 
 Gradients (Eq. 2-3): a plain backward runs the fused kernel, one pass for ∂E/∂y and ∂E/∂a. A
 backward that builds a graph (``create_graph=True``, for double backward / gradgradcheck) instead
-writes the same formulas with differentiable torch ops, so second derivatives flow. Forward-mode AD
-(dual tensors) takes the composite path, which has the jvp formula.
+writes the same formulas with differentiable torch ops, so second derivatives flow; so does the
+backward of a gradient batched by vmap (``is_grads_batched=True``, vectorized jacobians).
+Forward-mode AD (dual tensors) takes the composite path, which has the jvp formula.
 """
 
 from __future__ import annotations
