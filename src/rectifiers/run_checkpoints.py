@@ -122,4 +122,4 @@ def _write(state: dict[str, Any], run_dir: Path, best: bool, mid_epoch: bool, ke
     if best:
         link_checkpoint(path, run_dir / "best.pt")
     link_checkpoint(path, run_dir / "last.pt")
-    prune_checkpoints(run_dir, max(keep_last, 1))
+    prune_checkpoints(run_dir, keep_last)
