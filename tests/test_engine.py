@@ -146,3 +146,39 @@ def test_paper_preset_takes_a_step_at_224px(tmp_path: Path, preset: str):
     assert result["status"] == "max_steps" and result["step"] == 1
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["model_args"]["name"] == "model_a" and len(state["classes"]) == 1000
+
+
+def test_fit_leaves_process_wide_settings_as_it_found_them(tmp_path: Path):
+    import matplotlib
+
+    backend, benchmark = matplotlib.get_backend(), torch.backends.cudnn.benchmark
+    matplotlib.use("pdf")  # a user's own choice, not the Agg that curves.png is drawn with
+    torch.backends.cudnn.benchmark = True
+    try:
+        fit(load_config(None, tiny_overrides(tmp_path / "run", **{"train.deterministic": "true"})))
+        assert (tmp_path / "run" / "curves.png").is_file()
+        assert matplotlib.get_backend() == "pdf"
+        assert torch.are_deterministic_algorithms_enabled() is False
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        matplotlib.use(backend)
+        torch.backends.cudnn.benchmark = benchmark
+        torch.use_deterministic_algorithms(False)
+
+
+def test_resume_restores_the_loss_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An fp16 run resumes with the GradScaler state it saved, not at the default scale of 2**16."""
+    import rectifiers.engine as engine
+    from rectifiers.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    fit(load_config(None, tiny_overrides(out, **{"train.epochs": "1", "train.amp": "off"})))
+    state = load_checkpoint(out / "last.pt")
+    saved = {"scale": 512.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000}
+    state["scaler"] = {**saved, "_growth_tracker": 7}
+    save_checkpoint(state, out / "last.pt")
+    # fp16 without CUDA: the scaler's state is what is checked, before any step runs.
+    monkeypatch.setattr(engine, "resolve_amp", lambda *_args: torch.float16)
+    monkeypatch.setattr(Trainer, "_loop", lambda self: self.scaler.state_dict())
+    restored = fit(load_config(None, tiny_overrides(out, **{"train.resume": "auto"})))
+    assert restored == {**saved, "_growth_tracker": 7}

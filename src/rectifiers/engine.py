@@ -45,7 +45,7 @@ from rectifiers.optim import param_groups
 from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
 from rectifiers.run_log import RunLog
-from rectifiers.runtime import keep_freed_memory
+from rectifiers.runtime import torch_flags_kept
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
@@ -75,7 +75,8 @@ def fit(config: RunConfig) -> dict[str, Any]:
     config.validate()
     ctx = distributed.setup(config.train.device)
     try:
-        return Trainer(config, ctx).run()
+        with torch_flags_kept():  # a deterministic run leaves the caller's torch flags as they were
+            return Trainer(config, ctx).run()
     finally:
         distributed.teardown()
 
@@ -135,7 +136,6 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg, ctx = self.config, self.ctx
-        keep_freed_memory()  # steps reuse freed memory instead of faulting in fresh pages (runtime.py)
         resume_state = self._resume_state()
         self._seed(cfg.train.seed)
         train_set, val_set = self._datasets()
@@ -154,13 +154,14 @@ class Trainer:
         self._build_model(train_set)
         self._build_optimizer()
         self._build_loaders(train_set, val_set, normalize)
+        self.amp = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic)
+        # Built before the restore, which gives an fp16 run back its loss scale.
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp is torch.float16)
         if resume_state is not None:
             self._restore(resume_state)
         else:
             self._seed_rank(cfg.train.seed)
         self.train_model = self._wrap(self.model)
-        self.amp = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
         if ctx.is_main:
             self._write_run_files()
         with self.stop_signals.installed():
@@ -260,6 +261,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):  # empty when saved without fp16; a disabled scaler ignores it
+                self.scaler.load_state_dict(state["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             # A file whose config matches this run but whose tensors belong to another model.
             detail = " ".join(line.strip() for line in str(err).splitlines()[:2])
