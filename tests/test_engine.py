@@ -182,3 +182,26 @@ def test_resume_restores_the_loss_scale(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(Trainer, "_loop", lambda self: self.scaler.state_dict())
     restored = fit(load_config(None, tiny_overrides(out, **{"train.resume": "auto"})))
     assert restored == {**saved, "_growth_tracker": 7}
+
+
+def test_a_run_directory_in_use_is_refused_until_its_holder_is_gone(tmp_path: Path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    hold = f"import sys, time\nfrom rectifiers.run_lock import run_lock\nwith run_lock({str(out)!r}):\n"
+    hold += "    print('held', flush=True)\n    time.sleep(120)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        for resume in ("", "auto"):  # a second run, and a resume while the first trains
+            overrides = tiny_overrides(out, **{"train.epochs": "1", "train.resume": resume})
+            with pytest.raises(ValueError, match=rf"in use by another run \(pid {holder.pid} on host"):
+                fit(load_config(None, overrides))
+    finally:
+        holder.kill()  # like kill -9: the lock file stays, naming a process that no longer runs
+        holder.wait()
+    assert (out / "run.lock").is_file()
+    result = fit(load_config(None, tiny_overrides(out, **{"train.epochs": "1"})))
+    assert result["status"] == "completed"
+    assert not (out / "run.lock").exists()  # released when the run ends

@@ -86,7 +86,7 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     removed = []
     for tmp in Path(folder).glob(".*.tmp-*"):
         pid = tmp.name.rpartition(".tmp-")[2]
-        if not pid.isdigit() or _process_alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -94,7 +94,8 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (this process counts as running)."""
     if pid == os.getpid():
         return True
     try:

@@ -20,6 +20,7 @@ request to stop after a checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import random
@@ -44,6 +45,7 @@ from rectifiers.models import create_model
 from rectifiers.optim import param_groups
 from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
+from rectifiers.run_lock import run_lock
 from rectifiers.run_log import RunLog
 from rectifiers.runtime import torch_flags_kept
 from rectifiers.stop_signals import StopSignals, TrainingStopped
@@ -74,8 +76,10 @@ def fit(config: RunConfig) -> dict[str, Any]:
     """
     config.validate()
     ctx = distributed.setup(config.train.device)
+    # Only the main process writes, so it alone holds the run directory's lock (run_lock.py).
+    lock = run_lock(config.train.out) if ctx.is_main else contextlib.nullcontext()
     try:
-        with torch_flags_kept():  # a deterministic run leaves the caller's torch flags as they were
+        with lock, torch_flags_kept():  # a deterministic run leaves the caller's torch flags as they were
             return Trainer(config, ctx).run()
     finally:
         distributed.teardown()
