@@ -44,7 +44,14 @@ from rectifiers.metrics import error_from_counts, topk_correct
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
 from rectifiers.rng_state import get_rng_state, set_rng_state
-from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
+from rectifiers.run_checkpoints import (
+    CheckpointWriteError,
+    apply_overrides,
+    check_same_data,
+    load_resume_state,
+    resume_overrides,
+    save_run_checkpoint,
+)
 from rectifiers.run_lock import run_lock
 from rectifiers.run_log import RunLog
 from rectifiers.runtime import torch_flags_kept
@@ -197,6 +204,7 @@ class Trainer:
         if list(train_set.classes) != list(val_set.classes):
             raise ValueError(f"{spec}: the train and val splits have different classes")
         self.classes = list(train_set.classes)
+        self.data_sizes = {"train": len(train_set), "val": len(val_set)}  # checked on resume
         skipped = len(train_set.skipped) + len(val_set.skipped)
         self.skipped_files = skipped
         if skipped:
@@ -260,6 +268,11 @@ class Trainer:
         self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
 
     def _restore(self, state: dict[str, Any]) -> None:
+        check_same_data(state, self.resume_path, self.classes, self.data_sizes, self.model_args["in_chans"])
+        # The values this run's config gives, kept for the optimizer/schedule fields it changes.
+        overrides = list(resume_overrides(self.config, state))
+        fresh_groups = [dict(group) for group in self.optimizer.param_groups]
+        fresh_scheduler = self.scheduler.state_dict() if self.scheduler is not None else None
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -273,6 +286,7 @@ class Trainer:
             raise CheckpointError(
                 f"{self.resume_path}: its weights do not fit model {self.config.model.name}: {detail}"
             ) from None
+        apply_overrides(overrides, self.optimizer, self.scheduler, fresh_groups, fresh_scheduler)
         self.epoch, self.batch, self.step = (
             int(state["epoch"]),
             int(state.get("batch", 0)),
@@ -477,6 +491,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "model_args": self.model_args,
             "classes": self.classes,
+            "data_sizes": self.data_sizes,
             "normalization": self.normalization,
             "best_val_top1_err": self.best_err,
             # per-rank partial train metrics, for a mid-epoch save
