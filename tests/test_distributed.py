@@ -105,3 +105,17 @@ def test_end_process_returns_the_code_outside_a_process_group() -> None:
     from rectifiers.distributed import end_process
 
     assert end_process(0) == 0 and end_process(3) == 3  # this test process never joined a group
+
+
+def test_mid_epoch_state_of_another_world_size_is_refused(tmp_path: Path):
+    """A mid-epoch checkpoint holds per-rank random streams and partial sums for its number of
+    processes; another number could not continue that epoch exactly, so it is refused, clearly."""
+    from rectifiers.engine import fit
+
+    out = tmp_path / "run"
+    part = fit(load_config(None, tiny_overrides(out, **{"train.max_steps": "3"})))
+    assert part["status"] == "max_steps"
+    done = _launch(out, tiny_overrides(out, **{"train.resume": "auto"}), nproc=2)
+    assert done.returncode != 0
+    assert "saved in the middle of epoch 1 (batch 3) by 1 process" in done.stderr, _failure(done)
+    assert "resume with 1 process" in done.stderr

@@ -46,9 +46,9 @@ from rectifiers.optim import param_groups
 from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_checkpoints import (
     CheckpointWriteError,
+    agree_on_resume_state,
     apply_overrides,
     check_same_data,
-    load_resume_state,
     resume_overrides,
     save_run_checkpoint,
 )
@@ -179,7 +179,7 @@ class Trainer:
             return self._loop()
 
     def _resume_state(self) -> dict[str, Any] | None:
-        found = load_resume_state(self.config, self.run_log.say)
+        found = agree_on_resume_state(self.config, self.run_log.say, self.ctx)
         if found is None:
             return None
         self.resume_path, state = found
@@ -488,6 +488,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
+            "world_size": self.ctx.world_size,  # a mid-epoch state continues with this many processes
             "config": self.config.to_dict(),
             "model_args": self.model_args,
             "classes": self.classes,

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from rectifiers import distributed
 from rectifiers.checkpoint import (
     CheckpointError,
     epoch_checkpoint_name,
@@ -70,6 +71,82 @@ def load_resume_state(config: RunConfig, say: Callable[[str], None]) -> tuple[Pa
     for key, (saved, new) in resume_overrides(config, state).items():
         say(f"{key} = {new!r} replaces the checkpoint's {saved!r}")
     return path, state
+
+
+def agree_on_resume_state(
+    config: RunConfig, say: Callable[[str], None], ctx: distributed.DistContext
+) -> tuple[Path, dict[str, Any]] | None:
+    """`load_resume_state` decided by rank 0 alone and obeyed by every rank.
+
+    Each rank choosing for itself could put them at different points (one resuming at epoch k, one
+    whose node does not see the run directory starting at 0): different shuffles and momentum, or a
+    hang at the first mismatched collective. Rank 0 broadcasts its choice (path, epoch, batch, step) or
+    its refusal; the other ranks load that file and check they read the same state. Any rank that
+    cannot raises on every rank, naming it. A mid-epoch state saved by another number of processes is
+    refused (its per-rank random streams and partial sums belong to that number).
+    """
+    decision: dict[str, Any] | None = None
+    found, refusal = None, None
+    if ctx.is_main:
+        try:
+            found = load_resume_state(config, say)
+            if found is not None:
+                path, state = found
+                _check_world_size(state, path, ctx.world_size)
+                decision = {"path": str(path), "point": _resume_point(state)}
+        except (ValueError, FileNotFoundError) as err:
+            refusal = err
+            decision = {"refused": f"{type(err).__name__}: {err}"}
+    decision = distributed.broadcast_object(decision)
+    if refusal is not None:
+        raise refusal
+    if decision is None:
+        return None
+    if "refused" in decision:  # rank 0 raises it itself
+        raise ValueError(f"rank 0 refused the resume: {decision['refused']}")
+    problem = None
+    if not ctx.is_main:
+        found, problem = _load_chosen(Path(decision["path"]), decision["point"])
+    problems = distributed.all_gather_objects(problem)
+    failed = [
+        f"rank {rank} cannot load the checkpoint rank 0 resumes from ({text})"
+        for rank, text in enumerate(problems)
+        if text is not None
+    ]
+    if failed:
+        raise CheckpointError(
+            f"{'; '.join(failed)}; every process must read the same run directory "
+            f"({config.train.out}): put it on storage that every node shares"
+        )
+    return found
+
+
+def _resume_point(state: dict[str, Any]) -> list[int]:
+    return [int(state["epoch"]), int(state.get("batch", 0)), int(state["step"])]
+
+
+def _load_chosen(path: Path, point: list[int]) -> tuple[tuple[Path, dict[str, Any]] | None, str | None]:
+    try:
+        state = load_checkpoint(path)
+    except (OSError, CheckpointError) as err:
+        return None, str(err)
+    if _resume_point(state) != point:
+        return None, (f"{path} here holds epoch/batch/step {_resume_point(state)}, rank 0's holds {point}")
+    return (path, state), None
+
+
+def _check_world_size(state: dict[str, Any], path: Path, world_size: int) -> None:
+    saved = int(state.get("world_size") or len(state.get("rng") or []) or world_size)
+    batch = int(state.get("batch", 0))
+    if batch == 0 or saved == world_size:
+        return
+    epoch_ends = [p for p in resume_candidates(path.parent) if p.parent.name == "checkpoints"]
+    alternative = f", or from the epoch-end checkpoint {epoch_ends[0]} with any number" if epoch_ends else ""
+    raise ValueError(
+        f"{path} was saved in the middle of epoch {int(state['epoch']) + 1} (batch {batch}) by {saved} "
+        f"process(es) and this run has {world_size}: that epoch continues exactly only with the same "
+        f"number; resume with {saved} process(es){alternative}"
+    )
 
 
 def save_run_checkpoint(
