@@ -13,9 +13,9 @@ What a run writes (main process only) into `train.out`:
     curves.png       loss and error against epoch
 
 The pieces with a job of their own live beside it: `run_log` (the files above other than checkpoints,
-and the console), `run_checkpoints` (which checkpoint a run resumes from; writing checkpoints, last.pt,
-best.pt), `rng_state` (the generator states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a
-request to stop after a checkpoint).
+and the console), `run_checkpoints` (which checkpoint a run resumes from and what a resume may change;
+writing checkpoints, last.pt, best.pt), `run_lock` (one run per directory), `rng_state` (the generator
+states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a request to stop after a checkpoint).
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def fit(config: RunConfig) -> dict[str, Any]:
 
     status is "completed", "max_steps" (stopped at train.max_steps) or "interrupted" (SIGINT/SIGTERM;
     a checkpoint was saved first). Raises NonFiniteLossError on a NaN/inf loss, keeping the last good
-    checkpoint.
+    checkpoint, and RunDirectoryBusyError (a ValueError) when another run holds `train.out`. torch's
+    deterministic and cuDNN flags are as the caller left them when it returns.
     """
     config.validate()
     ctx = distributed.setup(config.train.device)
