@@ -26,7 +26,10 @@ def test_held_for_the_block_and_released_after_it_even_on_error(tmp_path: Path):
         with pytest.raises(RunDirectoryBusyError, match=rf"pid {os.getpid()} on host"), run_lock(path.parent):
             pass  # the same process cannot start a second run there either
         raise RuntimeError("inside")
-    assert not (tmp_path / "run" / LOCK_NAME).exists()
+    assert not (tmp_path / "run").exists()  # it made the folder, nothing was written: gone again
+    with run_lock(tmp_path / "kept" / "run") as path:
+        (path.parent / "metrics.jsonl").write_text("")
+    assert sorted(p.name for p in (tmp_path / "kept" / "run").iterdir()) == ["metrics.jsonl"]
 
 
 def test_a_dead_holder_on_this_host_is_taken_over(tmp_path: Path):

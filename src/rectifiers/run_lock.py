@@ -35,6 +35,7 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
     """Hold `run_dir/run.lock` for the block; raises RunDirectoryBusyError naming a live holder."""
     path = Path(run_dir) / LOCK_NAME
     me = {"pid": os.getpid(), "host": socket.gethostname()}
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # leaf first
     _acquire(path, me)
     try:
         yield path
@@ -42,6 +43,12 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         if _holder(path) == me:  # never remove a lock that someone took over
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        # A run refused before it wrote anything leaves no directory behind.
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote into it
+                break
 
 
 def _acquire(path: Path, me: dict[str, Any]) -> None:
