@@ -29,8 +29,9 @@ Decisions:
   decodes lazily (in DataLoader workers). `memory_budget=0` forces files.
 - Bad files: a file that cannot be decoded (random bytes, empty, truncated, a decompression bomb) is
   skipped, listed in `dataset.skipped`, and one warning gives the count. A `FileDataset` finds a
-  truncated file only when it decodes it: it warns and substitutes the next image (workers' own
-  `skipped` lists stay in the workers). A missing path, an empty class folder or a split without
+  truncated file only when it decodes it: in training it warns and substitutes the next image
+  (workers' own `skipped` lists stay in the workers); evaluation asks `load(substitute=False)` and
+  skips the file, so no image is counted twice or under another label. A missing path, an empty class folder or a split without
   images raises an error that names the path.
 """
 
@@ -157,7 +158,8 @@ class FileDataset(ImageDataset):
     """Images decoded lazily from a directory or zip (sizes may differ): for DataLoader workers.
 
     A file that passed the header check at open time but fails to decode later (e.g. truncated) is
-    replaced by the next decodable image, with one warning per file, so a long run never stops on it.
+    replaced in training by the next decodable image, with one warning per file, so a long run never
+    stops on it; evaluation skips it instead (`load(substitute=False)`).
     """
 
     def __init__(
@@ -180,9 +182,19 @@ class FileDataset(ImageDataset):
         self.max_pixels = max_pixels
         self._bad: set[int] = set()
 
-    def load(self, i: int, min_short: float | None = None) -> tuple[Image.Image, int]:
+    def load(
+        self, i: int, min_short: float | None = None, substitute: bool = True
+    ) -> tuple[Image.Image, int]:
         """The decoded, converted PIL image of sample `i` and its label. `min_short`: the shorter side
-        the caller will resize to, which lets JPEGs decode at a reduced scale."""
+        the caller will resize to, which lets JPEGs decode at a reduced scale. A file that fails to
+        decode is replaced by the next decodable one (training), or with `substitute=False` raises
+        BadImageError naming it (evaluation: every image counted under its own label)."""
+        if not substitute:
+            try:
+                im = decode.read_image(self.store, self.names[i], self.mode, self.max_pixels, min_short)
+            except decode.BadImageError as err:
+                raise decode.BadImageError(f"{self.store.describe(self.names[i])}: {err}") from None
+            return im, int(self.targets[i])
         n = len(self.names)
         for k in range(n):
             j = (i + k) % n
