@@ -369,6 +369,30 @@ def _image_folder(root: Path, sizes: list[tuple[int, int]], fmt: str = "png", se
     return f"folder:{root}"
 
 
+class _BatchSizes(ToyNet):
+    """ToyNet recording the batch size of every forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__(in_chans=3, classes=2)
+        self.sizes: list[int] = []
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        return super().forward_features(x)
+
+
+@pytest.mark.parametrize(("views", "per_image"), [("single", 1), ("ten", 10)])
+def test_mixed_size_files_are_scored_in_full_batches(tmp_path: Path, views: str, per_image: int):
+    """Five image sizes, ten images: views are cut in the loader, so a batch of 5 is one forward pass
+    of 5 (or 50 crops), not one pass per image size."""
+    spec = _image_folder(tmp_path / "f", [(20, 24), (24, 20), (18, 18), (30, 22), (19, 33)])
+    ds = open_dataset(spec, "val", cache=False, workers=0)
+    assert isinstance(ds, FileDataset)
+    model = _BatchSizes().eval()
+    r = evaluate([model], ds, views=views, scales=[18], batch_size=5 * per_image, crop=16, workers=1)
+    assert r["n_images"] == 10 and model.sizes == [5 * per_image, 5 * per_image]
+
+
 def test_training_time_validation_and_single_view_eval_agree_on_non_square_images(tmp_path: Path):
     """One eval view: the trainer's validation (EvalTransform through the loader's workers) and
     `evaluate(views="single")` score the same pixels of a 375 x 500 photo, so the same errors."""
