@@ -143,6 +143,16 @@ class DirStore:
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
 
+    def content_key(self) -> list[Any]:
+        """What identifies the set of files below the root without a stat of each: every folder's
+        mtime, which changes whenever an entry of it is added, removed or renamed. (A file rewritten
+        in place keeps its folder's mtime; `stat_key` notices that too.)"""
+        out: list[Any] = [str(self.root.resolve())]
+        for dirpath, dirnames, _ in os.walk(self.root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            out.append((Path(dirpath).relative_to(self.root).as_posix(), os.stat(dirpath).st_mtime_ns))
+        return out
+
     def stat_key(self, names: Sequence[str]) -> list[Any]:
         """What identifies this version of the files `names`: each one's size and mtime."""
         out: list[Any] = [str(self.root.resolve())]
@@ -198,10 +208,13 @@ class ZipStore:
         except (zipfile.BadZipFile, OSError, KeyError, EOFError) as err:
             raise BadImageError(f"{self.describe(name)}: cannot read ({type(err).__name__}: {err})") from err
 
-    def stat_key(self, names: Sequence[str]) -> list[Any]:
+    def content_key(self) -> list[Any]:
         # The archive's own size and mtime identify every member: no listing needed.
         st = self.path.stat()
         return [str(self.path.resolve()), st.st_size, st.st_mtime_ns]
+
+    def stat_key(self, names: Sequence[str]) -> list[Any]:
+        return self.content_key()
 
 
 Store = DirStore | ZipStore
