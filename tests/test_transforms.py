@@ -362,6 +362,31 @@ def test_normalize_from_a_file_data_set(tmp_path) -> None:
     assert torch.allclose(channel.mean.flatten(), torch.full((3,), expected), atol=1e-3)
 
 
+def test_file_set_statistics_are_computed_once_per_listing(tmp_path, monkeypatch) -> None:
+    """Cached beside the listing: the second open (another DDP rank, the next run) decodes nothing."""
+    from rectifiers.data import FileDataset
+
+    for i, size in enumerate([(10, 8), (12, 9), (7, 11)]):
+        d = tmp_path / "f" / "train" / "a"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((size[1], size[0], 3), 30 * (i + 1), np.uint8)).save(d / f"{i}.png")
+    spec, cache = f"folder:{tmp_path / 'f'}", tmp_path / "cache"
+    first = Normalize.from_dataset(open_dataset(spec, cache_dir=cache), mode="pixel", size=6)
+    channel = Normalize.from_dataset(open_dataset(spec, cache_dir=cache), divide_std=False)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(FileDataset, "load", fail)
+    again = Normalize.from_dataset(open_dataset(spec, cache_dir=cache), mode="pixel", size=6)
+    assert torch.equal(again.mean, first.mean) and torch.equal(again.std, first.std)
+    assert again.scale == first.scale
+    other = Normalize.from_dataset(open_dataset(spec, cache_dir=cache), divide_std=False)
+    assert other.std is None and torch.equal(other.mean, channel.mean)
+    with pytest.raises(AssertionError, match="decoded again"):  # other settings: computed anew
+        Normalize.from_dataset(open_dataset(spec, cache_dir=cache), mode="pixel", size=5)
+
+
 @pytest.mark.parametrize("pixel", [False, True])
 def test_normalize_folds_a_per_image_shift(pixel: bool) -> None:
     mean = torch.rand(3, 6, 6) * 100 if pixel else torch.tensor([90.0, 100.0, 110.0])

@@ -208,8 +208,10 @@ class FileDataset(ImageDataset):
         source: str,
         skipped: Sequence[str] = (),
         max_pixels: int = decode.DEFAULT_MAX_PIXELS,
+        cache_path: Path | None = None,
     ) -> None:
         super().__init__(classes, targets, num_channels, source, skipped)
+        self.cache_path = cache_path  # its listing's cache file (without suffix), if cached
         if len(names) != len(self.targets):
             raise ValueError(f"{len(names)} files but {len(self.targets)} labels")
         self.store = store
@@ -527,7 +529,7 @@ def _image_files(
 ) -> ImageDataset:
     mode = "L" if opts.channels == 1 else "RGB"
     c = 1 if mode == "L" else 3
-    probed = _probed_listing(spec, kind, split, store, lister, mode, opts)
+    listing_path, probed = _probed_listing(spec, kind, split, store, lister, mode, opts)
     size = probed.common_size()
     ds: ImageDataset | None = None
     if size is not None and len(probed.names) * c * size[0] * size[1] <= opts.memory_budget:
@@ -543,7 +545,15 @@ def _image_files(
     if ds is None:
         labels = torch.from_numpy(probed.targets)
         ds = FileDataset(
-            store, probed.names, labels, probed.classes, c, spec, probed.skipped, opts.max_pixels
+            store,
+            probed.names,
+            labels,
+            probed.classes,
+            c,
+            spec,
+            probed.skipped,
+            opts.max_pixels,
+            listing_path,
         )
     if ds.skipped:
         warnings.warn(
@@ -572,7 +582,7 @@ def _probed_listing(
     lister: Callable[[decode.Store, str], layouts.Listing],
     mode: str,
     opts: _FileOptions,
-) -> _Probed:
+) -> tuple[Path | None, _Probed]:
     """The split's listing with every file's size: from the on-disk cache, keyed by the folder's
     content (`Store.content_key`: no stat of each file), else by listing the store and reading every
     header in parallel. Concurrent openers (DDP ranks) wait for the first one's cache."""
@@ -582,7 +592,7 @@ def _probed_listing(
         if probed is None:
             probed = _probe(spec, split, store, lister(store, split), opts)
             _save_listing(path, probed)
-    return probed
+    return path, probed
 
 
 def _probe(
@@ -645,6 +655,36 @@ def _load_listing(path: Path | None) -> _Probed | None:
     except (OSError, ValueError, KeyError, EOFError) as err:
         warnings.warn(f"ignoring the unreadable listing cache {path} ({err}); listing again", stacklevel=4)
         return None
+
+
+def cached_statistics(
+    ds: ImageDataset, key: Sequence[Any], compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """`compute()` (tensors, None or floats by name) for a file set, computed once per listing: cached
+    beside the listing's cache file under `key`, the first caller computing under its lock and the
+    others (DDP ranks, later runs) loading the result. Uncached sets just compute."""
+    listing = getattr(ds, "cache_path", None)
+    if listing is None:
+        return compute()
+    digest = hashlib.sha256(json.dumps(list(key), default=str).encode()).hexdigest()[:12]
+    path = listing.with_name(f"{listing.name}-stats-{digest}")
+    with _locked(path):
+        with (
+            contextlib.suppress(OSError, ValueError, KeyError, EOFError),
+            np.load(path.with_suffix(".npz"), allow_pickle=False) as f,
+        ):
+            return {k: None if f[k].dtype == bool else _from_array(f[k]) for k in f.files}
+        result = compute()
+        arrays = {k: np.array(False) if v is None else np.asarray(v) for k, v in result.items()}
+        try:
+            _atomic_write(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+        except OSError as err:
+            warnings.warn(f"could not write the statistics cache {path} ({err})", stacklevel=3)
+        return result
+
+
+def _from_array(a: np.ndarray) -> Any:
+    return float(a) if a.ndim == 0 else torch.from_numpy(a.copy())
 
 
 def _decode_all(

@@ -32,6 +32,7 @@ a sample's augmentation does not depend on the batch size, the rank or the numbe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from rectifiers.data import cached_statistics
 
 # AlexNet's PCA of ImageNet RGB pixels (Krizhevsky et al. 2012, the constants fb.resnet.torch
 # published): eigenvalues of the covariance of RGB values in [0, 1], times 255 because the transforms
@@ -299,6 +302,26 @@ class Normalize:
                 size = min(images.shape[2], images.shape[3])
         if images is None and max_samples is None:
             max_samples = 10_000
+        measure = functools.partial(cls._measure, ds, mode, divide_std, size, scale, max_samples, seed)
+        if images is not None:
+            return measure()
+        # A file set decodes thousands of images for this: once per listing, cached beside it (other
+        # DDP ranks wait for the first one's result and load it).
+        key = [mode, divide_std, size, scale, max_samples, seed]
+        return cls.from_state_dict(cached_statistics(ds, key, lambda: measure().state_dict()))
+
+    @classmethod
+    def _measure(
+        cls,
+        ds: Any,
+        mode: str,
+        divide_std: bool,
+        size: int | None,
+        scale: float,
+        max_samples: int | None,
+        seed: int,
+    ) -> Normalize:
+        images = getattr(ds, "images", None)
         # A resize and a center crop are linear maps, so the mean of resized images is the resized
         # mean: in memory, sum at the stored size and resize the mean image once.
         resize_each = size if images is None else None
