@@ -17,7 +17,9 @@ across ranks (counts may differ by one); the last partial batch is kept.
 In-memory sets are indexed as one uint8 tensor and transformed a whole batch at a time in the main
 process (on `device` when given: the images are copied there once). File sets go through a
 `torch.utils.data.DataLoader` whose `num_workers` processes decode, resize and crop each image to
-the fixed crop size; colour altering and normalization then run batched in the main process.
+the fixed crop size (validation: `transforms.eval_view`, the view `rectifiers.evaluate` scores too);
+colour altering and normalization then run batched in the main process. A file that fails to decode is
+replaced by the next image in training, and left out of a validation batch (never counted twice).
 """
 
 from __future__ import annotations
