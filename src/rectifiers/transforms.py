@@ -146,13 +146,11 @@ def ten_crop(x: torch.Tensor, size: _Size, flip: bool = True) -> torch.Tensor:
 
 def gather_crops(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
     """The size x size window of every image of (B, C, H, W) at integer (top[b], left[b]): exact
-    pixel copies, (B, C, size, size), in one indexing call."""
+    pixel copies, (B, C, size, size). (Slicing each image measured several times faster than one
+    advanced-indexing gather of all windows.)"""
     _check_batch(x)
-    span = torch.arange(size, device=x.device)
-    rows = (top.to(x.device)[:, None] + span)[:, :, None]  # (B, size, 1)
-    cols = (left.to(x.device)[:, None] + span)[:, None, :]  # (B, 1, size)
-    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, size, size)
+    starts = zip(top.tolist(), left.tolist(), strict=True)
+    return torch.stack([x[b, :, t : t + size, u : u + size] for b, (t, u) in enumerate(starts)])
 
 
 def pca_lighting(
