@@ -14,6 +14,11 @@ per-class top-1 and top-5 error (the paper's per-class analysis, Sec. 4), and th
 errors for every member and every scale on the side. Everything is summed as counts and all-reduced
 once, so under `torchrun` (rank r scores images r, r + W, r + 2W, ...) every image counts exactly once.
 
+Views are made per image in the loader's workers and scored in whole batches (`view_batches`), so a
+val folder of mixed-size photos runs at full batch size. Mirrored views (10-view, dense) follow each
+model's training (`Member.flip`, from the checkpoint's data.flip), unless `flip=` overrides it. A file
+that cannot be decoded is skipped and named in `results["skipped"]`; no other image stands in for it.
+
 The paper leaves open the stride of the dense windows and the set of scales (notes 1.11): the
 stride defaults to 1 (every window position, OverFeat's and VGG's dense evaluation), the scales to
 the checkpoint's own validation resize; Table 4's combination is scales=(256, 384, 480).
@@ -513,6 +518,8 @@ def format_results(results: dict[str, Any], worst: int = 5) -> str:
     head = f"{views} testing at scale(s) {', '.join(map(str, results['scales']))}"
     if results["views"] == "dense":
         head += f", window stride {results['stride']}"
+    if results["views"] != "single" and not any(results.get("flip", [True])):
+        head += ", no mirrored views"
     lines = [
         head,
         f"{results['n_images']:,} images of {results['data']}, {results['num_classes']} classes",
