@@ -494,7 +494,7 @@ class _PoolNet(torch.nn.Module):
 
 
 @given(size=_image_and_crop())
-@_PROPERTY
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_every_image_size_gives_dense_windows(size: tuple[int, int, int, int]) -> None:
     h, w, crop, scale = size
     model = _PoolNet().eval()

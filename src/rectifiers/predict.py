@@ -10,6 +10,7 @@ with a pixel limit against decompression bombs) and converted to the model's cha
     single   shorter side resized to the checkpoint's `data.eval_resize`, the central `data.crop` window
     ten      the four corners and the center of that image, each also mirrored; probabilities averaged
     dense    the paper's dense testing on the last conv map at the resize scale, mirrored too
+             (mirrors only for a model trained with mirrored images, see below)
 
 with the checkpoint's own normalization, through the same view functions as `rectifiers.evaluate`.
 `scales` replaces the resize by one or more scales (the probabilities are averaged over them, as
