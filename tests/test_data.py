@@ -490,3 +490,22 @@ def test_file_names_are_one_packed_buffer() -> None:
     assert packed.buffer.dtype == np.uint8 and packed.offsets.tolist()[-1] == len("".join(names).encode())
     with pytest.raises(IndexError):
         packed[4]
+
+
+def test_an_annotation_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
+    """The listing cache is keyed by folder mtimes and by the non-image files (labels) themselves."""
+    archive = tmp_path / "tiny.zip"
+    _tiny_zip(archive)
+    root = tmp_path / "t"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(root)
+    spec, cache = f"tinyimagenet:{root / 'tiny'}", tmp_path / "cache"
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        before = open_dataset(spec, "val", cache_dir=cache)
+    annotations = root / "tiny" / "val" / "val_annotations.txt"
+    folder_mtime = annotations.parent.stat().st_mtime_ns
+    annotations.write_text(annotations.read_text().replace("val_0.JPEG\tn01", "val_0.JPEG\tn02"))
+    os.utime(annotations.parent, ns=(folder_mtime, folder_mtime))  # the folder looks untouched
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        after = open_dataset(spec, "val", cache_dir=cache)
+    assert before.targets.tolist() == [0, 1, 1] and after.targets.tolist() == [1, 1, 1]

@@ -533,9 +533,10 @@ def _image_files(
     size = probed.common_size()
     ds: ImageDataset | None = None
     if size is not None and len(probed.names) * c * size[0] * size[1] <= opts.memory_budget:
-        # Decoded pixels are cached under each file's size and mtime: a file rewritten in place
-        # (same folder mtime) is decoded again.
-        cache_path = _cache_path(opts, kind, split, mode, store.stat_key(probed.names), "-pixels")
+        # Decoded pixels are cached under each file's size and mtime (a file rewritten in place,
+        # same folder mtime, is decoded again) and the labels (annotations may change alone).
+        labels = hashlib.sha256(probed.targets.tobytes() + "\n".join(probed.classes).encode()).hexdigest()
+        cache_path = _cache_path(opts, kind, split, mode, [store.stat_key(probed.names), labels], "-pixels")
         with _locked(cache_path):
             ds = _load_cache(cache_path, spec, opts.memory_budget)
             if ds is None:

@@ -144,13 +144,18 @@ class DirStore:
         return (self.root / name).read_bytes()
 
     def content_key(self) -> list[Any]:
-        """What identifies the set of files below the root without a stat of each: every folder's
-        mtime, which changes whenever an entry of it is added, removed or renamed. (A file rewritten
-        in place keeps its folder's mtime; `stat_key` notices that too.)"""
+        """What identifies the files below the root without a stat of each image: every folder's
+        mtime, which changes whenever an entry of it is added, removed or renamed, and the size and
+        mtime of the few other files (label annotations). An image rewritten in place keeps its
+        folder's mtime; `stat_key` notices that too."""
         out: list[Any] = [str(self.root.resolve())]
-        for dirpath, dirnames, _ in os.walk(self.root, followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            out.append((Path(dirpath).relative_to(self.root).as_posix(), os.stat(dirpath).st_mtime_ns))
+            folder = Path(dirpath)
+            out.append((folder.relative_to(self.root).as_posix(), os.stat(folder).st_mtime_ns))
+            for name in sorted(f for f in filenames if not is_image_name(f)):
+                st = (folder / name).stat()
+                out.append((name, st.st_size, st.st_mtime_ns))
         return out
 
     def stat_key(self, names: Sequence[str]) -> list[Any]:
