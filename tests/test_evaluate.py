@@ -489,11 +489,14 @@ def test_cli_flip_options_reach_evaluate(tmp_path: Path):
         assert json.loads((out / "results.json").read_text())["flip"] == expected
 
 
-def test_mixed_size_jpeg_folder_trains_and_evaluates_end_to_end(tmp_path: Path):
+def test_mixed_size_jpeg_folder_trains_and_evaluates_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """A folder of JPEG photos of varied shorter sides and aspects (1:2 to 2:1): a few training steps
     from files, then 10-view and dense evaluation of its val split, every image counted."""
     from rectifiers.engine import fit
 
+    monkeypatch.setenv("RECTIFIERS_CACHE", str(tmp_path / "cache"))
     sizes = [(20, 40), (40, 20), (24, 30), (30, 24), (18, 18), (26, 35), (35, 21), (19, 38)]
     spec = _image_folder(tmp_path / "jpegs", sizes, fmt="jpg")
     out = tmp_path / "run"
