@@ -54,6 +54,7 @@ import tempfile
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -495,22 +496,18 @@ class _FileOptions:
         self.max_pixels = max_pixels
 
 
+@dataclass
 class _Probed:
     """A split's readable files with their labels and (width, height), the class names, and the files
     skipped so far (missing, or with an unreadable header): what opening a folder learns before it
     decodes a pixel, cached on disk so that the next open (another DDP rank, the next run) reads no
     header again."""
 
-    def __init__(
-        self, names: NameList, targets: np.ndarray, classes: list[str], sizes: np.ndarray, skipped: list[str]
-    ) -> None:
-        self.names, self.targets, self.classes, self.sizes, self.skipped = (
-            names,
-            targets,
-            classes,
-            sizes,
-            skipped,
-        )
+    names: NameList
+    targets: np.ndarray  # int64 (N,)
+    classes: list[str]
+    sizes: np.ndarray  # int64 (N, 2): width, height
+    skipped: list[str]
 
     def common_size(self) -> tuple[int, int] | None:
         """(width, height) when every file has it, else None."""
@@ -535,8 +532,11 @@ def _image_files(
     if size is not None and len(probed.names) * c * size[0] * size[1] <= opts.memory_budget:
         # Decoded pixels are cached under each file's size and mtime (a file rewritten in place,
         # same folder mtime, is decoded again) and the labels (annotations may change alone).
-        labels = hashlib.sha256(probed.targets.tobytes() + "\n".join(probed.classes).encode()).hexdigest()
-        cache_path = _cache_path(opts, kind, split, mode, [store.stat_key(probed.names), labels], "-pixels")
+        label_digest = hashlib.sha256(
+            probed.targets.tobytes() + "\n".join(probed.classes).encode()
+        ).hexdigest()
+        version = [store.stat_key(probed.names), label_digest]
+        cache_path = _cache_path(opts, kind, split, mode, version, "-pixels")
         with _locked(cache_path):
             ds = _load_cache(cache_path, spec, opts.memory_budget)
             if ds is None:

@@ -17,7 +17,7 @@ offset (`crop_start`). Without scale jitter (s equal to the image's shorter side
 therefore an exact slice of the image, like every evaluation crop: no training image is resampled
 at a fractional offset when no test image is. A batch is resized per distinct scale (the shorter
 sides are drawn as integers, so a batch has at most s_max - s_min + 1 of them), bilinear with
-antialiasing, and every sample's window is gathered from its resized image in one indexing call.
+antialiasing, and every sample's window is sliced from its resized image.
 Files take the same geometry per image with Pillow: the resized window is computed directly from
 its source box (`Image.resize(box=...)`), which is the same window of the whole resized image.
 
@@ -420,7 +420,8 @@ def pil_train_crop(
     if (rh, rw) == (h, w):
         out = im.crop((left, top, left + crop, top + crop))
     else:
-        # Exact products of integers over integers: the box never leaves [0, w] x [0, h].
+        # Each coordinate is one correctly rounded division of integers, so (left + crop) <= rw gives
+        # a right edge <= w: the box never leaves the image (no negative or overlong box).
         box = (left * w / rw, top * h / rh, (left + crop) * w / rw, (top + crop) * h / rh)
         out = im.resize((crop, crop), Image.Resampling.BILINEAR, box=box)
     return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
