@@ -30,7 +30,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,23 +158,23 @@ def member_scores(
     `batch_size` crops' worth of pixels: a tenth of the images for 10-view, and for dense testing the
     windows each image (and its mirror) amounts to (larger batches only run slower on CPU, where the
     activations then spill out of the caches)."""
+
+    def score(x: Tensor) -> Tensor:
+        return score_views(
+            member.model,
+            x.to(device) if device is not None else x,
+            plan.views,
+            normalize=member.normalize,
+            window=member.window,
+            stride=stride,
+            flip=flip,
+            max_windows=max_windows,
+        )
+
     crop2 = member.crop * member.crop
     out = []
     for scale in plan.scales:
         prepared = batch.views[plan.key(member.crop, scale, flip)]
-
-        def score(x: Tensor) -> Tensor:
-            return score_views(
-                member.model,
-                x.to(device) if device is not None else x,
-                plan.views,
-                normalize=member.normalize,
-                window=member.window,
-                stride=stride,
-                flip=flip,
-                max_windows=max_windows,
-            )
-
         if plan.views == "dense":
             parts, positions = [], []
             for where, images in prepared:  # type: ignore[misc]
@@ -190,7 +190,7 @@ def member_scores(
     return torch.stack(out)
 
 
-def _in_chunks(score: Any, x: Tensor, dim: int, step: int) -> Tensor:
+def _in_chunks(score: Callable[[Tensor], Tensor], x: Tensor, dim: int, step: int) -> Tensor:
     """score(x) of slices of `step` images along `dim`, concatenated."""
     return torch.cat(
         [score(x.narrow(dim, lo, min(step, x.shape[dim] - lo))) for lo in range(0, x.shape[dim], step)]
