@@ -168,7 +168,7 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
     model = _build(case, act).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.01, momentum=0.9)
     amp = step_precision(case, variant, amp_mode, model).dtype
-    scaler = torch.amp.GradScaler("cuda", enabled=False)  # as the trainer's on a CPU
+    scaler = torch.amp.GradScaler("cpu", enabled=False)  # as the trainer's on a CPU
     images, targets = _batch(case, channels_last=True)
     tally = StepTally(torch.device("cpu"))
 
