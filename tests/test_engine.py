@@ -169,6 +169,7 @@ def test_fit_leaves_process_wide_settings_as_it_found_them(tmp_path: Path):
 def test_resume_restores_the_loss_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """An fp16 run resumes with the GradScaler state it saved, not at the default scale of 2**16."""
     import rectifiers.engine as engine
+    from rectifiers.amp import AmpChoice
     from rectifiers.checkpoint import save_checkpoint
 
     out = tmp_path / "run"
@@ -178,7 +179,7 @@ def test_resume_restores_the_loss_scale(tmp_path: Path, monkeypatch: pytest.Monk
     state["scaler"] = {**saved, "_growth_tracker": 7}
     save_checkpoint(state, out / "last.pt")
     # fp16 without CUDA: the scaler's state is what is checked, before any step runs.
-    monkeypatch.setattr(engine, "resolve_amp", lambda *_args: torch.float16)
+    monkeypatch.setattr(engine, "resolve_amp", lambda *_args: AmpChoice(torch.float16, "fp16 for the test"))
     monkeypatch.setattr(Trainer, "_loop", lambda self: self.scaler.state_dict())
     restored = fit(load_config(None, tiny_overrides(out, **{"train.resume": "auto"})))
     assert restored == {**saved, "_growth_tracker": 7}
