@@ -99,3 +99,21 @@ def test_toml_file_and_errors(tmp_path: Path):
 def test_valid_keys_cover_every_section():
     sections = {key.split(".")[0] for key in valid_keys()}
     assert sections == {"data", "model", "init", "optim", "train"}
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("optim.weight_deacy", "optim.weight_decay"), ("train.epoch", "train.epochs"), ("lr", "optim.lr")],
+)
+def test_unknown_key_suggests_the_closest(typo, meant):
+    with pytest.raises(ValueError) as info:
+        load_config(None, {typo: "3"})
+    message = str(info.value)
+    assert f"did you mean {meant}?" in message
+    assert "train.tensorboard" not in message  # not the whole list of keys on one line
+
+
+def test_unknown_key_without_a_close_match_lists_the_keys_by_section():
+    with pytest.raises(ValueError, match=r"valid keys:\n  data\.\{spec, crop") as info:
+        load_config(None, {"qqqq.zzzz": "3"})
+    assert "did you mean" not in str(info.value)

@@ -9,6 +9,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,9 +224,26 @@ def set_value(config: RunConfig, key: str, value: Any, source: str = "override")
     section = getattr(config, section_name, None) if section_name in _section_names() else None
     fields = {f.name: f for f in dataclasses.fields(section)} if section is not None else {}
     if field_name not in fields:
-        raise ValueError(f"unknown config key {key!r} ({source}); valid keys: {', '.join(valid_keys())}")
+        raise ValueError(f"unknown config key {key!r} ({source}); {_key_hint(key)}")
     hint = typing.get_type_hints(type(section))[field_name]
     setattr(section, field_name, _convert(key, value, hint))
+
+
+def _key_hint(key: str) -> str:
+    """The closest valid key ("did you mean optim.weight_decay?"), else the keys section by section."""
+    keys = valid_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if not close:  # a bare field name ("lr") or a typo in it under the wrong section
+        fields = {k.partition(".")[2]: k for k in keys}
+        named = difflib.get_close_matches(key.rpartition(".")[2], list(fields), n=1, cutoff=0.75)
+        close = [fields[n] for n in named]
+    if close:
+        return f"did you mean {close[0]}?"
+    by_section: dict[str, list[str]] = {}
+    for k in keys:
+        section, _, name = k.partition(".")
+        by_section.setdefault(section, []).append(name)
+    return "valid keys:\n" + "\n".join(f"  {s}.{{{', '.join(n)}}}" for s, n in by_section.items())
 
 
 def _section_names() -> list[str]:
