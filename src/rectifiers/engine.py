@@ -44,7 +44,7 @@ from rectifiers.models import create_model
 from rectifiers.optim import param_groups
 from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
-from rectifiers.run_log import RunLog
+from rectifiers.run_log import RunLog, position
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
@@ -156,6 +156,11 @@ class Trainer:
         self._build_loaders(train_set, val_set, normalize)
         if resume_state is not None:
             self._restore(resume_state)
+            if self.epoch >= cfg.train.epochs:
+                self.run_log.say(
+                    f"already complete: {self.epoch} of {cfg.train.epochs} epochs done; nothing to train "
+                    "(raise --epochs to train further)"
+                )
         else:
             self._seed_rank(cfg.train.seed)
         self.train_model = self._wrap(self.model)
@@ -308,13 +313,11 @@ class Trainer:
                     train_metrics = self._train_epoch()
                 except TrainingStopped as stop:
                     self._save(mid_epoch=True)
-                    self.run_log.say(
-                        f"stopped by {stop}: checkpoint saved at epoch {self.epoch + 1}, batch "
-                        f"{self.batch}, step {self.step}; continue with --resume auto"
-                    )
-                    return self._result("interrupted", metrics, signum=stop.signum)
-                if train_metrics is None:  # max_steps reached mid-epoch
+                    return self._stopped(stop, metrics)
+                if self.batch < len(self.train_loader):  # train.max_steps reached mid-epoch
                     self._save(mid_epoch=True)
+                    metrics = self._partial_epoch_metrics(train_metrics)
+                    self._log(metrics, writer)
                     return self._result("max_steps", metrics)
                 val_metrics = self._validate()
                 self.epoch += 1
@@ -333,12 +336,36 @@ class Trainer:
                 self._schedule(metrics["val_top1_err"])
                 self._log(metrics, writer)
                 self._save(best=improved)
+                # A signal during the epoch's last batch or its validation stops here, after the
+                # epoch's checkpoint: a resume never starts with an epoch that has no batches left.
+                if self.epoch < cfg.epochs and self._stop_requested():
+                    return self._stopped(TrainingStopped(self.stop_signals.signum or signal.SIGTERM), metrics)
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     status = "max_steps"
                     break
         return self._result(status, metrics)
 
-    def _train_epoch(self) -> dict[str, float] | None:
+    def _stopped(self, stop: TrainingStopped, metrics: dict[str, Any]) -> dict[str, Any]:
+        where = position(self.epoch, self.batch, self.step)
+        self.run_log.say(f"stopped by {stop}: checkpoint saved {where}; continue with --resume auto")
+        return self._result("interrupted", metrics, signum=stop.signum)
+
+    def _partial_epoch_metrics(self, train_metrics: dict[str, float]) -> dict[str, Any]:
+        # The running epoch's line, marked partial (a smoke run shows what it did); its epoch number is
+        # the running one, so a resume from the saved state (epoch - 1 done) drops it again.
+        return {
+            "epoch": self.epoch + 1,
+            "partial": True,
+            "batch": self.batch,
+            "batches": len(self.train_loader),
+            "step": self.step,
+            "lr": self._lr(),
+            **train_metrics,
+            **self._validate(),
+            "time": time.time(),
+        }
+
+    def _train_epoch(self) -> dict[str, float]:
         cfg, ctx = self.config.train, self.ctx
         self.train_model.train()
         # A mid-epoch resume starts at the saved batch with that batch's own shuffle and augmentation.
@@ -384,13 +411,11 @@ class Trainer:
                 bar.update(1)
             if cfg.save_every and self.step % cfg.save_every == 0 and self.batch < total:
                 self._save(mid_epoch=True)
-            if self._stop_requested():
+            if self.batch < total and self._stop_requested():
                 # Under torchrun the signal may have reached another rank only.
                 raise TrainingStopped(self.stop_signals.signum or signal.SIGTERM)
             if cfg.max_steps and self.step >= cfg.max_steps and self.batch < total:
-                if bar is not None:
-                    bar.close()
-                return None
+                break
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - started

@@ -28,6 +28,7 @@ from rectifiers.checkpoint import (
     save_checkpoint,
 )
 from rectifiers.config import RunConfig
+from rectifiers.run_log import position
 
 
 class CheckpointWriteError(OSError):
@@ -61,7 +62,8 @@ def load_resume_state(config: RunConfig, say: Callable[[str], None]) -> tuple[Pa
     if missing:
         raise CheckpointError(f"{path}: cannot resume from it, missing keys: {', '.join(missing)}")
     _check_same_run(config, state, path)
-    say(f"resuming from {path} (epoch {state['epoch']}, batch {state.get('batch', 0)}, step {state['step']})")
+    where = position(int(state["epoch"]), int(state.get("batch", 0)), int(state["step"]))
+    say(f"resuming from {path} {where}")
     return path, state
 
 

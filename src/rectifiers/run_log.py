@@ -25,6 +25,17 @@ from rectifiers.config import RunConfig
 from rectifiers.plots import plot_curves, read_jsonl
 
 
+def position(epochs_done: int, batch: int, step: int) -> str:
+    """Where a run (or its checkpoint) stands, with epochs numbered from 1 as on the console.
+
+    `epochs_done` whole epochs and `batch` batches of the next: "at epoch 2, batch 5, step 36" inside
+    an epoch, "after epoch 1, step 31" at its end.
+    """
+    if batch:
+        return f"at epoch {epochs_done + 1}, batch {batch}, step {step}"
+    return f"after epoch {epochs_done}, step {step}"
+
+
 class RunLog:
     """The log files and console output of one run; on any rank but the main one it does nothing."""
 
@@ -37,6 +48,7 @@ class RunLog:
         self.epochs = t.epochs
         self.use_tensorboard = t.tensorboard
         self.title = f"{config.model.name} ({config.model.act}) on {config.data.spec}"
+        self.num_classes = 0  # known once the data is open (`header`); top-5 is shown above 5 classes
 
     def say(self, text: str) -> None:
         """Print `text` on stderr (main process, unless quiet)."""
@@ -128,12 +140,14 @@ class RunLog:
         epoch = metrics["epoch"]
         if writer is not None:
             for key, value in metrics.items():
-                if key not in ("epoch", "time") and isinstance(value, (int, float)):
+                if key not in ("epoch", "time", "partial") and isinstance(value, (int, float)):
                     writer.add_scalar(key, value, epoch)
+        part = f" (batch {metrics['batch']} of {metrics['batches']})" if metrics.get("partial") else ""
+        # Top-5 of five classes or fewer is always 0: noise on the console (metrics.jsonl keeps it).
+        top5 = f"top-5 err {100 * metrics['val_top5_err']:.2f}%  " if self.num_classes > 5 else ""
         self.say(
-            f"epoch {epoch}/{self.epochs}  step {metrics['step']}  lr {metrics['lr']:g}  "
+            f"epoch {epoch}/{self.epochs}{part}  step {metrics['step']}  lr {metrics['lr']:g}  "
             f"train loss {metrics['train_loss']:.4f}  val loss {metrics['val_loss']:.4f}  "
-            f"val top-1 err {100 * metrics['val_top1_err']:.2f}%  "
-            f"top-5 err {100 * metrics['val_top5_err']:.2f}%  "
+            f"val top-1 err {100 * metrics['val_top1_err']:.2f}%  {top5}"
             f"{metrics['images_per_s']:.0f} img/s"
         )
