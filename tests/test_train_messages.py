@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import tiny_overrides
 from rectifiers.cli import main
@@ -73,3 +75,39 @@ def test_resuming_a_finished_run_says_it_is_complete(tmp_path: Path, capsys) -> 
     assert re.search(r"resuming from \S+ after epoch 1, step 8", text), text
     assert "already complete: 1 of 1 epochs done; nothing to train (raise --epochs to train further)" in text
     assert [r["epoch"] for r in _lines(out)] == [1]
+
+
+def test_the_run_header_says_what_runs_and_lands_in_run_txt(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code, text = _train(out, capsys, **{"train.max_steps": "1", "train.amp": "off"})
+    assert code == 0
+    expected = [
+        r"model: net14 \(prelu, small stem, width 0\.125\), [\d,]+ parameters",
+        r"data: fake:\S+: 256 train / 64 val images, 4 classes \(class0, class1, class2, class3\), "
+        r"1 channel\(s\), 16x16 px",
+        r"device: cpu, \d+ threads; batch 32, lr 0\.01, 2 epochs",
+        r"precision: float32 \(train\.amp = off\)",
+        r"fused PReLU kernel: (ready|unavailable .*)",
+    ]
+    header = (out / "run.txt").read_text()
+    for pattern in expected:
+        assert re.search(pattern, text), (pattern, text)
+        assert re.search(pattern, header), (pattern, header)
+    assert text.index("model: net14") < text.index("epoch 1/2")
+
+
+def test_a_first_use_kernel_build_is_announced(tmp_path: Path, monkeypatch) -> None:
+    from rectifiers import prelu_kernel
+    from rectifiers.models import create_model
+    from rectifiers.run_log import prelu_kernel_status
+
+    model = create_model("net14", act="prelu", stem="small", width=0.125, fc_width=16, num_classes=2)
+    said: list[str] = []
+    monkeypatch.setenv("RECTIFIERS_CACHE", str(tmp_path))  # an empty kernel cache: the first use
+    # Stands in for the ~10 s build, as a fresh process's load (nothing loaded yet).
+    monkeypatch.setattr(prelu_kernel, "load", functools.cache(lambda: None))
+    prelu_kernel_status(model, torch.device("cpu"), said.append)
+    assert said == ["building the fused PReLU kernel (first use, ~10 s)"]
+    relu = create_model("net14", act="relu", stem="small", width=0.125, fc_width=16, num_classes=2)
+    assert prelu_kernel_status(relu, torch.device("cpu"), said.append).startswith("not used")
+    assert len(said) == 1

@@ -44,7 +44,7 @@ from rectifiers.models import create_model
 from rectifiers.optim import param_groups
 from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
-from rectifiers.run_log import RunLog, position
+from rectifiers.run_log import RunLog, position, prelu_kernel_status
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
@@ -115,6 +115,19 @@ def resolve_amp(mode: str, device: torch.device, deterministic: bool) -> torch.d
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
+def amp_reason(mode: str, device: torch.device, deterministic: bool, dtype: torch.dtype | None) -> str:
+    """Why `resolve_amp` chose `dtype`, for the run header."""
+    if mode != "auto":
+        return f"train.amp = {mode}"
+    if deterministic:
+        return "train.amp = auto; train.deterministic runs in float32"
+    if device.type == "cuda":
+        found = "this GPU has bf16" if dtype is torch.bfloat16 else "no bf16 on this GPU"
+    else:
+        found = "oneDNN has bf16 on this CPU" if dtype is not None else "no bf16 on this CPU"
+    return f"train.amp = auto: {found}"
+
+
 class Trainer:
     """The state of one run. `run()` is the whole job; the methods below are its steps."""
 
@@ -152,6 +165,7 @@ class Trainer:
         )
         self.normalization = normalize.state_dict()
         self._build_model(train_set)
+        kernel = prelu_kernel_status(self.model, ctx.device, self.run_log.say)
         self._build_optimizer()
         self._build_loaders(train_set, val_set, normalize)
         if resume_state is not None:
@@ -165,7 +179,10 @@ class Trainer:
             self._seed_rank(cfg.train.seed)
         self.train_model = self._wrap(self.model)
         self.amp = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic)
+        self.amp_reason = amp_reason(cfg.train.amp, ctx.device, cfg.train.deterministic, self.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
+        precision = (self.amp, self.amp_reason)
+        self.run_log.header(cfg, self.model, (train_set, val_set), ctx.device, precision, kernel)
         if ctx.is_main:
             self._write_run_files()
         with self.stop_signals.installed():
