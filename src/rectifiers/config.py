@@ -33,6 +33,7 @@ MEAN_MODES = ("channel", "pixel")
 @dataclass
 class DataConfig:
     spec: str = "mnist5k"  # data source: mnist5k | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:k=v,..]
+    # The four sizes: 0 = from the training images (`rectifiers.sizes_from_data`, the `images` preset).
     crop: int = 28  # training crop side (paper: 224)
     scale_min: int = 28  # shorter side is resized to s ~ U[scale_min, scale_max] (paper: 256..512)
     scale_max: int = 32
@@ -81,7 +82,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 12
-    batch_size: int = 128  # global batch, split over the processes of a torchrun launch (paper: 128)
+    batch_size: int = 128  # global batch, split over torchrun's processes (paper: 128); 0 = from the data
     seed: int = 0
     deterministic: bool = False  # deterministic kernels and fp32 maths: bitwise-reproducible resumes
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -127,16 +128,17 @@ class RunConfig:
         _choice("optim.schedule", o.schedule, SCHEDULES)
         _choice("train.amp", t.amp, AMP_MODES)
         _choice("data.mean", d.mean, MEAN_MODES)
-        _positive("data.crop", d.crop)
-        _positive("data.scale_min", d.scale_min)
-        _positive("data.eval_resize", d.eval_resize)
-        if d.scale_max < d.scale_min or d.scale_min < d.crop:
-            raise ValueError(
-                f"data.scale_min..scale_max must satisfy crop <= scale_min <= scale_max, got "
-                f"crop={d.crop}, scale_min={d.scale_min}, scale_max={d.scale_max}"
-            )
-        if d.eval_resize < d.crop:
-            raise ValueError(f"data.eval_resize ({d.eval_resize}) must be >= data.crop ({d.crop})")
+        sizes = [d.crop, d.scale_min, d.scale_max, d.eval_resize]
+        for key, value in zip(("crop", "scale_min", "scale_max", "eval_resize"), sizes, strict=True):
+            _non_negative(f"data.{key}", value)  # 0: from the training images (sizes_from_data)
+        if 0 not in sizes:
+            if d.scale_max < d.scale_min or d.scale_min < d.crop:
+                raise ValueError(
+                    f"data.scale_min..scale_max must satisfy crop <= scale_min <= scale_max, got "
+                    f"crop={d.crop}, scale_min={d.scale_min}, scale_max={d.scale_max}"
+                )
+            if d.eval_resize < d.crop:
+                raise ValueError(f"data.eval_resize ({d.eval_resize}) must be >= data.crop ({d.crop})")
         _fraction("data.flip", d.flip)
         _non_negative("data.pca_std", d.pca_std)
         _non_negative("data.workers", d.workers)
@@ -157,7 +159,7 @@ class RunConfig:
         if o.schedule == "milestones" and not o.milestones:
             raise ValueError("optim.schedule = 'milestones' needs optim.milestones, e.g. [30, 60]")
         _positive("train.epochs", t.epochs)
-        _positive("train.batch_size", t.batch_size)
+        _non_negative("train.batch_size", t.batch_size)  # 0: from the number of training images
         _non_negative("train.keep_last", t.keep_last)
         _non_negative("train.save_every", t.save_every)
         _non_negative("train.max_steps", t.max_steps)

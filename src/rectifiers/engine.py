@@ -46,6 +46,7 @@ from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
 from rectifiers.run_log import RunLog, position, prelu_kernel_status
 from rectifiers.runtime import keep_freed_memory
+from rectifiers.sizes_from_data import fill_from_data
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
@@ -132,7 +133,7 @@ class Trainer:
     """The state of one run. `run()` is the whole job; the methods below are its steps."""
 
     def __init__(self, config: RunConfig, ctx: distributed.DistContext) -> None:
-        self.config = config
+        self.config = config = fill_from_data(config)  # sizes and batch left at 0 come from the images
         self.ctx = ctx
         self.run_dir = Path(config.train.out)
         self.epoch = 0  # epochs completed
@@ -261,6 +262,12 @@ class Trainer:
                 f"processes ({ctx.world_size}); the paper keeps the global batch fixed"
             )
         per_rank = t.batch_size // ctx.world_size
+        if per_rank > len(train_set) // ctx.world_size:  # training drops the last, partial batch
+            raise ValueError(
+                f"{d.spec}: {len(train_set)} training images make no full batch of train.batch_size "
+                f"({t.batch_size}): lower it (--batch-size {max(1, len(train_set) // 4)}), or train with "
+                "--config images, which takes the batch size from the data"
+            )
         train_tf = TrainTransform(
             d.crop, (d.scale_min, d.scale_max), flip=d.flip, pca_std=d.pca_std, normalize=normalize
         )
