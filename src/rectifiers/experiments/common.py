@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from rectifiers import cifar10
 from rectifiers.bench import cpu_model
 
 PRESETS = ("smoke", "quick", "full")
@@ -67,10 +68,29 @@ def shared_data_dir() -> Path:
     return Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
-def default_training_data() -> str:
-    """CIFAR-10 from the shared data folder when it is there, else the embedded mnist5k."""
-    cifar = shared_data_dir() / "cifar10" / "CIFAR-10-images.zip"
-    return f"folder:{cifar}" if cifar.is_file() else "mnist5k"
+def default_training_data() -> tuple[str, str]:
+    """The data of the experiments that train, and a note when it is not CIFAR-10 ("" when it is).
+
+    CIFAR-10 as distributed, where $RECTIFIERS_CIFAR10 points at it; else the copy in the shared data
+    folder beside this checkout; else the embedded mnist5k, whose numbers the README's tables (made
+    on CIFAR-10) cannot be compared with: hence the note, which the run says and table.md keeps.
+    """
+    if os.environ.get(cifar10.ENV):
+        return "cifar10", ""
+    shared = shared_data_dir() / "cifar10" / "CIFAR-10-images.zip"
+    if shared.is_file():
+        return f"folder:{shared}", ""
+    return "mnist5k", (
+        f"no CIFAR-10 found (set {cifar10.ENV} to cifar-10-python.tar.gz, see the README's CIFAR-10 "
+        "section, or pass --data): this run trained on mnist5k instead, so its numbers are not "
+        "comparable with the README's tables"
+    )
+
+
+def fallback_banner(note: str) -> str:
+    """`note` framed so that it stands out among the progress lines."""
+    rule = "!" * 100
+    return f"{rule}\nDATA FALLBACK: {note}\n{rule}"
 
 
 # --------------------------------------------------------------------------------------- context
@@ -88,6 +108,7 @@ class Context:
     data: str | None = None  # the data spec (None for experiments without data)
     seeds: list[int] = field(default_factory=list)
     say: Callable[[str], None] = lambda text: None  # progress lines (the CLI prints them)
+    data_note: str = ""  # set when the data is a fallback for the data the experiment is meant for
 
 
 @dataclass
@@ -192,6 +213,7 @@ def write_outputs(ctx: Context, title: str, paper_ref: str, outcome: Outcome, wa
         "preset": ctx.preset,
         "command": ctx.command,
         "data": ctx.data,
+        "data_note": ctx.data_note,
         "seeds": ctx.seeds,
         "settings": ctx.settings,
         "setup": outcome.setup,
@@ -217,6 +239,8 @@ def write_outputs(ctx: Context, title: str, paper_ref: str, outcome: Outcome, wa
         "```",
         "",
     ]
+    if ctx.data_note:
+        lines += [f"> **Data fallback:** {ctx.data_note}.", ""]
     if outcome.setup:
         lines += ["Setup:", "", *[f"- {s}" for s in outcome.setup], ""]
     lines += [outcome.table.rstrip(), ""]
