@@ -5,9 +5,11 @@ slopes (Sec. 2.1), lr 1e-2 divided by 10 when the validation error plateaus, min
 dropout 0.5 on fc1/fc2, He initialization in its backward form (Eq. 14).
 
 What a run writes (main process only) into `train.out`:
+    run.txt          the run header of each start: model, data, device, precision and why, kernel
     config.json      the resolved RunConfig
     init_report.md   what `initialize` did to each layer
-    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s
+    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s (and a
+                     partial-epoch line, "partial": true, where train.max_steps stops inside an epoch)
     checkpoints/     the last `keep_last` epoch checkpoints
     last.pt best.pt  the newest checkpoint and the one with the lowest val top-1 error
     curves.png       loss and error against epoch
