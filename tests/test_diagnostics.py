@@ -110,6 +110,24 @@ def test_circular_convnet_follows_eq7() -> None:
         assert row.var_dx == pytest.approx(row.var_dx_eq12, rel=0.25), row.name
 
 
+def test_transposed_convs_follow_eq7_and_eq12() -> None:
+    """Kernel 4 at stride 2 (2x upsampling): a response sums (c/g)·k²/stride² terms, an input feeds
+    (d/g)·k²; He's init with those fans keeps both signals (borders, with fewer taps, cost a few %)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.ConvTranspose2d(16, 64, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(64, 64, 4, stride=2, padding=1, groups=2),
+        nn.ReLU(),
+    )
+    initialize(model, mode="fan_in", generator=torch.Generator().manual_seed(0))
+    report = signal_variance(model, torch.randn(8, 16, 16, 16), generator=torch.Generator().manual_seed(5))
+    assert [(r.n, r.n_hat) for r in report.rows] == [(64, 1024), (128, 512)]
+    for row in report.rows:
+        assert row.var_y == pytest.approx(row.var_y_eq7, rel=0.15), row.name
+        assert row.var_dx == pytest.approx(row.var_dx_eq12, rel=0.15), row.name
+
+
 def test_measurement_leaves_the_model_as_it_was() -> None:
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 4))
     model.train()
@@ -135,7 +153,7 @@ def test_shared_layer_called_twice_is_reported_per_call() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(ValueError, match="no Conv1d/2d/3d or Linear"):
+    with pytest.raises(ValueError, match="no Conv1d/2d/3d, ConvTranspose1d/2d/3d or Linear"):
         signal_variance(nn.ReLU(), torch.randn(3))
     with pytest.raises(ValueError, match="draws"):
         signal_variance_over_draws(lambda s: nn.Linear(2, 2), torch.randn(2, 2), draws=0)

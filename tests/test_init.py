@@ -264,7 +264,7 @@ def test_initialize_errors() -> None:
         initialize(model, std=0.01)
     with pytest.raises(ValueError, match="'auto' or a number"):
         initialize(model, a="relu")
-    with pytest.raises(ValueError, match="no Conv1d/2d/3d or Linear"):
+    with pytest.raises(ValueError, match="no Conv1d/2d/3d, ConvTranspose1d/2d/3d or Linear"):
         initialize(nn.Sequential(nn.ReLU()))
 
 
@@ -335,3 +335,84 @@ def test_report_table_markdown_json() -> None:
     data = json.loads(report.to_json())
     assert data["scheme"] == "he" and data["layers"][0]["shape"] == [16, 3, 3, 3]
     assert data["layers"][0]["std"] == pytest.approx(report[0].std)
+
+
+# --- transposed convolutions: weight (in, out/groups, *k), each response sums (in/g)·k²/stride² terms ---
+
+
+@pytest.mark.parametrize(("stride", "groups"), [(1, 1), (2, 1), (2, 4)])
+def test_transposed_conv_fans_match_the_measured_variance_laws(stride: int, groups: int) -> None:
+    """Eq. 7 and Eq. 12 measured on a transposed conv, with the fans `calculate_fans(module)` gives it:
+    n = (in/g)·k²/stride², n̂ = (out/g)·k². Kernel 4 at stride 2 and padding 1 (the usual 2x
+    upsampling) puts exactly k/stride taps on every interior output; borders are cut away."""
+    gen = torch.Generator().manual_seed(0)
+    up = nn.ConvTranspose2d(32, 64, 4, stride=stride, padding=1, groups=groups, bias=False)
+    gaussian_(up.weight, 0.1, gen)
+    var_w = up.weight.var().item()
+    n, n_hat = calculate_fans(up)
+    assert (n, n_hat) == (32 / groups * 16 / stride**2, 64 / groups * 16)
+    x = torch.randn(16, 32, 16, 16, generator=gen, requires_grad=True)
+    y = up(x)
+    r = torch.randn(y.shape, generator=gen)
+    (gx,) = torch.autograd.grad(y, x, r)
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))
+    assert y[inner].var().item() == pytest.approx(n * var_w * x.pow(2).mean().item(), rel=0.05)
+    assert gx[inner].var().item() == pytest.approx(n_hat * var_w * r.var().item(), rel=0.05)
+
+
+def test_initialize_covers_transposed_convs() -> None:
+    up = nn.ConvTranspose2d(8, 16, 4, stride=2, padding=1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), up, nn.ReLU(), nn.Conv2d(16, 4, 3))
+    report = initialize(model, mode="fan_in")
+    row = report["2"]
+    assert row.kind == "ConvTranspose2d" and (row.fan_in, row.fan_out) == (8 * 16 / 4, 16 * 16)
+    assert row.std == pytest.approx(math.sqrt(2 / 32))
+    assert torch.count_nonzero(up.bias) == 0
+    report = initialize(model, mode="fan_out")
+    assert report["2"].std == pytest.approx(math.sqrt(2 / 256))
+
+
+def test_calculate_fans_of_a_transposed_conv_module() -> None:
+    up = nn.ConvTranspose2d(8, 16, 4, stride=2, padding=1)
+    assert calculate_fans(up) == (8 * 16 / 4, 16 * 16)
+    grouped = nn.Conv2d(8, 16, 3, groups=2)
+    assert calculate_fans(grouped) == calculate_fans(grouped.weight, 2) == (4 * 9, 8 * 9)
+
+
+# --- activations initialize does not know: linear only for nothing or Identity -----------------------
+
+
+@pytest.mark.parametrize("act", [nn.SiLU(), nn.GELU(), nn.ELU(), nn.Tanh()], ids=lambda m: type(m).__name__)
+def test_initialize_warns_on_an_activation_it_does_not_know(act: nn.Module) -> None:
+    model = nn.Sequential(nn.Linear(8, 8), act, nn.Linear(8, 8), type(act)(), nn.Linear(8, 8))
+    with pytest.warns(UserWarning, match=type(act).__name__) as caught:
+        report = initialize(model)
+    assert len(caught) == 1 and "0, 2" in str(caught[0].message)  # once, naming the layers
+    assert report[0].a == report[1].a == 1.0  # still taken as linear, but said so
+
+
+@pytest.mark.parametrize("between", [[], [nn.Identity()], [nn.ReLU()], [nn.Dropout(), PReLU(8)]])
+def test_initialize_is_silent_for_nothing_identity_and_rectifiers(between: list[nn.Module]) -> None:
+    import warnings
+
+    model = nn.Sequential(nn.Linear(8, 8), *between, nn.Linear(8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        initialize(model)
+
+
+# --- where we differ from torch on purpose (the README's table) ------------------------------------
+
+
+@pytest.mark.parametrize("fill", [xavier_normal_, xavier_uniform_])
+@pytest.mark.parametrize("shape", [(0, 3), (0, 0)])
+def test_xavier_on_a_zero_element_tensor_warns_and_returns_it(fill, shape) -> None:
+    t = torch.empty(shape)
+    with pytest.warns(UserWarning, match="zero-element"):
+        assert fill(t) is t
+
+
+@pytest.mark.parametrize("fill", [he_normal_, he_uniform_])
+def test_he_refuses_a_bool_slope_even_for_relu(fill) -> None:
+    with pytest.raises(ValueError, match="True"):
+        fill(torch.empty(4, 4), a=True, nonlinearity="relu")

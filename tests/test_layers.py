@@ -114,6 +114,34 @@ def test_make_activation_errors() -> None:
         make_activation("prelu", 0)
 
 
+@pytest.mark.parametrize(
+    ("act", "kind"),
+    [(nn.SiLU, nn.SiLU), (nn.GELU, nn.GELU), (lambda: nn.LeakyReLU(0.2), nn.LeakyReLU)],
+    ids=["SiLU", "GELU", "factory"],
+)
+def test_make_activation_takes_a_class_or_factory(act, kind) -> None:
+    made = make_activation(act, 8)
+    assert isinstance(made, kind)
+    assert make_activation(act, 8) is not made  # a fresh module per layer
+
+
+@pytest.mark.parametrize("cls", [PReLU, nn.PReLU])
+def test_make_activation_gives_a_prelu_class_the_channels(cls) -> None:
+    made = make_activation(cls, 8)
+    assert type(made) is cls and made.weight.shape == (8,)
+
+
+def test_make_activation_refuses_what_builds_no_module() -> None:
+    with pytest.raises(TypeError, match="int"):
+        make_activation(lambda: 3, 8)
+
+
+def test_make_activation_save_output_reaches_our_prelu() -> None:
+    assert make_activation("prelu", 8, save_output=True).save_output
+    assert not make_activation("prelu", 8).save_output
+    assert make_activation(PReLU, 8, save_output=True).save_output
+
+
 def test_conv_act() -> None:
     conv, act = conv_act(3, 5, 2, padding=1, act="prelu")
     assert conv.kernel_size == (2, 2) and conv.padding == (1, 1) and conv.bias is not None

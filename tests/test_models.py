@@ -161,7 +161,7 @@ def test_width_fc_width_spp_in_chans() -> None:
         "model_a", width=0.25, fc_width=64, spp_levels=(3, 1), in_chans=1, num_classes=5, init=False
     )
     assert net.features.conv1.in_channels == 1 and net.features.conv1.out_channels == 24
-    assert net.num_features == 128
+    assert net.num_features == 64  # the width in front of the classifier
     assert net.head.fc1.in_features == 128 * 10 and net.head.fc1.out_features == 64
     assert net.head.fc3.out_features == 5
     assert net(torch.randn(1, 1, 40, 40)).shape == (1, 5)
@@ -195,12 +195,13 @@ def test_num_slopes() -> None:
 
 
 def test_build_args_rebuild() -> None:
-    net = create_model("net22", stem="small", act="prelu_shared", spp_levels=(3, 1), **TINY)
+    net = create_model("net22", stem="small", act="prelu_shared", spp_levels=(3, 1), dropout=0.3, **TINY)
     args = net.build_args
     assert args["name"] == "net22" and args["spp_levels"] == [3, 1] and args["fc_width"] == 16
     again = create_model(**json.loads(json.dumps(args)))  # survives a JSON round trip
     assert again.build_args == args
-    assert again.load_state_dict(net.state_dict()) is not None
+    assert repr(again) == repr(net)  # the same modules and settings, also those without weights (dropout)
+    again.load_state_dict(net.state_dict())  # strict: every key and shape
     x = torch.randn(2, 3, 28, 28)
     torch.testing.assert_close(again.eval()(x), net.eval()(x))
 
@@ -210,8 +211,6 @@ def test_registry_errors() -> None:
         create_model("model_z")
     with pytest.raises(ValueError, match=r"no argument\(s\) colour.*num_classes"):
         create_model("net14", colour="red")
-    with pytest.raises(ValueError, match="already registered"):
-        register_model(models.net14)
 
 
 @pytest.mark.parametrize(
@@ -285,3 +284,80 @@ def test_specs_table() -> None:
     assert SPECS["model_a"].stem == (96, 7, 2, 3) and SPECS["model_a"].stem_pool == (2, 2)
     assert [s.channels for s in SPECS["model_c"].stages] == [384, 768, 896]
     assert SPECS["net14"].spp_levels == (6, 3, 2, 1) and SPECS["model_b"].spp_levels == (7, 3, 2, 1)
+
+
+# ------------------------------------------------------------------------------- timm's conventions
+
+
+def test_head_api_of_timm() -> None:
+    net = create_model("net14", stem="small", **TINY).eval()
+    x = torch.randn(2, 3, 28, 28)
+    assert net.get_classifier() is net.head.fc3
+    features = net.forward_features(x)
+    pre = net.forward_head(features, pre_logits=True)
+    assert pre.shape == (2, net.num_features) == (2, 16)
+    torch.testing.assert_close(net.get_classifier()(pre), net.forward_head(features))
+    torch.testing.assert_close(net.forward_head(features), net(x))
+
+
+@pytest.mark.parametrize("init", [True, "he_fc", False])
+def test_reset_classifier_fine_tunes_on_a_new_class_count(init) -> None:
+    net = create_model("net14", stem="small", init=init, **TINY)
+    before = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("head.fc3")}
+    net.reset_classifier(3)
+    assert net(torch.randn(2, 3, 28, 28)).shape == (2, 3)
+    assert net.num_classes == 3 and net.build_args["num_classes"] == 3
+    after = net.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # nothing else touched
+    fc = net.get_classifier()
+    if init:
+        assert torch.count_nonzero(fc.bias) == 0
+    if init is True:  # the paper's 0.001 for the last fc layer (Sec. 2.2)
+        assert float(fc.weight.detach().std()) == pytest.approx(models.LAST_FC_STD, rel=0.3)
+    again = create_model(**net.build_args)  # a checkpoint's model_args rebuild the new head
+    again.load_state_dict(net.state_dict())
+
+
+def test_reset_classifier_to_zero_classes_gives_the_pre_logits() -> None:
+    net = create_model("net14", stem="small", **TINY).eval()
+    x = torch.randn(2, 3, 28, 28)
+    net.reset_classifier(0)
+    assert isinstance(net.get_classifier(), nn.Identity)
+    torch.testing.assert_close(net(x), net.forward_head(net.forward_features(x), pre_logits=True))
+
+
+def test_create_model_takes_an_activation_class() -> None:
+    net = create_model("net14", stem="small", act=nn.SiLU, init=False, **TINY)
+    assert sum(isinstance(m, nn.SiLU) for m in net.modules()) == 11 + 2  # every conv, fc1, fc2
+    assert net(torch.randn(1, 3, 28, 28)).shape == (1, 7)
+
+
+def test_registering_a_name_twice_warns_and_overwrites(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))  # registration undone afterwards
+
+    def tiny_twice(**kwargs):
+        return nn.Linear(2, 2)
+
+    def tiny_twice_again(**kwargs):
+        return nn.Linear(2, 3)
+
+    tiny_twice_again.__name__ = "tiny_twice"
+    register_model(tiny_twice)
+    with pytest.warns(UserWarning, match="tiny_twice"):
+        register_model(tiny_twice_again)
+    assert create_model("tiny_twice").out_features == 3
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_papers_nets_keep_prelu_outputs_and_modify_none_in_place(name: str) -> None:
+    """They opt into PReLU's output-saving backward, which is only safe with no in-place op after it."""
+    net = meta_model(name, act="prelu")
+    prelus = [m for m in net.modules() if isinstance(m, PReLU)]
+    assert prelus and all(m.save_output for m in prelus)
+    assert not [m for m in net.modules() if getattr(m, "inplace", False)]
+
+
+def test_a_papers_net_trains_with_output_saving_prelus() -> None:
+    net = create_model("net14", stem="small", act="prelu", **TINY)
+    net(torch.randn(2, 3, 28, 28)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())

@@ -74,7 +74,8 @@ def _input(shape, layout, dtype, gen):
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
 @pytest.mark.parametrize(("shape", "dim", "layout", "slopes"), CASES)
-def test_fused_equals_reference(shape, dim, layout, slopes, dtype) -> None:
+@pytest.mark.parametrize("save_output", [False, True], ids=["keep_input", "keep_output"])
+def test_fused_equals_reference(shape, dim, layout, slopes, dtype, save_output) -> None:
     """Outputs and input gradients bit for bit; slope gradients up to summation order."""
     gen = torch.Generator().manual_seed(len(shape) * 7 + dim)
     x = _input(shape, layout, dtype, gen)
@@ -82,7 +83,7 @@ def test_fused_equals_reference(shape, dim, layout, slopes, dtype) -> None:
     w = _slopes(slopes, n, gen)
     g = torch.randn(shape, generator=gen).to(dtype)
     assert prelu_fast.can_fuse(x, w)
-    y, gx, gw = _grads(lambda a, b: prelu(a, b, dim), x, w, g)
+    y, gx, gw = _grads(lambda a, b: prelu(a, b, dim, save_output=save_output), x, w, g)
     y_ref, gx_ref, gw_ref = _grads(lambda a, b: prelu_reference(a, b, dim), x, w, g)
     torch.testing.assert_close(y, y_ref, atol=0, rtol=0)
     torch.testing.assert_close(gx, gx_ref, atol=0, rtol=0)
@@ -153,40 +154,48 @@ def test_same_result_for_any_thread_count(layout: str) -> None:
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("slopes", ["pos", "mixed"])
 def test_gradcheck_and_gradgradcheck_through_the_kernel(layout: str, slopes: str) -> None:
-    """Double backward through both kinds of saved tensor (output for positive slopes, else input)."""
+    """Double backward through both kinds of saved tensor (with save_output, the output for positive
+    slopes; else the input)."""
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(2, 4, 3, 5, generator=gen, dtype=torch.float64)
     x = torch.where(x.abs() < 0.1, x.sign() * 0.1 + x, x)
     x = x.contiguous(memory_format=FORMATS[layout]).requires_grad_(True)
     w = _slopes(slopes, 4, gen).double().requires_grad_(True)
     assert prelu_fast.can_fuse(x, w)
-    assert torch.autograd.gradcheck(prelu, (x, w))
-    assert torch.autograd.gradgradcheck(prelu, (x, w))
+    for save_output in (False, True):
+
+        def fn(x, w, save_output=save_output):
+            return prelu(x, w, save_output=save_output)
+
+        assert torch.autograd.gradcheck(fn, (x, w))
+        assert torch.autograd.gradgradcheck(fn, (x, w))
 
 
 @needs_kernel
-def test_positive_slopes_keep_the_output_not_the_input() -> None:
-    """With every slope > 0 the backward needs only y (which the next layer keeps anyway): the
-    input is freed as in a ReLU network. A slope <= 0 makes it keep the input."""
-    w = torch.full((4,), 0.25, requires_grad=True)
-    for slope, freed in ((0.25, True), (-0.25, False)):
-        with torch.no_grad():
-            w.fill_(slope)
-        leaf = torch.randn(2, 4, 3, 3, requires_grad=True)
-        x = leaf * 2.0  # a non-leaf activation, like a convolution's output
-        ref = weakref.ref(x)
-        y = prelu(x, w)
-        del x
-        gc.collect()
-        assert (ref() is None) is freed
-        y.sum().backward()
-        torch.testing.assert_close(leaf.grad, torch.where(leaf > 0, 2.0, 2.0 * slope))
+@pytest.mark.parametrize(
+    ("save_output", "slope", "freed"),
+    [(True, 0.25, True), (True, -0.25, False), (False, 0.25, False), (False, -0.25, False)],
+)
+def test_save_output_with_positive_slopes_keeps_the_output_not_the_input(save_output, slope, freed) -> None:
+    """With save_output and every slope > 0 the backward needs only y (which the next layer keeps
+    anyway): the input is freed as in a ReLU network. A slope <= 0 makes it keep the input; so does
+    the default, as torch.nn.PReLU does."""
+    w = torch.full((4,), slope, requires_grad=True)
+    leaf = torch.randn(2, 4, 3, 3, requires_grad=True)
+    x = leaf * 2.0  # a non-leaf activation, like a convolution's output
+    ref = weakref.ref(x)
+    y = prelu(x, w, save_output=save_output)
+    del x
+    gc.collect()
+    assert (ref() is None) is freed
+    y.sum().backward()
+    torch.testing.assert_close(leaf.grad, torch.where(leaf > 0, 2.0, 2.0 * slope))
 
 
 @needs_kernel
 def test_modifying_a_kept_output_in_place_is_caught() -> None:
     x = torch.randn(2, 3, 4, requires_grad=True)
-    y = prelu(x * 1.0, torch.full((3,), 0.25))
+    y = prelu(x * 1.0, torch.full((3,), 0.25), save_output=True)
     y.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()

@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "PReLU": "activations",
     "prelu": "activations",
     "initialize": "init",
+    "calculate_gain": "init",
     "InitReport": "init",
     "param_groups": "optim",
     "signal_variance": "diagnostics",

@@ -35,9 +35,10 @@ def _channel_dim(x: Tensor, weight: Tensor, dim: int) -> int | None:
         raise ValueError(f"prelu: input must be a floating-point tensor, got dtype {x.dtype}")
     if not weight.is_floating_point():
         raise ValueError(f"prelu: weight must be a floating-point tensor, got dtype {weight.dtype}")
-    if weight.dim() != 1:
+    if weight.dim() > 1:  # 0-D is one shared slope, as torch.nn.functional.prelu takes it
         raise ValueError(
-            f"prelu: weight must be 1-D of shape (num_parameters,), got shape {tuple(weight.shape)}"
+            "prelu: weight must be 0-D (one shared slope) or 1-D of shape (num_parameters,), "
+            f"got shape {tuple(weight.shape)}"
         )
     rank = x.dim()
     if rank == 0:
@@ -78,15 +79,16 @@ def prelu_reference(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
     return torch.where(x > 0, x, slope * x)
 
 
-def prelu(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
+def prelu(x: Tensor, weight: Tensor, dim: int = 1, *, save_output: bool = False) -> Tensor:
     """Functional PReLU, Eq. 1: ``f(y) = max(0, y) + a · min(0, y)`` per channel.
 
     Args:
         x: input of any rank (1 to 5 in practice), any memory format, floating dtype.
         weight: slopes of shape ``(num_parameters,)``; ``num_parameters`` is 1 (channel-shared) or
-            ``x.shape[dim]`` (channel-wise).
+            ``x.shape[dim]`` (channel-wise). A 0-D weight is one shared slope.
         dim: the channel axis; negative values count from the end. A 1-D input is taken as one
             vector of channels, so ``dim=1`` (the default) means its dim 0 there.
+        save_output: let the fused backward keep the output instead of the input (see below).
 
     Returns a tensor of ``x``'s shape, dtype and memory format, equal to `prelu_reference`.
 
@@ -97,11 +99,15 @@ def prelu(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
     transforms, or no C++ compiler) it is ATen's pointwise PReLU kernel, the op
     ``torch.nn.functional.prelu`` lowers to, which torch.compile decomposes into a pointwise op.
     Both give `prelu_reference`'s outputs and input gradients exactly (the slope gradient, a sum,
-    up to summation order) and support double backward. When every slope is positive the fused
-    backward keeps only the output, as ReLU does (the slope gradient is then Σ g·min(f, 0) / a, one
-    rounding of a·y per term away from Eq. 2's Σ g·min(y, 0)), so the output must not be modified in
-    place before the backward; autograd raises an error if it is. Unlike torch's entry point it takes
-    any channel axis.
+    up to summation order) and support double backward.
+
+    By default the backward keeps the input, as ``torch.nn.PReLU`` does, so the output may be
+    modified in place afterwards (an in-place dropout or ReLU). With ``save_output=True`` and every
+    slope positive, the fused backward keeps only the output, as ReLU does: a network that keeps the
+    output anyway (the next convolution needs it) then frees the input at once. The slope gradient
+    is then Σ g·min(f, 0) / a, one rounding of a·y per term away from Eq. 2's Σ g·min(y, 0), and the
+    output must not be modified in place before the backward (autograd raises an error if it is).
+    Unlike torch's entry point it takes any channel axis.
 
     >>> import torch
     >>> prelu(torch.tensor([[-2.0, 3.0]]), torch.tensor([0.25]))
@@ -109,7 +115,7 @@ def prelu(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
     """
     channel = _channel_dim(x, weight, dim)
     if can_fuse(x, weight):
-        return fused_prelu(x, weight, channel)
+        return fused_prelu(x, weight, channel, save_output)
     return torch.ops.aten._prelu_kernel(x, slope_view(x, weight, channel))
 
 
@@ -120,7 +126,11 @@ class PReLU(nn.Module):
         num_parameters: 1 for the channel-shared variant (one slope per layer), or the number of
             channels for the channel-wise variant.
         init: initial slope; the paper uses 0.25 throughout (Sec. 2.1).
-        dim: the channel axis of the input (1 for NCHW / (N, C), -1 for NHWC / (N, L, C)).
+        device, dtype: of the slopes, in ``torch.nn.PReLU``'s positions.
+        dim: (keyword) the channel axis of the input (1 for NCHW / (N, C), -1 for NHWC / (N, L, C)).
+        save_output: (keyword) keep the output rather than the input for the backward (see
+            `prelu`): less memory where the next layer keeps the output anyway, but then no in-place
+            op may follow this module. The paper's nets (`rectifiers.models`) turn it on.
 
     The parameter is ``weight`` of shape ``(num_parameters,)``, so ``state_dict`` loads into
     ``torch.nn.PReLU`` and back. Do not apply weight decay to it (Sec. 2.1: decay pushes the slopes
@@ -135,9 +145,11 @@ class PReLU(nn.Module):
         self,
         num_parameters: int = 1,
         init: float = 0.25,
-        dim: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        dim: int = 1,
+        save_output: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
@@ -147,6 +159,7 @@ class PReLU(nn.Module):
         self.num_parameters = num_parameters
         self.init = float(init)
         self.dim = dim
+        self.save_output = bool(save_output)
         self.weight = nn.Parameter(torch.empty(num_parameters, device=device, dtype=dtype))
         self.reset_parameters()
 
@@ -155,10 +168,11 @@ class PReLU(nn.Module):
             self.weight.fill_(self.init)
 
     def forward(self, x: Tensor) -> Tensor:
-        return prelu(x, self.weight, self.dim)
+        return prelu(x, self.weight, self.dim, save_output=self.save_output)
 
     def extra_repr(self) -> str:
-        return f"num_parameters={self.num_parameters}, init={self.init}, dim={self.dim}"
+        saved = ", save_output=True" if self.save_output else ""
+        return f"num_parameters={self.num_parameters}, init={self.init}, dim={self.dim}{saved}"
 
 
 def activation_slope(module: nn.Module) -> float | None:

@@ -1,7 +1,8 @@
 """Plain deep rectifier nets (no normalization, no shortcuts) for the signal-variance demos.
 
 These are the nets of the paper's Sec. 2.2 analysis: a stack of weight layers, each followed by a
-rectifier, nothing else. Layers are named ``fc1``/``conv1``, ``act1``, ... in forward order.
+rectifier, nothing else. Layers are named ``fc1``/``conv1``, ``act1``, ... in forward order. Nothing
+modifies an activation in place, so their PReLUs keep their outputs for the backward (``save_output``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def plain_mlp(
     for i in range(1, depth + 1):
         layers[f"fc{i}"] = nn.Linear(fan_in, width, bias=bias)
         if i < depth or final_activation:
-            layers[f"act{i}"] = make_activation(act, width)
+            layers[f"act{i}"] = make_activation(act, width, save_output=True)
         fan_in = width
     return nn.Sequential(layers)
 
@@ -66,6 +67,6 @@ def plain_convnet(
             channels, width, kernel_size, padding=kernel_size // 2, padding_mode=padding_mode, bias=bias
         )
         if i < depth or final_activation:
-            layers[f"act{i}"] = make_activation(act, width)
+            layers[f"act{i}"] = make_activation(act, width, save_output=True)
         channels = width
     return nn.Sequential(layers)

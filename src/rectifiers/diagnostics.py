@@ -1,7 +1,8 @@
 """Forward and backward signal variance of any model, measured beside the paper's theory
 (Sec. 2.2, Eq. 5-13).
 
-For every Conv1d/2d/3d and Linear layer l, in the order the forward pass calls them:
+For every Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear layer l, in the order the forward pass calls
+them:
 
 - forward: the measured Var[y_l] of its response, E[x_l²] at its input, and the predictions
       Eq. 7:  Var[y_l] = n_l · Var[w_l] · E[x_l²]            (one layer, E[x_l²] measured)
@@ -50,8 +51,8 @@ class VarianceRow:
     depth: int  # l, 1-based, in execution order
     name: str
     kind: str
-    n: int  # connections per response, k²·c/groups (Eq. 5)
-    n_hat: int  # k²·d/groups (Eq. 11)
+    n: float  # connections per response, k²·c/groups (Eq. 5); / prod(stride) for a transposed conv
+    n_hat: float  # k²·d/groups (Eq. 11)
     var_w: float  # variance of the layer's actual weights
     slope_in: float | None  # rectifier before the layer (None: none)
     slope_out: float | None  # rectifier after the layer
@@ -183,7 +184,9 @@ def signal_variance(
     """
     layers = weight_layers(model)
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to measure")
+        raise ValueError(
+            f"{type(model).__name__} has no Conv1d/2d/3d, ConvTranspose1d/2d/3d or Linear layer to measure"
+        )
     by_module = {id(layer.module): layer for layer in layers}
     calls: dict[str, int] = {}
     rows: list[VarianceRow] = []
@@ -192,7 +195,7 @@ def signal_variance(
         layer = by_module[id(module)]
         calls[layer.name] = calls.get(layer.name, 0) + 1
         name = layer.name if calls[layer.name] == 1 else f"{layer.name}#{calls[layer.name]}"
-        fan_in, fan_out = calculate_fans(module.weight, layer.groups)
+        fan_in, fan_out = calculate_fans(module)  # the module's groups and layout (transposed)
         x_in = inputs[0]
         var_w = _var(module.weight)
         ex2 = float(x_in.detach().float().pow(2).mean())

@@ -27,12 +27,18 @@ Fans of a weight of shape (out, in/groups, *kernel) (Linear: (out, in)), with k�
 For `groups=1` these equal torch.nn.init's fans. A weight tensor does not record its groups, and
 torch.nn.init always uses out · k² for fan_out, which overstates n̂ by the group count; pass `groups=`
 (as `initialize` does from each Conv module) to get the paper's n̂ for a grouped convolution.
+
+A transposed convolution stores its weight as (in, out/groups, *kernel) and spreads each input over
+k² outputs spaced by its stride, so on average a response sums (in/groups) · k² / prod(stride) terms
+(n) and each input position feeds (out/groups) · k² (n̂). A tensor does not tell a transposed conv's
+weight from a conv's (torch.nn.init reads both as a conv's); `calculate_fans(module)` does.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,6 +53,7 @@ __all__ = [
     "InitRow",
     "WeightLayer",
     "calculate_fans",
+    "calculate_gain",
     "gaussian_",
     "he_normal_",
     "he_std",
@@ -62,7 +69,17 @@ __all__ = [
 MODES = ("fan_in", "fan_out", "fan_avg")
 SCHEMES = ("he", "xavier", "gaussian", "torch")
 # The layers `initialize` and the diagnostics treat as the paper's weight layers (Eq. 5).
-WEIGHT_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+WEIGHT_LAYER_TYPES = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Linear,
+)
+# torch's activation modules other than the rectifiers: `initialize` warns before it takes one as linear
+_NOT_ACTIVATIONS = (nn.MultiheadAttention,)
 
 ShapeLike = Tensor | torch.Size | Sequence[int]
 
@@ -76,14 +93,22 @@ def _shape(tensor_or_shape: ShapeLike) -> tuple[int, ...]:
     return shape
 
 
-def calculate_fans(tensor_or_shape: ShapeLike, groups: int = 1) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` = ``(n, n̂)`` of Eq. 5 and Eq. 11 for a weight of shape
-    ``(out, in/groups, *kernel)``: ``fan_in = (in/groups)·k²``, ``fan_out = (out/groups)·k²``.
+def calculate_fans(layer_or_shape: ShapeLike | nn.Module, groups: int = 1) -> tuple[float, float]:
+    """``(fan_in, fan_out)`` = ``(n, n̂)`` of Eq. 5 and Eq. 11.
+
+    For a weight (tensor or shape) ``(out, in/groups, *kernel)``: ``fan_in = (in/groups)·k²``,
+    ``fan_out = (out/groups)·k²`` (ints). For a weight layer module (Conv, ConvTranspose, Linear), its
+    own groups and layout: a transposed conv gives ``(in/groups)·k²/prod(stride)`` and
+    ``(out/groups)·k²`` (see the module docstring), a float where the stride does not divide k².
 
     >>> calculate_fans((128, 64, 3, 3))
     (576, 1152)
+    >>> calculate_fans(nn.ConvTranspose2d(64, 32, 4, stride=2))
+    (256.0, 512)
     """
-    shape = _shape(tensor_or_shape)
+    if isinstance(layer_or_shape, nn.Module):
+        return _layer_fans(layer_or_shape)
+    shape = _shape(layer_or_shape)
     if len(shape) < 2:
         raise ValueError(f"fans need a weight with at least 2 dims (out, in, *kernel), got shape {shape}")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or shape[0] % groups:
@@ -92,23 +117,76 @@ def calculate_fans(tensor_or_shape: ShapeLike, groups: int = 1) -> tuple[int, in
     return shape[1] * receptive, shape[0] // groups * receptive
 
 
-def _fan(tensor_or_shape: ShapeLike, mode: str, groups: int) -> float:
+def _layer_fans(module: nn.Module) -> tuple[float, float]:
+    if not isinstance(module, WEIGHT_LAYER_TYPES):
+        names = ", ".join(t.__name__ for t in WEIGHT_LAYER_TYPES)
+        raise ValueError(f"fans of a module need one of {names}, got {type(module).__name__}")
+    weight: Tensor = module.weight
+    groups = int(getattr(module, "groups", 1))
+    if not getattr(module, "transposed", False):
+        return calculate_fans(weight, groups)
+    # weight (in, out/groups, *kernel): the conv layout with in and out swapped
+    per_input, per_output = calculate_fans(weight.shape, groups)
+    return per_output / math.prod(module.stride), per_input
+
+
+def _fan(fan_in: float, fan_out: float, mode: str, shape: tuple[int, ...]) -> float:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    fan_in, fan_out = calculate_fans(tensor_or_shape, groups)
     n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
     if n == 0:
-        raise ValueError(
-            f"cannot compute a {mode} std for a weight with no elements: {_shape(tensor_or_shape)}"
-        )
+        raise ValueError(f"cannot compute a {mode} std for a weight with no elements: {shape}")
     return n
+
+
+def _check_slope(a: float) -> float:
+    # A bool is an int to Python, but a=True is a mistake, not a slope of 1 (torch raises too).
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
+        # nan would give a nan std, inf a zero one: both silently useless weights
+        raise ValueError(f"the rectifier slope a must be a finite number, got {a!r}")
+    return float(a)
 
 
 def rectifier_gain(a: float = 0.0) -> float:
     """``sqrt(2 / (1 + a²))`` (Eq. 15): √2 for ReLU, 1.372 for PReLU at 0.25, 1 for the linear case."""
-    if not math.isfinite(a):  # nan would give a nan std, inf a zero one: both silently useless weights
-        raise ValueError(f"the rectifier slope a must be a finite number, got {a!r}")
+    a = _check_slope(a)
     return math.sqrt(2.0 / (1.0 + a * a))
+
+
+# torch.nn.init.calculate_gain's names whose gain is 1
+_UNIT_GAIN = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
+GAINS = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu", "prelu")
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The std multiplier for ``nonlinearity``, with ``torch.nn.init.calculate_gain``'s names and values,
+    plus ``"prelu"``: Eq. 15's ``sqrt(2 / (1 + a²))`` with ``a = param`` (default 0.25, the paper's
+    initial slope). ``"leaky_relu"`` is the same formula with torch's default a = 0.01.
+
+    >>> round(calculate_gain("prelu"), 4)
+    1.372
+    """
+    if nonlinearity in _UNIT_GAIN:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    if nonlinearity in ("leaky_relu", "prelu"):
+        default = 0.01 if nonlinearity == "leaky_relu" else 0.25
+        return rectifier_gain(default if param is None else param)
+    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; choose one of {', '.join(GAINS)}")
 
 
 def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, groups: int = 1) -> float:
@@ -117,7 +195,8 @@ def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, 
     >>> round(he_std((64, 64, 3, 3), mode="fan_out"), 4)  # VGG model B, 64 filters (Sec. 2.2)
     0.0589
     """
-    return rectifier_gain(a) / math.sqrt(_fan(tensor_or_shape, mode, groups))
+    fan_in, fan_out = calculate_fans(tensor_or_shape, groups)
+    return rectifier_gain(a) / math.sqrt(_fan(fan_in, fan_out, mode, _shape(tensor_or_shape)))
 
 
 def xavier_std(tensor_or_shape: ShapeLike, mode: str = "fan_avg", *, groups: int = 1) -> float:
@@ -148,49 +227,103 @@ def _uniform_(tensor: Tensor, std: float, generator: torch.Generator | None) -> 
     return tensor
 
 
+def _is_empty(tensor: Tensor) -> bool:
+    """Whether ``tensor`` has no element, after warning as torch.nn.init does: a zero-element weight
+    has no fan, and filling it does nothing."""
+    if tensor.numel():
+        return False
+    warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+    return True
+
+
+def _he_slope(a: float, nonlinearity: str) -> float:
+    """The slope for Eq. 15 from torch's ``kaiming_*`` arguments: "relu" means a = 0 whatever ``a``
+    says (as in torch), "leaky_relu" (torch's default) takes ``a``."""
+    a = _check_slope(a)
+    if nonlinearity not in ("leaky_relu", "relu"):
+        raise ValueError(
+            f"nonlinearity must be 'leaky_relu' or 'relu' (the rectifiers of Eq. 15), got {nonlinearity!r};"
+            " for another activation scale xavier_normal_ by calculate_gain(...)"
+        )
+    return 0.0 if nonlinearity == "relu" else a
+
+
 def he_normal_(
     tensor: Tensor,
     a: float = 0.0,
     mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
     groups: int = 1,
 ) -> Tensor:
     """Fill ``tensor`` from N(0, std²), std = ``sqrt(2 / ((1 + a²) · n))`` (Eq. 10/14/15).
 
+    The arguments are ``torch.nn.init.kaiming_normal_``'s, in its order: ``a`` is the slope of the
+    rectifier (0 ReLU, 0.25 the paper's PReLU init), ``nonlinearity="relu"`` sets a = 0.
     ``mode="fan_in"`` preserves the forward signal (Eq. 10), ``"fan_out"`` the backward one (Eq. 14,
-    what the paper trains with), ``"fan_avg"`` the mean of both fans. ``a`` is the slope of the
-    rectifier (0 ReLU, 0.25 the paper's PReLU init).
+    what the paper trains with), ``"fan_avg"`` the mean of both fans. ``groups`` divides fan_out for
+    a grouped convolution's weight (see the module docstring).
 
     >>> w = he_normal_(torch.empty(256, 128, 3, 3), mode="fan_out")
     """
-    return gaussian_(tensor, he_std(tensor, a, mode, groups=groups), generator)
+    slope = _he_slope(a, nonlinearity)
+    if _is_empty(tensor):
+        return tensor
+    return gaussian_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
 
 
 def he_uniform_(
     tensor: Tensor,
     a: float = 0.0,
     mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
     groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from U(-b, b) with b = √3 · ``he_std`` (the same variance as `he_normal_`)."""
-    return _uniform_(tensor, he_std(tensor, a, mode, groups=groups), generator)
+    """Fill ``tensor`` from U(-b, b) with b = √3 · ``he_std`` (the same variance as `he_normal_`);
+    ``torch.nn.init.kaiming_uniform_``'s arguments."""
+    slope = _he_slope(a, nonlinearity)
+    if _is_empty(tensor):
+        return tensor
+    return _uniform_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
+
+
+def _xavier_std(tensor: Tensor, gain: float, mode: str, groups: int) -> float:
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain >= 0 or math.isinf(gain):
+        raise ValueError(f"gain must be a finite non-negative number, got {gain!r}")
+    return gain * xavier_std(tensor, mode, groups=groups)
 
 
 def xavier_normal_(
-    tensor: Tensor, mode: str = "fan_avg", generator: torch.Generator | None = None, *, groups: int = 1
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    mode: str = "fan_avg",
+    groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from N(0, 1/n) (`xavier_std`); ``mode="fan_in"`` is Caffe's "xavier"."""
-    return gaussian_(tensor, xavier_std(tensor, mode, groups=groups), generator)
+    """Fill ``tensor`` from N(0, gain² / n) (`xavier_std`), ``torch.nn.init.xavier_normal_``'s
+    arguments; the keyword ``mode="fan_in"`` is Caffe's "xavier" (the paper's baseline)."""
+    if _is_empty(tensor):
+        return tensor
+    return gaussian_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
 
 
 def xavier_uniform_(
-    tensor: Tensor, mode: str = "fan_avg", generator: torch.Generator | None = None, *, groups: int = 1
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    mode: str = "fan_avg",
+    groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from U(-b, b), b = √3 · `xavier_std` (``"fan_avg"``: Glorot's uniform)."""
-    return _uniform_(tensor, xavier_std(tensor, mode, groups=groups), generator)
+    """Fill ``tensor`` from U(-b, b), b = √3 · gain · `xavier_std` (``"fan_avg"``: Glorot's uniform),
+    ``torch.nn.init.xavier_uniform_``'s arguments."""
+    if _is_empty(tensor):
+        return tensor
+    return _uniform_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
 
 
 @dataclass(frozen=True)
@@ -199,45 +332,60 @@ class WeightLayer:
 
     ``slope_in`` is the slope of the rectifier applied to the layer's input (the f of
     x_l = f(y_{l-1}), Eq. 8) and ``slope_out`` that of the rectifier applied to its response (the f′
-    of Eq. 12); None where no rectifier sits between this layer and its neighbour.
+    of Eq. 12); None where no rectifier sits between this layer and its neighbour. ``other_in`` /
+    ``other_out`` name the type of a torch activation that is not a rectifier (SiLU, GELU, Tanh, ...)
+    found there instead.
     """
 
     name: str
     module: nn.Module
     slope_in: float | None
     slope_out: float | None
+    other_in: str | None = None
+    other_out: str | None = None
 
     @property
     def groups(self) -> int:
         return int(getattr(self.module, "groups", 1))
 
 
+def _other_activation(module: nn.Module) -> str | None:
+    """The type name of a torch activation module that is not a rectifier, else None."""
+    is_activation = type(module).__module__ == nn.modules.activation.__name__
+    if is_activation and not isinstance(module, _NOT_ACTIVATIONS) and activation_slope(module) is None:
+        return type(module).__name__
+    return None
+
+
 def weight_layers(model: nn.Module) -> list[WeightLayer]:
-    """Every Conv1d/2d/3d and Linear of ``model`` in forward order, with its rectifiers.
+    """Every Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear of ``model`` in forward order, with its
+    rectifiers.
 
     Forward order is taken to be registration order (``model.named_modules()``), which is the
     execution order of every sequential design such as the paper's plain nets. The rectifier after a
     layer is the first ReLU / LeakyReLU / PReLU / RReLU module registered after it and before the next
-    weight layer; other modules in between (pooling, dropout, normalization) are passed over.
+    weight layer; other modules in between (pooling, dropout, normalization) are passed over. A
+    torch activation that is not a rectifier (SiLU, GELU, ELU, Tanh, ...) seen first takes the
+    rectifier's place as ``other_in`` / ``other_out``.
     Activations called functionally in ``forward``, or one activation module reused at several
     places, cannot be seen this way: pass an explicit ``a`` to `initialize` for such models.
     """
     layers: list[tuple[str, nn.Module]] = []
-    slopes_in: list[float | None] = []
-    pending: float | None = None  # first rectifier seen since the previous weight layer
+    before: list[tuple[float | None, str | None]] = []  # (slope, other activation) before each layer
+    pending: tuple[float | None, str | None] = (None, None)  # the first activation since the last layer
     for name, module in model.named_modules():
         if isinstance(module, WEIGHT_LAYER_TYPES):
             layers.append((name or type(module).__name__, module))
-            slopes_in.append(pending)
-            pending = None
-        elif pending is None:
-            pending = activation_slope(module)
+            before.append(pending)
+            pending = (None, None)
+        elif pending == (None, None):
+            pending = (activation_slope(module), _other_activation(module))
     if not layers:
         return []
-    slopes_out = [*slopes_in[1:], pending]
+    after = [*before[1:], pending]
     return [
-        WeightLayer(name, module, s_in, s_out)
-        for (name, module), s_in, s_out in zip(layers, slopes_in, slopes_out, strict=True)
+        WeightLayer(name, module, s_in, s_out, o_in, o_out)
+        for (name, module), (s_in, o_in), (s_out, o_out) in zip(layers, before, after, strict=True)
     ]
 
 
@@ -259,8 +407,8 @@ class InitRow:
     name: str
     kind: str
     shape: tuple[int, ...]
-    fan_in: int
-    fan_out: int
+    fan_in: float
+    fan_out: float
     n: float
     a: float | None
     std: float
@@ -414,6 +562,23 @@ def _fc_stds(fc_std: float | Sequence[float] | None, layers: list[WeightLayer]) 
     return dict(zip(linear, stds, strict=True))
 
 
+def _warn_of_other_activations(layers: list[WeightLayer], mode: str, uses_slope: set[str]) -> None:
+    """One warning per activation type that `initialize` took as linear, naming the layers."""
+    side = "precedes" if mode == "fan_in" else "follows"
+    found: dict[str, list[str]] = {}
+    for layer in layers:
+        other = layer.other_in if mode == "fan_in" else layer.other_out
+        if other is not None and layer.name in uses_slope:
+            found.setdefault(other, []).append(layer.name)
+    for other, names in found.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        warnings.warn(
+            f"initialize: {other} is not a rectifier; Eq. 15 took it as linear (a = 1) for the layers it "
+            f"{side}: {shown}. Pass a= to initialize to choose the slope yourself",
+            stacklevel=3,
+        )
+
+
 def initialize(
     model: nn.Module,
     scheme: str = "he",
@@ -423,7 +588,8 @@ def initialize(
     std: float | None = None,
     generator: torch.Generator | None = None,
 ) -> InitReport:
-    """Initialize every Conv1d/2d/3d and Linear of ``model`` in forward order, biases to 0.
+    """Initialize every Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear of ``model`` in forward order,
+    biases to 0. Fans as `calculate_fans` gives them for each module (groups, transposed layout).
 
     Schemes:
         ``"he"``: N(0, 2 / ((1 + a²) · n)) (Eq. 15), n by ``mode``: ``"fan_out"`` (default) is
@@ -439,7 +605,8 @@ def initialize(
     ``"fan_in"`` the one before it (x_l = f(y_{l-1}), Eq. 8). Where none is there the signal passes
     linearly and a = 1 (the linear case of Eq. 15): the first layer in fan_in mode (the paper
     instead keeps Eq. 10's ½ there "for simplicity"; pass ``a=0`` for that) and a final classifier
-    in fan_out mode. A number sets ``a`` for every layer.
+    in fan_out mode. A torch activation that is not a rectifier (SiLU, GELU, ELU, Tanh, ...) there
+    is also taken as linear, with a warning naming it. A number sets ``a`` for every layer.
 
     ``fc_std``: a fixed std for the Linear layers, one entry per Linear layer in forward order
     (``(0.01, 0.01, 0.001)`` is the paper's fc1-fc3 choice, Sec. 2.2), or one number for all; it
@@ -466,15 +633,17 @@ def initialize(
 
     layers = weight_layers(model)
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to initialize")
+        raise ValueError(
+            f"{type(model).__name__} has no Conv1d/2d/3d, ConvTranspose1d/2d/3d or Linear layer to initialize"
+        )
     fixed = _fc_stds(fc_std, layers)
     report = InitReport(scheme=scheme, mode=mode)
+    auto_slope: set[str] = set()  # layers whose std used a slope found next to them
     for layer in layers:
         module = layer.module
         weight: Tensor = module.weight
-        groups = layer.groups
-        fan_in, fan_out = calculate_fans(weight, groups)
-        n = _fan(weight, mode, groups)
+        fan_in, fan_out = calculate_fans(module)
+        n = _fan(fan_in, fan_out, mode, tuple(weight.shape))
         if a == "auto":
             slope = _linear_if_none(layer.slope_in if mode == "fan_in" else layer.slope_out)
         else:
@@ -484,10 +653,12 @@ def initialize(
             target, rule = fixed[layer.name], "fc_std"
             gaussian_(weight, target, generator)
         elif scheme == "he":
-            target, rule, used_a = he_std(weight, slope, mode, groups=groups), f"he {mode}", slope
+            target, rule, used_a = rectifier_gain(slope) / math.sqrt(n), f"he {mode}", slope
             gaussian_(weight, target, generator)
+            if a == "auto":
+                auto_slope.add(layer.name)
         elif scheme == "xavier":
-            target, rule, used_a = xavier_std(weight, mode, groups=groups), f"xavier {mode}", 1.0
+            target, rule, used_a = 1.0 / math.sqrt(n), f"xavier {mode}", 1.0
             gaussian_(weight, target, generator)
         elif scheme == "gaussian":
             assert std is not None
@@ -519,4 +690,5 @@ def initialize(
                 slope_out=layer.slope_out,
             )
         )
+    _warn_of_other_activations(layers, mode, auto_slope)
     return report

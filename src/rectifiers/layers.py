@@ -6,13 +6,13 @@ fixed-length vector, which is what lets the same fc layers score a 224-px crop a
 dense multi-scale testing. Caffe's and Chainer's SPP only know power-of-2 pyramids (pitfall 16 of the
 notes), so each level here is an adaptive max pooling with exactly n×n bins for any n.
 
-`make_activation` resolves the activation name once, when a model is built; `forward` never looks
-at strings.
+`make_activation` resolves the activation name (or class) once, when a model is built; `forward`
+never looks at strings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,33 +20,52 @@ from torch import nn
 
 from rectifiers.activations import PReLU
 
-# name -> factory(channels); "prelu" is the channel-wise PReLU of Eq. 1, "prelu_shared" the variant
-# with one slope per layer, "leaky_relu" the LReLU the paper compares with (a = 0.01, from [20]).
-_ACTIVATIONS = {
-    "relu": lambda channels: nn.ReLU(),
-    "prelu": lambda channels: PReLU(num_parameters=channels, init=0.25),
-    "prelu_shared": lambda channels: PReLU(num_parameters=1, init=0.25),
-    "leaky_relu": lambda channels: nn.LeakyReLU(negative_slope=0.01),
+# name -> factory(channels, save_output); "prelu" is the channel-wise PReLU of Eq. 1, "prelu_shared"
+# the variant with one slope per layer, "leaky_relu" the LReLU the paper compares with (a = 0.01,
+# from [20]).
+_ACTIVATIONS: dict[str, Callable[[int, bool], nn.Module]] = {
+    "relu": lambda channels, save_output: nn.ReLU(),
+    "prelu": lambda channels, save_output: PReLU(channels, 0.25, save_output=save_output),
+    "prelu_shared": lambda channels, save_output: PReLU(1, 0.25, save_output=save_output),
+    "leaky_relu": lambda channels, save_output: nn.LeakyReLU(negative_slope=0.01),
 }
 ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
 
+# An activation given as a name, or as a class or factory that builds the module.
+ActLayer = str | type[nn.Module] | Callable[[], nn.Module]
 
-def make_activation(act: str, channels: int) -> nn.Module:
+
+def make_activation(act: ActLayer, channels: int, *, save_output: bool = False) -> nn.Module:
     """The activation module `act` for a layer with `channels` output channels (or features).
 
     `act` is one of `ACTIVATIONS`: "relu", "prelu" (channel-wise, `channels` slopes initialised to
-    0.25 as in the paper), "prelu_shared" (one slope), "leaky_relu" (fixed slope 0.01). ReLU is not
-    in-place so that forward and backward hooks (signal-variance diagnostics) see the conv's output.
+    0.25 as in the paper), "prelu_shared" (one slope), "leaky_relu" (fixed slope 0.01); or, as
+    timm's ``create_act_layer`` takes it, a class or factory called with no argument for each layer
+    (``nn.SiLU``, ``partial(nn.LeakyReLU, 0.2)``), except that a PReLU class (ours or
+    ``torch.nn.PReLU``) gets ``channels`` slopes. ReLU is not in-place so that forward and backward
+    hooks (signal-variance diagnostics) see the conv's output. ``save_output`` is our PReLU's (see
+    `rectifiers.prelu`): a net turns it on only when no in-place op follows its activations.
 
     >>> make_activation("prelu", 64).weight.shape
     torch.Size([64])
     """
-    factory = _ACTIVATIONS.get(act)
-    if factory is None:
-        raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
     if channels < 1:
         raise ValueError(f"an activation needs at least 1 channel, got {channels}")
-    return factory(channels)
+    if isinstance(act, str):
+        factory = _ACTIVATIONS.get(act)
+        if factory is None:
+            raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+        return factory(channels, save_output)
+    if isinstance(act, type) and issubclass(act, PReLU):
+        return act(channels, save_output=save_output)
+    if isinstance(act, type) and issubclass(act, nn.PReLU):
+        return act(channels)
+    if not callable(act):
+        raise ValueError(f"an activation is a name ({', '.join(ACTIVATIONS)}) or a class, got {act!r}")
+    module = act()
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"activation factory {act!r} built a {type(module).__name__}, not an nn.Module")
+    return module
 
 
 def conv_act(
@@ -56,16 +75,17 @@ def conv_act(
     *,
     stride: int = 1,
     padding: int = 0,
-    act: str = "relu",
+    act: ActLayer = "relu",
+    save_output: bool = False,
 ) -> tuple[nn.Conv2d, nn.Module]:
-    """A convolution (with bias, as in Caffe) and the activation that follows it.
+    """A convolution (with bias, as in Caffe) and the activation that follows it (`make_activation`).
 
     Returned as a pair rather than wrapped in a container so a model can register both under
     readable names (`features.conv2_1`, `features.act2_1`) in forward order, which is the order
     `rectifiers.initialize(a="auto")` reads the slope that follows each layer from.
     """
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
-    return conv, make_activation(act, out_channels)
+    return conv, make_activation(act, out_channels, save_output=save_output)
 
 
 class SpatialPyramidPool2d(nn.Module):

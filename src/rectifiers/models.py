@@ -60,14 +60,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
-from rectifiers.layers import ACTIVATIONS, SpatialPyramidPool2d, conv_act, make_activation
+from rectifiers.layers import ACTIVATIONS, ActLayer, SpatialPyramidPool2d, conv_act, make_activation
 
 # --------------------------------------------------------------------------------------- the tables
 
@@ -148,13 +150,20 @@ class Net(nn.Module):
     `features.pool1`, `features.conv2_1`, ... (VGG, which has no stem: `features.conv1_1`, ...), then
     `head.spp`, `head.fc1`, `head.act1`, `head.drop1`, ..., `head.fc3`.
 
+    timm's head API: `forward_features` / `forward_head(x, pre_logits=False)`, `get_classifier()`,
+    `reset_classifier(num_classes)` (fine-tuning on a new class count is one call) and `num_features`,
+    the width in front of the classifier. The PReLUs keep their outputs for the backward
+    (`rectifiers.prelu`'s ``save_output``): nothing in these nets modifies an activation in place.
+
     Args:
         spec: the architecture table.
         name: the registry name, recorded in `build_args` so a checkpoint can rebuild the model.
         num_classes: outputs of the classifier.
         in_chans: input channels.
-        act: "relu" | "prelu" (channel-wise) | "prelu_shared" | "leaky_relu" (slope 0.01), after every
-            conv and every hidden fc layer.
+        act: "relu" | "prelu" (channel-wise) | "prelu_shared" | "leaky_relu" (slope 0.01), or an
+            activation class or factory (`rectifiers.layers.make_activation`), after every conv and
+            every hidden fc layer. `build_args` (what a checkpoint stores) records a class by its
+            import path, which `create_model` does not take back.
         dropout: drop probability after each hidden fc layer's activation (paper: 0.5).
         width: multiplier of every conv layer's filter count (rounded, at least 1).
         fc_width: units of each hidden fc layer (None: the spec's, 4096 for all paper models).
@@ -171,7 +180,7 @@ class Net(nn.Module):
         name: str = "net",
         num_classes: int = 1000,
         in_chans: int = 3,
-        act: str = "relu",
+        act: ActLayer = "relu",
         dropout: float = 0.5,
         width: float = 1.0,
         fc_width: int | None = None,
@@ -183,7 +192,7 @@ class Net(nn.Module):
         super().__init__()
         _check_positive_int("num_classes", num_classes)
         _check_positive_int("in_chans", in_chans)
-        if act not in ACTIVATIONS:
+        if isinstance(act, str) and act not in ACTIVATIONS:
             raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -212,13 +221,14 @@ class Net(nn.Module):
 
         self.features, channels = _build_features(spec, in_chans, act, width, stem)
         self.head = _build_head(spp, channels, fc_dims, num_classes, act, dropout)
-        self.num_features = channels  # channels of the last conv map
+        self.num_features = fc_dims[-1] if fc_dims else spp.output_features(channels)
         self.num_classes = num_classes
+        self.init = init
         self.build_args: dict[str, Any] = {
             "name": name,
             "num_classes": num_classes,
             "in_chans": in_chans,
-            "act": act,
+            "act": act if isinstance(act, str) else f"{act.__module__}.{act.__qualname__}",
             "dropout": dropout,
             "width": width,
             "fc_width": fc_dims[0] if fc_dims else None,
@@ -237,9 +247,42 @@ class Net(nn.Module):
         """The conv part, (N, C_in, H, W) → (N, C, h, w); fully convolutional, any input size."""
         return self.features(x)
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        """SPP and the fc layers: (N, C, h, w) for any h, w ≥ 1 → (N, num_classes) scores."""
-        return self.head(features)
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """SPP and the fc layers: (N, C, h, w) for any h, w ≥ 1 → (N, num_classes) scores, or with
+        ``pre_logits`` the (N, num_features) input of the classifier."""
+        *body, classifier = self.head
+        x = features
+        for layer in body:
+            x = layer(x)
+        return x if pre_logits else classifier(x)
+
+    def get_classifier(self) -> nn.Module:
+        """The last fc layer (the classifier), as in timm."""
+        return self.head[-1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh classifier for ``num_classes`` classes (0: none, the model returns its pre-logits),
+        initialized as this model's `init` says: N(0, 0.001²) for the paper's recipe (Sec. 2.2), He's
+        Eq. 14 for "he_fc" (a = 1, no rectifier follows), PyTorch's default for False; bias 0."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        old = self.get_classifier()
+        if num_classes == 0:
+            new: nn.Module = nn.Identity()
+        else:
+            reference = next(self.head.parameters())
+            new = nn.Linear(self.num_features, num_classes, device=reference.device, dtype=reference.dtype)
+            if self.init:
+                from rectifiers.init import gaussian_, he_std
+
+                std = he_std(new.weight, a=1.0, mode="fan_out") if self.init == "he_fc" else LAST_FC_STD
+                gaussian_(new.weight, std)
+                with torch.no_grad():
+                    new.bias.zero_()
+        name = next(n for n, m in self.head.named_children() if m is old)
+        setattr(self.head, name, new)
+        self.num_classes = num_classes
+        self.build_args["num_classes"] = num_classes
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -286,7 +329,7 @@ def _out_size(size: int, layer: nn.Conv2d | nn.MaxPool2d, axis: int) -> int:
 
 
 def _build_features(
-    spec: NetSpec, in_chans: int, act: str, width: float, stem: str
+    spec: NetSpec, in_chans: int, act: ActLayer, width: float, stem: str
 ) -> tuple[nn.Sequential, int]:
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     channels = in_chans
@@ -298,7 +341,7 @@ def _build_features(
             kernel, stride, padding = 3, 1, 1
         out = _scaled(out, width)
         layers["conv1"], layers["act1"] = conv_act(
-            channels, out, kernel, stride=stride, padding=padding, act=act
+            channels, out, kernel, stride=stride, padding=padding, act=act, save_output=True
         )
         channels = out
         if spec.stem_pool is not None and stem != "small":
@@ -308,7 +351,7 @@ def _build_features(
         out = _scaled(stage.channels, width)
         for j in range(stage.repeats):
             conv, activation = conv_act(
-                channels, out, stage.kernel, padding=_padding(stage.kernel, j), act=act
+                channels, out, stage.kernel, padding=_padding(stage.kernel, j), act=act, save_output=True
             )
             layers[f"conv{group}_{j + 1}"], layers[f"act{group}_{j + 1}"] = conv, activation
             channels = out
@@ -324,14 +367,14 @@ def _build_head(
     channels: int,
     fc_dims: Sequence[int],
     num_classes: int,
-    act: str,
+    act: ActLayer,
     dropout: float,
 ) -> nn.Sequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict(spp=spp)
     features = spp.output_features(channels)
     for i, units in enumerate(fc_dims, start=1):
         layers[f"fc{i}"] = nn.Linear(features, units)
-        layers[f"act{i}"] = make_activation(act, units)
+        layers[f"act{i}"] = make_activation(act, units, save_output=True)
         layers[f"drop{i}"] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         features = units
     layers[f"fc{len(fc_dims) + 1}"] = nn.Linear(features, num_classes)
@@ -352,11 +395,12 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Decorator: register a model builder under its function name for `create_model`.
 
     A builder that takes `**kwargs` is expected to pass them on to `Net`; `create_model` checks them
-    against `Net`'s arguments (`NET_ARGS`) before calling it.
+    against `Net`'s arguments (`NET_ARGS`) before calling it. Registering a name again (a notebook
+    cell run twice) replaces the builder, with a warning.
     """
     name = fn.__name__
     if name in _REGISTRY:
-        raise ValueError(f"a model named {name!r} is already registered")
+        warnings.warn(f"model {name!r} was already registered; the new builder replaces it", stacklevel=2)
     _REGISTRY[name] = fn
     return fn
 

@@ -9,8 +9,9 @@ export likewise, so the exported graph holds a PRelu node.
 
 Gradients (Eq. 2-3): a plain backward runs the fused kernel, one pass for ∂E/∂y and ∂E/∂a. A
 backward that builds a graph (``create_graph=True``, for double backward / gradgradcheck) instead
-writes the same formulas with differentiable torch ops, so second derivatives flow. Forward-mode AD
-(dual tensors) takes the composite path, which has the jvp formula.
+writes the same formulas with differentiable torch ops, so second derivatives flow; so does the
+backward of a gradient batched by vmap (``is_grads_batched=True``, vectorized jacobians).
+Forward-mode AD (dual tensors) takes the composite path, which has the jvp formula.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def slope_view(x: Tensor, weight: Tensor, channel: int | None) -> Tensor:
 
 
 def _kernel_forward(x: Tensor, weight: Tensor, channel: int | None) -> tuple[Tensor, bool]:
-    """PReLU(x) and whether the backward may run from the output (see `PReLUKernel.forward`)."""
+    """PReLU(x) and whether x can be told from it (every slope positive, `PReLUKernel.forward`)."""
     y = torch.empty_like(x)  # a dense x: the same strides
     if not x.numel():
         return y, False
@@ -102,18 +103,22 @@ def _has_tangent(t: Tensor) -> bool:
 class _FusedPReLU(torch.autograd.Function):
     """y = PReLU(x) with the fused kernel forward and backward; differentiable backward on demand.
 
-    What is kept for the backward: when every slope is positive (the paper initializes them to 0.25
-    and they rarely leave (0, 1)), the output y, which the next layer (a convolution) keeps anyway,
-    so x can be freed at once as in a ReLU network; y > 0 exactly where x > 0, and Eq. 2's Σ g·x is
-    Σ g·y / a. Otherwise x itself. Like ReLU's output, a y kept this way must not be modified in
-    place before the backward (autograd then raises an error).
+    What is kept for the backward: x, as torch.nn.PReLU keeps it. With ``save_output`` and every
+    slope positive (the paper initializes them to 0.25 and they rarely leave (0, 1)), the output y
+    instead, which the next layer (a convolution) keeps anyway, so x can be freed at once as in a
+    ReLU network; y > 0 exactly where x > 0, and Eq. 2's Σ g·x is Σ g·y / a. Like ReLU's output, a y
+    kept this way must not be modified in place before the backward (autograd then raises an error).
+
+    A gradient batched by functorch (``is_grads_batched=True``, vectorized jacobian / hessian) has no
+    storage for the kernel to read, so it takes the differentiable torch ops, which vmap batches.
     """
 
     # The forward takes ctx itself (no separate setup_context): Function.apply then skips binding
     # the arguments through inspect.signature, a third of the call's Python overhead.
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, channel: int | None) -> Tensor:
-        y, from_output = _kernel_forward(x, weight, channel)
+    def forward(ctx: Any, x: Tensor, weight: Tensor, channel: int | None, save_output: bool) -> Tensor:
+        y, invertible = _kernel_forward(x, weight, channel)
+        from_output = save_output and invertible
         ctx.channel = channel
         ctx.layout = _layout(x)
         ctx.from_output = from_output
@@ -121,12 +126,13 @@ class _FusedPReLU(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         src, weight = ctx.saved_tensors  # x, or y when ctx.from_output
         need_x, need_w = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
+        # create_graph=True (a backward that is itself differentiable), or a functorch-batched grad
+        if torch.is_grad_enabled() or _is_batched(grad):
             gx, gw = _composite_backward(src, weight, grad, ctx.channel, ctx.from_output)
-            return (gx if need_x else None), (gw if need_w else None), None
+            return (gx if need_x else None), (gw if need_w else None), None, None
         grad = grad.contiguous(memory_format=ctx.layout)  # a no-op when it already matches x
         gx = torch.empty_like(src) if need_x else None
         gw = torch.empty_like(weight) if need_w else None
@@ -135,7 +141,13 @@ class _FusedPReLU(torch.autograd.Function):
             prelu_kernel.load().backward(src, weight, grad, gx, gw, blocks, from_output=ctx.from_output)
         elif gw is not None:
             gw.zero_()
-        return gx, gw, None
+        return gx, gw, None, None
+
+
+def _is_batched(t: Tensor) -> bool:
+    # is_grads_batched wraps the gradient in the legacy vmap's BatchedTensor, torch.func in its own
+    functorch = torch._C._functorch
+    return functorch.is_legacy_batchedtensor(t) or functorch.is_functorch_wrapped_tensor(t)
 
 
 def _composite_backward(
@@ -152,7 +164,7 @@ def _composite_backward(
     gx = torch.where(positive, grad, slope * grad)
     summand = torch.where(positive, 0, grad * src)
     if channel is None or weight.numel() == 1:
-        gw = summand.sum().reshape(1)
+        gw = summand.sum().reshape(weight.shape)
     elif src.dim() == 1:
         gw = summand  # one position per channel: nothing to sum (sum(dim=[]) would sum everything)
     else:
@@ -162,9 +174,10 @@ def _composite_backward(
     return gx, gw.to(weight.dtype)
 
 
-def fused_prelu(x: Tensor, weight: Tensor, channel: int | None) -> Tensor:
+def fused_prelu(x: Tensor, weight: Tensor, channel: int | None, save_output: bool = False) -> Tensor:
     """PReLU through the fused kernel; ``channel`` is the (non-negative) channel axis or None for a
-    single shared slope. Call only where `can_fuse(x, weight)` holds."""
+    single shared slope; ``save_output`` as in `rectifiers.prelu`. Call only where
+    `can_fuse(x, weight)` holds."""
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return _FusedPReLU.apply(x, weight, channel)
+        return _FusedPReLU.apply(x, weight, channel, save_output)
     return _kernel_forward(x, weight, channel)[0]

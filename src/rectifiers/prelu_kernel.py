@@ -18,8 +18,9 @@ only on the tensor's size, never on the thread count, so results are reproducibl
 The backward can also run from the output f instead of the input y (`PReLUKernel.backward`'s
 ``from_output``) when every slope lies in [2^-20, 2^20]: then f > 0 exactly where y > 0, and
 Σ g·min(y, 0) = Σ g·min(f, 0) / a_c. A network keeps f anyway (the next convolution needs it), so
-PReLU then holds no tensor of its own, as ReLU does; the input gradient stays bit-identical and the
-slope gradient differs from Σ g·y by the one rounding of a·y in each term.
+with `rectifiers.prelu`'s ``save_output`` PReLU then holds no tensor of its own, as ReLU does; the
+input gradient stays bit-identical and the slope gradient differs from Σ g·y by the one rounding of
+a·y in each term.
 
 The source is plain C++ with OpenMP (no torch headers: it compiles in about a second), built with the
 system compiler (``$CXX`` or ``c++``) into ``~/.cache/rectifiers/kernels/<hash>/`` (or

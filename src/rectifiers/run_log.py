@@ -30,6 +30,7 @@ from rectifiers import prelu_kernel
 from rectifiers.activations import PReLU
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, InMemoryDataset
+from rectifiers.models import Net
 from rectifiers.plots import plot_curves, read_jsonl
 
 
@@ -116,6 +117,8 @@ class RunLog:
             return
         d, m = config.data, config.model
         params = sum(p.numel() for p in model.parameters())
+        registry = isinstance(model, Net)  # else a module of the user's, which config.model does not describe
+        what = f"{m.name} ({m.act}, {m.stem} stem, width {m.width:g})" if registry else type(model).__name__
         names = f" ({', '.join(train_set.classes)})" if self.num_classes <= 10 else ""
         size = (
             "{}x{} px".format(*train_set.image_size)
@@ -124,8 +127,8 @@ class RunLog:
         )
         dtype, reason = precision
         lines = [
-            f"model: {m.name} ({m.act}, {m.stem} stem, width {m.width:g}), {params:,} parameters",
-            f"data: {d.spec}: {len(train_set):,} train / {len(val_set):,} val images, "
+            f"model: {what}, {params:,} parameters",
+            f"data: {train_set.source}: {len(train_set):,} train / {len(val_set):,} val images, "
             f"{self.num_classes} classes{names}, {train_set.num_channels} channel(s), {size}",
             f"input: crops of {d.crop} px from shorter side {d.scale_min}..{d.scale_max}, flips {d.flip:g}, "
             f"colour {d.pca_std:g}; val: shorter side {d.eval_resize}, center crop {d.crop}",

@@ -39,11 +39,13 @@ def needs_data(config: RunConfig) -> bool:
     return config.train.batch_size == 0 or any(getattr(config.data, key) == 0 for key in SIZE_KEYS)
 
 
-def fill_from_data(config: RunConfig) -> RunConfig:
-    """A copy of `config` whose settings left at 0 hold values measured on its training images."""
+def fill_from_data(config: RunConfig, train_set: ImageDataset | None = None) -> RunConfig:
+    """A copy of `config` whose settings left at 0 hold values measured on its training images
+    (`train_set`, or the train split of `config.data.spec`)."""
     if not needs_data(config):
         return config
-    train_set = open_dataset(config.data.spec, "train")
+    if train_set is None:
+        train_set = open_dataset(config.data.spec, "train")
     filled = copy.deepcopy(config)
     d = filled.data
     d.crop = d.crop or suggested_crop(median_shorter_side(train_set))
