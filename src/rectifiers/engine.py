@@ -273,12 +273,13 @@ class Trainer:
 
     def _build_model(self, train_set: ImageDataset) -> None:
         cfg = self.config
+        self.in_chans = train_set.num_channels
         if self.given_model is not None:
             # No build arguments to store: a checkpoint names the class, and a resume gets it again.
             model = self.given_model
             self.model_args = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
         else:
-            self.model_args = model_args_from_config(cfg, len(self.classes), train_set.num_channels)
+            self.model_args = model_args_from_config(cfg, len(self.classes), self.in_chans)
             model = create_model(**self.model_args, init=False)
         i = cfg.init
         self.init_report = initialize(
@@ -337,7 +338,7 @@ class Trainer:
         self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        check_same_data(state, self.resume_path, self.classes, self.data_sizes, self.model_args["in_chans"])
+        check_same_data(state, self.resume_path, self.classes, self.data_sizes, self.in_chans)
         # The values this run's config gives, kept for the optimizer/schedule fields it changes.
         overrides = list(resume_overrides(self.config, state))
         fresh_groups = [dict(group) for group in self.optimizer.param_groups]
