@@ -79,7 +79,7 @@ def median_shorter_side(ds: ImageDataset) -> float:
     if not isinstance(ds, FileDataset):
         raise ValueError(f"{ds.source}: cannot measure the image sizes of a {type(ds).__name__}")
     step = max(1, len(ds.names) // _PROBED_FILES)
-    names = ds.names[::step]
+    names = [ds.names[i] for i in range(0, len(ds.names), step)]
     probe = functools.partial(decode.probe_names, max_pixels=ds.max_pixels)
     sizes = decode.map_files(probe, ds.store, names, workers=1)
     sides = [min(s) for s in sizes if not isinstance(s, str)]
