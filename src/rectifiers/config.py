@@ -9,6 +9,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,9 @@ class ModelConfig:
 class InitConfig:
     scheme: str = "he"  # he | xavier | gaussian | torch
     mode: str = "fan_out"  # fan_in (Eq. 10) | fan_out (Eq. 14, what the paper trained with) | fan_avg
+    # he's rectifier slope (Eq. 15): "auto" = the activation next to each layer (none before conv1 in
+    # fan_in mode: a = 1 there); a number for every layer, 0 = Eq. 10 on conv1 too, as the paper did
+    a: float | str = "auto"
     std: float = 0.01  # the fixed std of scheme "gaussian"
     fc_std: list[float] = field(default_factory=list)  # std of the Linear layers; paper: [0.01, 0.01, 0.001]
 
@@ -123,6 +127,8 @@ class RunConfig:
         _choice("model.stem", m.stem, ("small", "imagenet"))
         _choice("init.scheme", i.scheme, INIT_SCHEMES)
         _choice("init.mode", i.mode, INIT_MODES)
+        if isinstance(i.a, str) and i.a != "auto":
+            raise ValueError(f"init.a must be 'auto' or a number, got {i.a!r}")
         _choice("optim.schedule", o.schedule, SCHEDULES)
         _choice("train.amp", t.amp, AMP_MODES)
         _choice("data.mean", d.mean, MEAN_MODES)
@@ -253,6 +259,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError("expected a list")
             return [_scalar(key, v, item) for v in value]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            return _first_fitting(key, value, typing.get_args(hint))
         return _scalar(key, value, hint)
     except (ValueError, TypeError) as err:  # TypeError: a TOML list or table where a number belongs
         raise ValueError(f"bad value {value!r} for {key} (expected {_type_name(hint)}): {err}") from None
@@ -284,6 +292,16 @@ def _scalar(key: str, value: Any, kind: type) -> Any:
             raise ValueError("expected a string")
         return value
     raise TypeError(f"unsupported config type for {key}: {kind}")
+
+
+def _first_fitting(key: str, value: Any, kinds: tuple[type, ...]) -> Any:
+    """`value` as the first of `kinds` it converts to (`float | str`: "0.5" is a number, "auto" text)."""
+    for kind in kinds:
+        try:
+            return _scalar(key, value, kind)
+        except (ValueError, TypeError):
+            continue
+    raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
 
 
 def _type_name(hint: Any) -> str:

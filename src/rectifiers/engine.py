@@ -246,6 +246,7 @@ class Trainer:
             model,
             scheme=i.scheme,
             mode=i.mode,
+            a=i.a,
             std=i.std if i.scheme == "gaussian" else None,
             fc_std=tuple(i.fc_std) if i.fc_std else None,
         )

@@ -37,10 +37,13 @@ from rectifiers.bench import cpu_model
 PRESETS = ("smoke", "quick", "full")
 
 # The recipe of every training experiment, on top of the `default` preset (small-image net14
-# family, width 0.25, fc 256, He init in its Eq. 10 form on every layer, SGD lr 0.01, momentum 0.9,
-# weight decay 5e-4 except on slopes, batch 128). The input side follows Table 2's "resized so that
-# the shorter side is 256 ... each view is 224": shorter side 32, crops of 28 (the same 0.875), no
-# scale jitter; half the training crops flipped (Sec. 3). Validation is the center crop of the
+# family, width 0.25, fc 256, SGD lr 0.01, momentum 0.9, weight decay 5e-4 except on slopes, batch
+# 128). He's init in its Eq. 10 form with a = 0 on every layer, conv1 included: the paper's choice
+# ("we also adopt Eq. (10) in the first layer for simplicity"), and one std per layer for ReLU and
+# PReLU alike, so runs of one seed start from the same weights whatever the activation.
+# The input side follows Table 2's "resized so that the shorter side is 256 ... each view is 224":
+# shorter side 32, crops of 28 (the same 0.875), no scale jitter; half the training crops flipped
+# (Sec. 3). Validation is the center crop of the
 # 32-px image; ten-view testing takes its four corners and center, each flipped.
 RECIPE: dict[str, Any] = {
     "data.crop": 28,
@@ -54,6 +57,7 @@ RECIPE: dict[str, Any] = {
     "model.fc_width": 256,
     "init.scheme": "he",
     "init.mode": "fan_in",
+    "init.a": 0.0,
     "train.batch_size": 128,
 }
 

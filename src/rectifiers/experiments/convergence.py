@@ -11,10 +11,12 @@ Every run goes through `rectifiers.engine.fit` with one recipe (`common.RECIPE`,
 constant, as the paper's first epochs are, dropout 0.5, weight decay 5e-4); the two arms differ only
 in `init.scheme`:
 
-    He      std = sqrt(2 / n) on every conv and fc layer (Eq. 10, `init.mode = fan_in`)
+    He      std = sqrt(2 / n) on every conv and fc layer (Eq. 10 with `init.a = 0`, conv1 included)
     Xavier  std = sqrt(1 / n) on every conv and fc layer (Caffe's "xavier", the paper's baseline)
 
-so He's std is √2 times Xavier's in every layer, the comparison of the paper's Sec. 2.2.
+so He's std is √2 times Xavier's in every layer. conv1 has no rectifier before it, so Eq. 8's ½
+does not hold there and `init.a = "auto"` would give it a = 1, Xavier's std, in both arms; the
+paper keeps Eq. 10 on the first layer "for simplicity", and so does `common.RECIPE` (`init.a = 0`).
 
 The fc layers. The paper trained its He models with fixed fc stds of 0.01, 0.01, 0.001 (Sec. 2.2),
 chosen for 4096-wide fc layers and unnormalised pixels in [-128, 128], and does not say what its
@@ -223,8 +225,9 @@ def run(ctx: Context) -> Outcome:
         f"({_model_text(runs)}), act relu, dropout 0.5.",
         f"Recipe: {settings['epochs']} epoch(s), batch {_batch(runs)}, SGD lr 0.01 constant, momentum 0.9, "
         "weight decay 5e-4; crops 28 of 32-px images, flips; seeds " + ", ".join(map(str, ctx.seeds)) + ".",
-        "Init: He = `init.scheme=he, init.mode=fan_in` (std sqrt(2/n)), Xavier = `init.scheme=xavier, "
-        "init.mode=fan_in` (std sqrt(1/n)), on every conv and fc layer; biases 0; nothing else differs.",
+        "Init: He = `init.scheme=he, init.mode=fan_in, init.a=0` (std sqrt(2/n), conv1 too), "
+        "Xavier = `init.scheme=xavier, init.mode=fan_in` (std sqrt(1/n)), on every conv and fc layer; "
+        "biases 0; nothing else differs.",
     ]
     return Outcome(results=results, table=table, notes=notes, setup=setup, figures=[figure])
 

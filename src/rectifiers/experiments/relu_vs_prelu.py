@@ -215,8 +215,8 @@ def run(ctx: Context) -> Outcome:
     setup = [
         describe_data(ctx.data, spec, sizes) + ".",
         f"Net: `net14`, small-image stem, {_model_text(runs)}; act relu | prelu_shared | prelu (slopes "
-        "start at 0.25, no weight decay on them); He init (Eq. 10 form, a from the activation, Eq. 15) "
-        "on every layer.",
+        "start at 0.25, no weight decay on them); He init, Eq. 10 (a = 0) on every layer, conv1 "
+        "included, the same for the three activations.",
         f"Recipe (identical for the three): {s['epochs']} epochs, "
         f"batch {runs['relu'][0]['config']['train']['batch_size']}, SGD momentum 0.9, weight decay 5e-4, "
         "lr 0.01"
