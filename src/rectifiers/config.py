@@ -43,6 +43,9 @@ class DataConfig:
     divide_std: bool = True  # also divide by the std (the paper does not)
     raw_pixels: bool = False  # keep pixels in 0..255 before the mean subtraction (the paper); else 0..1
     workers: int = 0  # decoding processes for image folders that are not cached in memory
+    # share of every class of train held out (seeded) as the validation split that picks the lr
+    # switches and best.pt; the spec's own val split is then the test set, evaluated once at the end
+    val_fraction: float = 0.0
 
 
 @dataclass
@@ -145,6 +148,8 @@ class RunConfig:
         _fraction("data.flip", d.flip)
         _non_negative("data.pca_std", d.pca_std)
         _non_negative("data.workers", d.workers)
+        if not 0.0 <= d.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
         _positive("model.width", m.width)
         _positive("model.fc_width", m.fc_width)
         if not 0.0 <= m.dropout < 1.0:
