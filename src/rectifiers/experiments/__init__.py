@@ -26,7 +26,6 @@ from typing import Any
 from rectifiers.experiments.common import (
     PRESETS,
     Context,
-    clear_runs,
     command_line,
     default_training_data,
     write_outputs,
@@ -78,6 +77,7 @@ def run_experiment(
     out: str | Path = "results",
     seeds: int | None = None,
     say: Callable[[str], None] | None = None,
+    fresh: bool = False,
 ) -> Path:
     """Run experiment `name` with `preset` and write `out/name/` (results.json, table.md, figure).
 
@@ -88,6 +88,9 @@ def run_experiment(
             shared data folder when present, else mnist5k; smoke: tiny fake images).
         seeds: how many seeds (training runs per setting, or random draws for `variance`).
         say: receives progress lines.
+        fresh: delete the training runs of earlier invocations; by default a finished run with the
+            same settings is reused and an interrupted one continued from its checkpoint (a run of
+            other settings is refused). Raises `RunNotFinished` when a run stops early (Ctrl-C).
 
     Returns the path of `table.md`. Bad arguments raise ValueError.
     """
@@ -115,8 +118,8 @@ def run_experiment(
         data=spec,
         seeds=list(range(settings["seeds"])) if "seeds" in settings else [],
         say=say or (lambda text: None),
+        fresh=fresh,
     )
-    clear_runs(ctx)
     started = time.perf_counter()
     outcome = module.run(ctx)
     wall = time.perf_counter() - started
