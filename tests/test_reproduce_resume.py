@@ -71,7 +71,7 @@ def test_table_1_reads_table_2s_runs_and_states_their_revision(tmp_path, monkeyp
     assert "reusing the finished run prelu-seed0" in capsys.readouterr().err
     record = json.loads((tmp_path / "coefficients" / "results.json").read_text())
     assert record["results"]["run_dirs"]["prelu"] == [
-        str(tmp_path / "relu-vs-prelu" / "runs" / "prelu-seed0")
+        str(tmp_path / "relu-vs-prelu" / "runs" / "smoke" / "prelu-seed0")
     ]
     course = record["results"]["slope_courses"]["prelu"][0]
     assert course["steps"] == [1] and set(course["slopes"]) >= {"conv1", "conv3_6", "fc2"}

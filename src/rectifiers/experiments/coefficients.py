@@ -30,6 +30,7 @@ from rectifiers.experiments.common import (
     markdown_table,
     mean_std,
     runs_made_with,
+    schedule_text,
 )
 from rectifiers.experiments.verdict import trained_out, verdict
 
@@ -221,9 +222,8 @@ def run(ctx: Context) -> Outcome:
     setup = [
         describe_data(ctx.data, spec, sizes) + ".",
         "Runs: the PReLU runs of `relu-vs-prelu` (Table 2's models, the same run directories): `net14`, "
-        f"small-image stem, {s['epochs']} epochs, lr 0.01"
-        + (f" ÷ 10 after epochs {', '.join(map(str, s['milestones']))}" if s["milestones"] else " constant")
-        + ", momentum 0.9, weight decay 5e-4 except on the slopes (Sec. 2.1), slopes initialised to 0.25; "
+        f"small-image stem, {s['epochs']} epochs, {schedule_text(s)}, momentum 0.9, weight decay 5e-4 "
+        "except on the slopes (Sec. 2.1), slopes initialised to 0.25; "
         "seeds " + ", ".join(map(str, ctx.seeds)) + ".",
         "Slopes read from each run's final checkpoint (last.pt); their course from metrics.jsonl.",
         runs_made_with([r for act_runs in runs.values() for r in act_runs]),

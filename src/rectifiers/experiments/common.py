@@ -8,7 +8,7 @@ An experiment writes `OUT/NAME/`:
     table.md      the paper's numbers beside ours, the command that made ours, and plainly where
                   they disagree
     NAME.png      the figure, where the paper has one
-    runs/         the training runs it made (`rectifiers.engine.fit` run directories), kept: a
+    runs/PRESET/  the training runs it made (`rectifiers.engine.fit` run directories), kept: a
                   second invocation reuses the finished ones and continues an interrupted one
 
 Nothing here trains by itself: `train` hands a `RunConfig` to `rectifiers.engine.fit`.
@@ -96,8 +96,8 @@ class Context:
     fresh: bool = False  # delete the training runs of earlier invocations instead of reusing them
 
     def run_dir(self, name: str) -> Path:
-        """Where this experiment keeps its training run `name`."""
-        return self.out / "runs" / name
+        """Where this experiment keeps its training run `name` of this preset."""
+        return self.out / "runs" / self.preset / name
 
 
 @dataclass
@@ -468,6 +468,20 @@ def train(ctx: Context, run_dir: Path, overrides: dict[str, Any]) -> dict[str, A
         "run_dir": str(run_dir),
         "revision": record["revision"],
     }
+
+
+def schedule(settings: dict[str, Any]) -> dict[str, Any]:
+    """A preset's fixed-epoch lr schedule (its "milestones": lr ÷ 10 after each), as config overrides."""
+    if settings["milestones"]:
+        return {"optim.schedule": "milestones", "optim.milestones": settings["milestones"]}
+    return {"optim.schedule": "constant"}
+
+
+def schedule_text(settings: dict[str, Any]) -> str:
+    """'lr 0.01 ÷ 10 after epochs 5, 7' or 'lr 0.01 constant'."""
+    if settings["milestones"]:
+        return f"lr 0.01 ÷ 10 after epochs {', '.join(map(str, settings['milestones']))}"
+    return "lr 0.01 constant"
 
 
 def runs_made_with(runs: Sequence[dict[str, Any]]) -> str:

@@ -6,10 +6,10 @@ The paper's claims (Sec. 2.2, p. 5-6): at 22 layers (its model B) both inits con
 Xavier's "completely stalls" ("does not converge even given more epochs").
 
 The nets are the small-image members of the net14 family (`net22`: 19 conv + 3 fc, `net30`: 27 conv
-+ 3 fc with the 16 extra 2×2 convs in stage 3; `stem="small"`, width 0.25, fc 256, act="relu").
-Every run goes through `rectifiers.engine.fit` with one recipe (`common.RECIPE`, lr 0.01 held
-constant, as the paper's first epochs are, dropout 0.5, weight decay 5e-4, a validation split held
-out of train); the two arms differ only in `init.scheme`:
++ 3 fc with the 16 extra 2×2 convs in stage 3; `stem="small"`, act="relu", width and fc width from
+the preset). Every run goes through `rectifiers.engine.fit` with one recipe (`common.RECIPE`, lr 0.01
+divided by 10 at the preset's fixed epochs so that the runs end trained out, dropout 0.5, weight
+decay 5e-4, a validation split held out of train); the two arms differ only in `init.scheme`:
 
     He      std = sqrt(2 / n) on every conv and fc layer (Eq. 10 with `init.a = 0`, conv1 included)
     Xavier  std = sqrt(1 / n) on every conv and fc layer (Caffe's "xavier", the paper's baseline)
@@ -41,6 +41,8 @@ from rectifiers.experiments.common import (
     pct,
     pct_pm,
     runs_made_with,
+    schedule,
+    schedule_text,
     subset,
     train,
 )
@@ -56,6 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "seeds": 1,
         "epochs": 1,
+        "milestones": [],
         "n_train": None,
         "n_val": None,
         "val_fraction": 0.25,
@@ -66,6 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "seeds": 1,
         "epochs": 3,
+        "milestones": [],
         "n_train": 2000,
         "n_val": 500,
         "val_fraction": 0.1,
@@ -144,8 +148,8 @@ def run(ctx: Context) -> Outcome:
                         "model.act": "relu",
                         "init.scheme": init,
                         "init.mode": "fan_in",
-                        "optim.schedule": "constant",
                         "train.epochs": settings["epochs"],
+                        **schedule(settings),
                         "train.seed": seed,
                     },
                 )
@@ -222,8 +226,10 @@ def run(ctx: Context) -> Outcome:
         + f"; {classes} classes; {pct(settings['val_fraction'], 0)}% of every class of train held out for "
         "validation, the val split tested once at the end.",
         f"Nets: `net22` / `net30`, `stem='small'` ({_model_text(runs)}), act relu, dropout 0.5.",
-        f"Recipe: {settings['epochs']} epoch(s), batch {_batch(runs)}, SGD lr 0.01 constant, momentum 0.9, "
-        "weight decay 5e-4; crops 28 of 32-px images, flips; seeds " + ", ".join(map(str, ctx.seeds)) + ".",
+        f"Recipe: {settings['epochs']} epoch(s), batch {_batch(runs)}, SGD {schedule_text(settings)}, "
+        "momentum 0.9, weight decay 5e-4; crops 28 of 32-px images, flips; seeds "
+        + ", ".join(map(str, ctx.seeds))
+        + ".",
         "Init: He = `init.scheme=he, init.mode=fan_in, init.a=0` (std sqrt(2/n), conv1 too), "
         "Xavier = `init.scheme=xavier, init.mode=fan_in` (std sqrt(1/n)), on every conv and fc layer; "
         "biases 0; nothing else differs.",

@@ -30,6 +30,8 @@ from rectifiers.experiments.common import (
     pct,
     pct_pm,
     runs_made_with,
+    schedule,
+    schedule_text,
     subset,
     train,
 )
@@ -69,16 +71,9 @@ ACTS = {"relu": "ReLU", "prelu_shared": "PReLU, channel-shared", "prelu": "PReLU
 PAPER_ERR = {"relu": (33.82, 13.34), "prelu_shared": (32.71, 12.87), "prelu": (32.64, 12.75)}
 
 
-def schedule(settings: dict[str, Any]) -> dict[str, Any]:
-    """The fixed-epoch lr schedule of a preset, as config overrides."""
-    if settings["milestones"]:
-        return {"optim.schedule": "milestones", "optim.milestones": settings["milestones"]}
-    return {"optim.schedule": "constant"}
-
-
 def table2_run_dir(ctx: Context, name: str) -> Path:
     """Where Table 2's run `name` lives: beside this experiment's output, shared with Table 1's."""
-    return ctx.out.parent / "relu-vs-prelu" / "runs" / name
+    return ctx.out.parent / "relu-vs-prelu" / "runs" / ctx.preset / name
 
 
 def train_acts(ctx: Context, acts: list[str]) -> tuple[str, dict[str, int], dict[str, list[dict[str, Any]]]]:
@@ -218,11 +213,8 @@ def run(ctx: Context) -> Outcome:
         "start at 0.25, no weight decay on them); He init, Eq. 10 (a = 0) on every layer, conv1 "
         "included, the same for the three activations.",
         f"Recipe (identical for the three): {s['epochs']} epochs, batch {relu0['train']['batch_size']}, "
-        "SGD momentum 0.9, weight decay 5e-4, lr 0.01"
-        + (f" ÷ 10 after epochs {', '.join(map(str, s['milestones']))}" if s["milestones"] else " constant")
-        + ", dropout 0.5; 28-px crops of 32-px images, flips; seeds "
-        + ", ".join(map(str, ctx.seeds))
-        + ".",
+        f"SGD momentum 0.9, weight decay 5e-4, {schedule_text(s)}, dropout 0.5; 28-px crops of 32-px "
+        "images, flips; seeds " + ", ".join(map(str, ctx.seeds)) + ".",
         "Test: `rectifiers.evaluate.evaluate(views='ten', scales=[32])` on the final checkpoint (last.pt).",
         runs_made_with([r for act_runs in runs.values() for r in act_runs]),
     ]
