@@ -36,6 +36,7 @@ import torch
 from rectifiers import distributed
 from rectifiers.config import load_config, parse_override
 from rectifiers.engine import Trainer
+from rectifiers.runtime import keep_freed_memory
 
 # A short epoch that still exercises every per-epoch path: 16 steps of a narrow net14 on fake 16-px images.
 DEFAULTS = {
@@ -99,6 +100,7 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 def soak(epochs: int, overrides: dict[str, str], out: Path, trim: bool = False) -> dict[str, Any]:
     config = load_config(None, {**DEFAULTS, **overrides, "train.epochs": str(epochs), "train.out": str(out)})
+    keep_freed_memory()  # as `rectifiers train` does (fit itself leaves the allocator alone)
     trainer = SoakTrainer(config, distributed.setup(config.train.device))
     trainer.samples, trainer.trim = [], trim
     started, rss_start = time.time(), rss_bytes() / 2**20

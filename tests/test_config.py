@@ -64,6 +64,8 @@ def test_unknown_key_lists_valid_keys():
         ("data.scale_min", "20", "crop <= scale_min"),
         ("model.dropout", "1.0", "model.dropout"),
         ("optim.schedule", "milestones", "optim.milestones"),
+        ("train.keep_last", "0", "train.keep_last must be > 0"),
+        ("train.seed", "-1", "train.seed must be >= 0"),
     ],
 )
 def test_bad_values_are_named(key, value, message):
@@ -99,3 +101,13 @@ def test_toml_file_and_errors(tmp_path: Path):
 def test_valid_keys_cover_every_section():
     sections = {key.split(".")[0] for key in valid_keys()}
     assert sections == {"data", "model", "init", "optim", "train"}
+
+
+def test_a_preset_name_is_not_shadowed_by_a_folder_of_that_name(tmp_path: Path, monkeypatch):
+    (tmp_path / "cifar10").mkdir()  # e.g. the data set itself, unpacked in the working directory
+    monkeypatch.chdir(tmp_path)
+    from rectifiers.config import PRESET_DIR
+
+    assert load_config("cifar10") == load_config(PRESET_DIR / "cifar10.toml")
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_config("conf/cifar10")  # a path separator: a file, never a preset

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from rectifiers import data, decode
-from rectifiers.data import FileDataset, InMemoryDataset, dataset_specs, open_dataset
+from rectifiers.data import FileDataset, InMemoryDataset, NameList, dataset_specs, open_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -185,7 +185,8 @@ def test_cache_makes_the_second_open_skip_decoding(tmp_path: Path, monkeypatch: 
     _write_layout(tmp_path / "d", {"train": {"a": 2, "b": 2}})
     cache = tmp_path / "cache"
     first = open_dataset(f"folder:{tmp_path / 'd'}", cache_dir=cache)
-    assert sorted(p.suffix for p in cache.iterdir() if p.suffix != ".lock") == [".npy", ".npz"]
+    files = sorted(p.name.split("-")[2] + p.suffix for p in cache.iterdir() if p.suffix != ".lock")
+    assert files == ["listing.npz", "pixels.npy", "pixels.npz"]
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded again despite the cache")
@@ -194,6 +195,35 @@ def test_cache_makes_the_second_open_skip_decoding(tmp_path: Path, monkeypatch: 
     second = open_dataset(f"folder:{tmp_path / 'd'}", cache_dir=cache)
     assert torch.equal(first.images, second.images) and torch.equal(first.targets, second.targets)
     assert second.classes == first.classes
+
+
+def test_a_mixed_size_listing_is_cached_by_folder_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second open of a mixed-size folder reads no header and stats no file; adding a file
+    (its folder's mtime changes) lists the folder again."""
+    d = tmp_path / "f" / "train" / "a"
+    d.mkdir(parents=True)
+    _rgb(1, (5, 7)).save(d / "0.png")
+    _rgb(2, (9, 4)).save(d / "1.png")
+    (d.parent / "b").mkdir()
+    _rgb(3, (6, 6)).save(d.parent / "b" / "0.png")
+    cache = tmp_path / "cache"
+    first = open_dataset(f"folder:{tmp_path / 'f'}", cache_dir=cache)
+    assert isinstance(first, FileDataset) and len(first) == 3
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read again despite the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(decode, "probe_names", fail)
+        m.setattr(decode.DirStore, "stat_key", fail)
+        second = open_dataset(f"folder:{tmp_path / 'f'}", cache_dir=cache)
+    assert isinstance(second, FileDataset) and list(second.names) == list(first.names)
+    assert torch.equal(second.targets, first.targets) and second.classes == first.classes
+    _rgb(4, (8, 3)).save(d / "2.png")
+    third = open_dataset(f"folder:{tmp_path / 'f'}", cache_dir=cache)
+    assert len(third) == 4 and third[2][0].shape == (3, 3, 8)
 
 
 def test_cache_is_invalidated_by_a_changed_file_and_survives_corruption(tmp_path: Path) -> None:
@@ -451,3 +481,31 @@ def test_tinyimagenet_subset_opens_in_memory() -> None:
     train, val = open_dataset(spec), open_dataset(spec, "val")
     assert train.images.shape == (20_000, 3, 64, 64) and len(val) == 10_000
     assert len(train.classes) == 200 and val.targets.bincount().tolist() == [50] * 200
+
+
+def test_file_names_are_one_packed_buffer() -> None:
+    names = ["train/a/0.jpg", "train/ä/ü.png", "", "train/b/x.JPEG"]
+    packed = NameList.of(names)
+    assert len(packed) == 4 and list(packed) == names and packed[-1] == names[-1]
+    assert packed.buffer.dtype == np.uint8 and packed.offsets.tolist()[-1] == len("".join(names).encode())
+    with pytest.raises(IndexError):
+        packed[4]
+
+
+def test_an_annotation_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
+    """The listing cache is keyed by folder mtimes and by the non-image files (labels) themselves."""
+    archive = tmp_path / "tiny.zip"
+    _tiny_zip(archive)
+    root = tmp_path / "t"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(root)
+    spec, cache = f"tinyimagenet:{root / 'tiny'}", tmp_path / "cache"
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        before = open_dataset(spec, "val", cache_dir=cache)
+    annotations = root / "tiny" / "val" / "val_annotations.txt"
+    folder_mtime = annotations.parent.stat().st_mtime_ns
+    annotations.write_text(annotations.read_text().replace("val_0.JPEG\tn01", "val_0.JPEG\tn02"))
+    os.utime(annotations.parent, ns=(folder_mtime, folder_mtime))  # the folder looks untouched
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        after = open_dataset(spec, "val", cache_dir=cache)
+    assert before.targets.tolist() == [0, 1, 1] and after.targets.tolist() == [1, 1, 1]

@@ -90,18 +90,38 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path: Path):
 
 
 def test_uneven_validation_split_counts_each_image_once(tmp_path: Path):
-    # 63 validation images over 2 ranks: 32 + 31
+    # 63 validation images over 2 ranks: 32 + 31. The same loss and errors as one process show each
+    # image counted once: an image counted twice and another dropped keep the total but not the mean.
     spec = "fake:n=252,size=16,classes=4,channels=1,seed=2"
-    overrides = tiny_overrides(tmp_path / "ddp", **{"data.spec": spec, "train.epochs": "1"})
-    done = _launch(tmp_path / "ddp", overrides, nproc=2)
-    assert done.returncode == 0, _failure(done)
-    line = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
+    runs = {}
+    for name, nproc in (("single", 1), ("ddp", 2)):
+        extra = {**SAME_MATH, "data.spec": spec, "train.epochs": "1"}
+        done = _launch(tmp_path / name, tiny_overrides(tmp_path / name, **extra), nproc)
+        assert done.returncode == 0, _failure(done)
+        runs[name] = _metrics(tmp_path / name)[-1]
+    one, two = runs["single"], runs["ddp"]
     from rectifiers.data import open_dataset
 
-    assert line["val_images"] == len(open_dataset(spec, "val"))
+    assert two["val_images"] == one["val_images"] == len(open_dataset(spec, "val")) == 63
+    assert abs(two["val_loss"] - one["val_loss"]) < 1e-5
+    assert (two["val_top1_err"], two["val_top5_err"]) == (one["val_top1_err"], one["val_top5_err"])
 
 
 def test_end_process_returns_the_code_outside_a_process_group() -> None:
     from rectifiers.distributed import end_process
 
     assert end_process(0) == 0 and end_process(3) == 3  # this test process never joined a group
+
+
+def test_mid_epoch_state_of_another_world_size_is_refused(tmp_path: Path):
+    """A mid-epoch checkpoint holds per-rank random streams and partial sums for its number of
+    processes; another number could not continue that epoch exactly, so it is refused, clearly."""
+    from rectifiers.engine import fit
+
+    out = tmp_path / "run"
+    part = fit(load_config(None, tiny_overrides(out, **{"train.max_steps": "3"})))
+    assert part["status"] == "max_steps"
+    done = _launch(out, tiny_overrides(out, **{"train.resume": "auto"}), nproc=2)
+    assert done.returncode != 0
+    assert "saved in the middle of epoch 1 (batch 3) by 1 process" in done.stderr, _failure(done)
+    assert "resume with 1 process" in done.stderr

@@ -20,7 +20,14 @@ from rectifiers.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from rectifiers.cli import main
 from rectifiers.config import RunConfig, load_config
 from rectifiers.data import FileDataset, open_dataset
-from rectifiers.evaluate import evaluate, load_member, load_scores, metrics_from_scores, write_results
+from rectifiers.evaluate import (
+    evaluate,
+    format_results,
+    load_member,
+    load_scores,
+    metrics_from_scores,
+    write_results,
+)
 from rectifiers.layers import SpatialPyramidPool2d
 from rectifiers.models import create_model
 from rectifiers.transforms import Normalize
@@ -88,6 +95,8 @@ def make_checkpoint(
     seed: int = 0,
     normalize: Normalize | None = None,
     names: list[str] | None = None,
+    eval_resize: int | None = None,
+    flip: float = 0.5,
 ) -> Path:
     """A checkpoint in the trainer's format around an untrained small net14."""
     args = {
@@ -104,7 +113,9 @@ def make_checkpoint(
     model = create_model(**args, init="he_fc")
     config = RunConfig()
     config.data.spec, config.data.crop = spec, crop
-    config.data.scale_min = config.data.scale_max = config.data.eval_resize = crop
+    config.data.scale_min = config.data.scale_max = crop
+    config.data.eval_resize = eval_resize or crop
+    config.data.flip = flip
     normalize = normalize or Normalize([128.0] * in_chans, [64.0] * in_chans)
     state = {
         "format": FORMAT,
@@ -339,6 +350,173 @@ def test_file_images_of_different_sizes_are_each_counted(tmp_path: Path):
     for views in ("single", "ten", "dense"):
         r = evaluate([ck], ds, views=views, scales=[18, 20], batch_size=4)
         assert r["n_images"] == 10 and sum(r["per_class_images"]) == 10
+
+
+def _image_folder(root: Path, sizes: list[tuple[int, int]], fmt: str = "png", seed: int = 0) -> str:
+    """folder:ROOT with classes a and b in train/ and val/, one image per (h, w) in `sizes` each,
+    random pixels (PNG) or smooth ones (JPEG)."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i, (h, w) in enumerate(sizes):
+                if fmt == "png":
+                    pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                else:
+                    grid = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+                    pixels = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR))
+                Image.fromarray(pixels).save(root / split / c / f"{i}.{fmt}")
+    return f"folder:{root}"
+
+
+class _BatchSizes(ToyNet):
+    """ToyNet recording the batch size of every forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__(in_chans=3, classes=2)
+        self.sizes: list[int] = []
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        return super().forward_features(x)
+
+
+@pytest.mark.parametrize(("views", "per_image"), [("single", 1), ("ten", 10)])
+def test_mixed_size_files_are_scored_in_full_batches(tmp_path: Path, views: str, per_image: int):
+    """Five image sizes, ten images: views are cut in the loader, so a batch of 5 is one forward pass
+    of 5 (or 50 crops), not one pass per image size."""
+    spec = _image_folder(tmp_path / "f", [(20, 24), (24, 20), (18, 18), (30, 22), (19, 33)])
+    ds = open_dataset(spec, "val", cache=False, workers=0)
+    assert isinstance(ds, FileDataset)
+    model = _BatchSizes().eval()
+    r = evaluate([model], ds, views=views, scales=[18], batch_size=5 * per_image, crop=16, workers=1)
+    assert r["n_images"] == 10 and model.sizes == [5 * per_image, 5 * per_image]
+
+
+def test_training_time_validation_and_single_view_eval_agree_on_non_square_images(tmp_path: Path):
+    """One eval view: the trainer's validation (EvalTransform through the loader's workers) and
+    `evaluate(views="single")` score the same pixels of a 375 x 500 photo, so the same errors."""
+    from rectifiers.loader import make_loader
+    from rectifiers.transforms import EvalTransform
+
+    spec = _image_folder(tmp_path / "photos", [(375, 500), (500, 375), (375, 500)])
+    ds = open_dataset(spec, "val", cache=False, workers=0)
+    assert isinstance(ds, FileDataset)
+    norm = Normalize([128.0] * 3, [64.0] * 3)
+    ck = make_checkpoint(
+        tmp_path / "a.pt",
+        spec=spec,
+        classes=2,
+        in_chans=3,
+        crop=32,
+        eval_resize=37,
+        normalize=norm,
+        names=["a", "b"],
+    )
+    member = load_member(ck)
+    loader = make_loader(ds, 4, train=False, transform=EvalTransform(37, 32, normalize=member.normalize))
+    with torch.no_grad():
+        trained_val = torch.cat([F.softmax(member.model(x), dim=1) for x, _ in loader])
+    r = evaluate([ck], ds, views="single", batch_size=4, save_scores=True, channels_last=False)
+    torch.testing.assert_close(r["scores"]["scores"], trained_val, rtol=0, atol=1e-6)
+    val_err = (trained_val.argmax(1) != ds.targets).double().mean().item()
+    assert r["top1_err"] == pytest.approx(val_err)
+
+
+def test_a_broken_val_file_is_skipped_named_and_never_replaced(tmp_path: Path):
+    spec = _image_folder(tmp_path / "f", [(20, 24), (24, 20), (18, 18)])
+    broken = tmp_path / "f" / "val" / "a" / "1.png"
+    broken.write_bytes(broken.read_bytes()[:120])  # truncated: the header still reads
+    ds = open_dataset(spec, "val", cache=False, workers=0)
+    assert isinstance(ds, FileDataset) and len(ds) == 6
+    ck = make_checkpoint(tmp_path / "a.pt", spec=spec, classes=2, in_chans=3, names=["a", "b"])
+    for views in ("single", "ten", "dense"):
+        with pytest.warns(UserWarning, match="truncated"):
+            r = evaluate([ck], ds, views=views, scales=[18, 20], batch_size=4, save_scores=True)
+        assert r["n_images"] == 5 and r["per_class_images"] == [2, 3]
+        assert r["skipped"] == [str(broken)]
+        targets = r["scores"]["targets"]
+        assert torch.bincount(targets, minlength=2).tolist() == r["per_class_images"]
+        assert r["scores"]["indices"].tolist() == [0, 2, 3, 4, 5]
+    assert "1 file(s) skipped" in format_results(r)
+
+
+def test_training_time_validation_counts_a_broken_file_nowhere(tmp_path: Path):
+    from rectifiers.loader import make_loader
+    from rectifiers.transforms import EvalTransform
+
+    spec = _image_folder(tmp_path / "f", [(20, 24), (24, 20), (18, 18)])
+    broken = tmp_path / "f" / "val" / "b" / "0.png"
+    broken.write_bytes(broken.read_bytes()[:120])
+    ds = open_dataset(spec, "val", cache=False, workers=0)
+    loader = make_loader(ds, 2, train=False, transform=EvalTransform(18, 16))
+    with pytest.warns(UserWarning, match="not counted"):
+        labels = torch.cat([y for _, y in loader])
+    assert torch.bincount(labels, minlength=2).tolist() == [3, 2]
+
+
+@pytest.mark.parametrize("views", ["ten", "dense"])
+def test_mirrored_views_follow_the_checkpoints_training(tmp_path: Path, views: str):
+    ds = open_dataset(FAKE, "val")
+    no_flip = make_checkpoint(tmp_path / "plain.pt", flip=0.0)
+    member = load_member(no_flip)
+    assert not member.flip and load_member(make_checkpoint(tmp_path / "f.pt")).flip
+    kw = {"normalize": member.normalize}
+    window = member.model.feature_size(16)
+    if views == "ten":
+        direct = {
+            f: ten_view(member.model, ds.images, resize=18, crop=16, flip=f, **kw) for f in (False, True)
+        }
+    else:
+        direct = {
+            f: dense(member.model, ds.images, scale=18, window=window, flip=f, **kw) for f in (False, True)
+        }
+    assert (direct[True] - direct[False]).abs().max() > 1e-4  # the mirrors change this model's scores
+    for flip, expected in ((None, direct[False]), (False, direct[False]), (True, direct[True])):
+        r = evaluate([no_flip], ds, views=views, scales=[18], flip=flip, save_scores=True)
+        torch.testing.assert_close(r["scores"]["scores"], expected, rtol=1e-5, atol=1e-6)
+        assert r["flip"] == [bool(flip)]
+
+
+def test_cli_flip_options_reach_evaluate(tmp_path: Path):
+    ck = make_checkpoint(tmp_path / "plain.pt", flip=0.0)
+    for option, expected in (([], [False]), (["--flip"], [True]), (["--no-flip"], [False])):
+        out = tmp_path / f"eval{len(option)}{option}"
+        assert (
+            main(["eval", str(ck), "--views", "ten", "--scales", "18", "--quiet", "--out", str(out), *option])
+            == 0
+        )
+        assert json.loads((out / "results.json").read_text())["flip"] == expected
+
+
+def test_mixed_size_jpeg_folder_trains_and_evaluates_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A folder of JPEG photos of varied shorter sides and aspects (1:2 to 2:1): a few training steps
+    from files, then 10-view and dense evaluation of its val split, every image counted."""
+    from rectifiers.engine import fit
+
+    monkeypatch.setenv("RECTIFIERS_CACHE", str(tmp_path / "cache"))
+    sizes = [(20, 40), (40, 20), (24, 30), (30, 24), (18, 18), (26, 35), (35, 21), (19, 38)]
+    spec = _image_folder(tmp_path / "jpegs", sizes, fmt="jpg")
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        out,
+        **{
+            "data.spec": spec,
+            "data.eval_resize": "18",
+            "data.workers": "0",
+            "train.batch_size": "8",
+            "train.max_steps": "2",
+        },
+    )
+    fit(load_config(None, overrides))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["val_images"] == 16
+    for views, scales in (("ten", [18]), ("dense", [16, 20])):
+        r = evaluate([out / "last.pt"], None, views=views, scales=scales, batch_size=8)
+        assert r["n_images"] == 16 and r["per_class_images"] == [8, 8] and r["skipped"] == []
+        assert 0.0 <= r["top1_err"] <= 1.0
 
 
 def test_mismatched_and_broken_checkpoints_are_refused_by_name(tmp_path: Path):

@@ -195,12 +195,13 @@ def test_num_slopes() -> None:
 
 
 def test_build_args_rebuild() -> None:
-    net = create_model("net22", stem="small", act="prelu_shared", spp_levels=(3, 1), **TINY)
+    net = create_model("net22", stem="small", act="prelu_shared", spp_levels=(3, 1), dropout=0.3, **TINY)
     args = net.build_args
     assert args["name"] == "net22" and args["spp_levels"] == [3, 1] and args["fc_width"] == 16
     again = create_model(**json.loads(json.dumps(args)))  # survives a JSON round trip
     assert again.build_args == args
-    assert again.load_state_dict(net.state_dict()) is not None
+    assert repr(again) == repr(net)  # the same modules and settings, also those without weights (dropout)
+    again.load_state_dict(net.state_dict())  # strict: every key and shape
     x = torch.randn(2, 3, 28, 28)
     torch.testing.assert_close(again.eval()(x), net.eval()(x))
 

@@ -198,3 +198,40 @@ def test_cli_writes_csv_and_json(checkpoint: Path, images: dict[str, Path], tmp_
     assert len(results[str(images["rgb"])]["predictions"]) == 3
 
     assert main([*args, "--output", str(tmp_path / "p.txt")]) == 2  # unknown output format
+
+
+def test_mirrored_views_follow_the_models_training(checkpoint: Path, images: dict[str, Path]):
+    member = load_member(checkpoint)
+    assert member.flip  # tiny_overrides train with the default data.flip = 0.5
+    x = _uint8(images["gray1"])
+    expected = {
+        f: ten_view(
+            member.model, x, resize=member.eval_resize, crop=member.crop, normalize=member.normalize, flip=f
+        )[0]
+        for f in (False, True)
+    }
+    assert (expected[True] - expected[False]).abs().max() > 1e-4
+    member.flip = False  # as a checkpoint trained with data.flip = 0 loads
+    for flip, want in ((None, expected[False]), (True, expected[True])):
+        (record,) = predict(member, [images["gray1"]], top=4, views="ten", flip=flip)
+        got = torch.zeros(4)
+        for p in record["predictions"]:
+            got[p["index"]] = p["probability"]
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_cli_takes_no_flip(checkpoint: Path, images: dict[str, Path], tmp_path: Path):
+    out = tmp_path / "p.json"
+    argv = [
+        "predict",
+        str(checkpoint),
+        str(images["gray1"]),
+        "--views",
+        "ten",
+        "--no-flip",
+        "--output",
+        str(out),
+    ]
+    assert main(argv) == 0
+    direct = predict(checkpoint, [images["gray1"]], views="ten", flip=False)
+    assert json.loads(out.read_text())["results"][0]["predictions"] == direct[0]["predictions"]

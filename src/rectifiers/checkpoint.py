@@ -8,16 +8,20 @@ Keys written by the trainer:
     model         the unwrapped module's state_dict
     optimizer     optimizer.state_dict()
     scheduler     scheduler.state_dict() (or None)
+    scaler        the GradScaler's state (the fp16 loss scale; empty without fp16)
     epoch         epochs completed before this save
     batch         batches of epoch `epoch` already done (0 at an epoch end)
     step          optimizer steps so far
+    world_size    processes of the run that saved it (a mid-epoch state resumes with as many)
     config        RunConfig.to_dict()
     model_args    the keyword arguments that rebuild the model with `create_model`; for a model
                   passed to `fit`, {"class": its import path} (not rebuilt from the file)
     classes       class names, index = label
+    data_sizes    {"train": N, "val": M} images, which a resume compares with its data
     normalization the input normalization (`rectifiers.transforms.Normalize.state_dict()`)
     rng           per-rank RNG states, so a resumed run continues the same random streams
-    best_val_top1_err, history, versions
+    epoch_sums    per-rank partial training sums of a mid-epoch save
+    best_val_top1_err, versions
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     removed = []
     for tmp in Path(folder).glob(".*.tmp-*"):
         pid = tmp.name.rpartition(".tmp-")[2]
-        if not pid.isdigit() or _process_alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -95,7 +99,8 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (this process counts as running)."""
     if pid == os.getpid():
         return True
     try:

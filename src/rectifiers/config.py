@@ -9,6 +9,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -168,7 +169,8 @@ class RunConfig:
             raise ValueError("optim.schedule = 'milestones' needs optim.milestones, e.g. [30, 60]")
         _positive("train.epochs", t.epochs)
         _positive("train.batch_size", t.batch_size)
-        _non_negative("train.keep_last", t.keep_last)
+        _non_negative("train.seed", t.seed)
+        _positive("train.keep_last", t.keep_last)  # last.pt links to the newest kept epoch file
         _non_negative("train.save_every", t.save_every)
         _non_negative("train.max_steps", t.max_steps)
 
@@ -244,14 +246,17 @@ def _section_names() -> list[str]:
 
 
 def _resolve_preset(preset_or_path: str | Path) -> Path:
+    # A file only when the argument says so (a .toml name, a folder in it) or names an existing file:
+    # a folder called `cifar10` in the working directory must not hide the preset `cifar10`.
+    text = str(preset_or_path)
     path = Path(preset_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or "/" in text or os.sep in text or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         return path
-    candidate = PRESET_DIR / f"{preset_or_path}.toml"
+    candidate = PRESET_DIR / f"{text}.toml"
     if not candidate.is_file():
-        raise ValueError(f"unknown preset {str(preset_or_path)!r}; presets: {', '.join(list_presets())}")
+        raise ValueError(f"unknown preset {text!r}; presets: {', '.join(list_presets())}")
     return candidate
 
 

@@ -19,7 +19,11 @@ Decisions:
 - Channels: image files are converted to RGB (3 channels, grayscale replicated) so that one set never
   mixes 1- and 3-channel images and `train`/`val` always agree; `channels=1` converts to grayscale
   instead. mnist5k, IDX and `fake:channels=1` are 1-channel.
-- In memory or from files: every header is read first (in parallel). When all images of a split
+- Listing: a split's file names, labels and image sizes (every header read, in parallel) are cached
+  on disk beside the pixels, keyed by the folder's content without a stat of each file (every folder's
+  mtime; a zip's own size and mtime), so the next open, or every other DDP rank, reads no header. The
+  names are one packed byte buffer (`NameList`), which forked DataLoader workers share.
+- In memory or from files: when all images of a split
   have one size and fit the memory budget (`memory_budget=` or `$RECTIFIERS_MEMORY_BUDGET` in bytes,
   default min(4 GiB, RAM / 4)), they are decoded once by a pool of processes into an
   `InMemoryDataset` and cached on disk (`$RECTIFIERS_CACHE` or `~/.cache/rectifiers`: the images as
@@ -29,9 +33,10 @@ Decisions:
   decodes lazily (in DataLoader workers). `memory_budget=0` forces files.
 - Bad files: a file that cannot be decoded (random bytes, empty, truncated, a decompression bomb) is
   skipped, listed in `dataset.skipped`, and one warning gives the count. A `FileDataset` finds a
-  truncated file only when it decodes it: it warns and substitutes the next image (workers' own
-  `skipped` lists stay in the workers). A missing path, an empty class folder or a split without
-  images raises an error that names the path.
+  truncated file only when it decodes it: in training it warns and substitutes the next image
+  (workers' own `skipped` lists stay in the workers); evaluation asks `load(substitute=False)` and
+  skips the file, so no image is counted twice or under another label. A missing path, an empty class
+  folder or a split without images raises an error that names the path.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import tempfile
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,11 +159,44 @@ class InMemoryDataset(ImageDataset):
         return self.images.shape[2], self.images.shape[3]
 
 
+class NameList(Sequence[str]):
+    """File names packed into one numpy byte buffer and an offsets array: name i is
+    `buffer[offsets[i]:offsets[i + 1]]`, decoded on access. No Python object per name, so DataLoader
+    workers forked from the process that holds 1.28 M names share its pages instead of copying every
+    page they read (reading a list's strings writes their reference counts)."""
+
+    def __init__(self, buffer: np.ndarray, offsets: np.ndarray) -> None:
+        if buffer.dtype != np.uint8 or offsets.ndim != 1 or len(offsets) < 1:
+            raise ValueError("a NameList needs a uint8 buffer and at least one offset")
+        self.buffer = buffer
+        self.offsets = offsets.astype(np.int64, copy=False)
+
+    @classmethod
+    def of(cls, names: Sequence[str]) -> NameList:
+        if isinstance(names, NameList):
+            return names
+        encoded = [n.encode() for n in names]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"name {i} of {n}")
+        i %= n
+        return self.buffer[self.offsets[i] : self.offsets[i + 1]].tobytes().decode()
+
+
 class FileDataset(ImageDataset):
     """Images decoded lazily from a directory or zip (sizes may differ): for DataLoader workers.
 
     A file that passed the header check at open time but fails to decode later (e.g. truncated) is
-    replaced by the next decodable image, with one warning per file, so a long run never stops on it.
+    replaced in training by the next decodable image, with one warning per file, so a long run never
+    stops on it; evaluation skips it instead (`load(substitute=False)`).
     """
 
     def __init__(
@@ -170,19 +209,31 @@ class FileDataset(ImageDataset):
         source: str,
         skipped: Sequence[str] = (),
         max_pixels: int = decode.DEFAULT_MAX_PIXELS,
+        cache_path: Path | None = None,
     ) -> None:
         super().__init__(classes, targets, num_channels, source, skipped)
+        self.cache_path = cache_path  # its listing's cache file (without suffix), if cached
         if len(names) != len(self.targets):
             raise ValueError(f"{len(names)} files but {len(self.targets)} labels")
         self.store = store
-        self.names = list(names)
+        self.names = NameList.of(names)
         self.mode = "L" if num_channels == 1 else "RGB"
         self.max_pixels = max_pixels
         self._bad: set[int] = set()
 
-    def load(self, i: int, min_short: float | None = None) -> tuple[Image.Image, int]:
+    def load(
+        self, i: int, min_short: float | None = None, substitute: bool = True
+    ) -> tuple[Image.Image, int]:
         """The decoded, converted PIL image of sample `i` and its label. `min_short`: the shorter side
-        the caller will resize to, which lets JPEGs decode at a reduced scale."""
+        the caller will resize to, which lets JPEGs decode at a reduced scale. A file that fails to
+        decode is replaced by the next decodable one (training), or with `substitute=False` raises
+        BadImageError naming it (evaluation: every image counted under its own label)."""
+        if not substitute:
+            try:
+                im = decode.read_image(self.store, self.names[i], self.mode, self.max_pixels, min_short)
+            except decode.BadImageError as err:
+                raise decode.BadImageError(f"{self.store.describe(self.names[i])}: {err}") from None
+            return im, int(self.targets[i])
         n = len(self.names)
         for k in range(n):
             j = (i + k) % n
@@ -445,6 +496,26 @@ class _FileOptions:
         self.max_pixels = max_pixels
 
 
+@dataclass
+class _Probed:
+    """A split's readable files with their labels and (width, height), the class names, and the files
+    skipped so far (missing, or with an unreadable header): what opening a folder learns before it
+    decodes a pixel, cached on disk so that the next open (another DDP rank, the next run) reads no
+    header again."""
+
+    names: NameList
+    targets: np.ndarray  # int64 (N,)
+    classes: list[str]
+    sizes: np.ndarray  # int64 (N, 2): width, height
+    skipped: list[str]
+
+    def common_size(self) -> tuple[int, int] | None:
+        """(width, height) when every file has it, else None."""
+        if len(self.sizes) and bool((self.sizes == self.sizes[0]).all()):
+            return int(self.sizes[0, 0]), int(self.sizes[0, 1])
+        return None
+
+
 def _image_files(
     spec: str,
     kind: str,
@@ -454,19 +525,37 @@ def _image_files(
     opts: _FileOptions,
 ) -> ImageDataset:
     mode = "L" if opts.channels == 1 else "RGB"
-    # A zip is identified by its own size and mtime, so a cached open need not list its members.
-    listing = None if isinstance(store, decode.ZipStore) else lister(store, split)
-    version = store.stat_key(listing.names if listing is not None else ())
-    cache_path = None
-    if opts.cache_dir is not None:
-        key = json.dumps([_CACHE_VERSION, kind, split, mode, opts.max_pixels, version], default=str)
-        cache_path = opts.cache_dir / f"{kind}-{split}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-    with _locked(cache_path):
-        ds: ImageDataset | None = _load_cache(cache_path, spec, opts.memory_budget)
-        if ds is None:
-            ds = _decode_listing(spec, split, store, listing or lister(store, split), mode, opts)
-            if isinstance(ds, InMemoryDataset):
-                _save_cache(cache_path, ds)
+    c = 1 if mode == "L" else 3
+    listing_path, probed = _probed_listing(spec, kind, split, store, lister, mode, opts)
+    size = probed.common_size()
+    ds: ImageDataset | None = None
+    if size is not None and len(probed.names) * c * size[0] * size[1] <= opts.memory_budget:
+        # Decoded pixels are cached under each file's size and mtime (a file rewritten in place,
+        # same folder mtime, is decoded again) and the labels (annotations may change alone).
+        label_digest = hashlib.sha256(
+            probed.targets.tobytes() + "\n".join(probed.classes).encode()
+        ).hexdigest()
+        version = [store.stat_key(probed.names), label_digest]
+        cache_path = _cache_path(opts, kind, split, mode, version, "-pixels")
+        with _locked(cache_path):
+            ds = _load_cache(cache_path, spec, opts.memory_budget)
+            if ds is None:
+                ds = _decode_all(spec, split, store, probed, mode, opts)
+                if isinstance(ds, InMemoryDataset):
+                    _save_cache(cache_path, ds)
+    if ds is None:
+        labels = torch.from_numpy(probed.targets)
+        ds = FileDataset(
+            store,
+            probed.names,
+            labels,
+            probed.classes,
+            c,
+            spec,
+            probed.skipped,
+            opts.max_pixels,
+            listing_path,
+        )
     if ds.skipped:
         warnings.warn(
             f"{spec} ({split}): skipped {len(ds.skipped)} file(s) that could not be decoded: "
@@ -477,38 +566,145 @@ def _image_files(
     return ds
 
 
-def _decode_listing(
-    spec: str, split: str, store: decode.Store, listing: layouts.Listing, mode: str, opts: _FileOptions
-) -> ImageDataset:
-    """Read every header (in parallel); decode all into memory when they share one size and fit the
-    budget, else keep the readable files for lazy decoding."""
-    c = 1 if mode == "L" else 3
-    skipped = list(listing.skipped)
+def _cache_path(
+    opts: _FileOptions, kind: str, split: str, mode: str, version: Any, suffix: str = ""
+) -> Path | None:
+    if opts.cache_dir is None:
+        return None
+    key = json.dumps([_CACHE_VERSION, kind, split, mode, opts.max_pixels, version], default=str)
+    return opts.cache_dir / f"{kind}-{split}{suffix}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+
+
+def _probed_listing(
+    spec: str,
+    kind: str,
+    split: str,
+    store: decode.Store,
+    lister: Callable[[decode.Store, str], layouts.Listing],
+    mode: str,
+    opts: _FileOptions,
+) -> tuple[Path | None, _Probed]:
+    """The split's listing with every file's size: from the on-disk cache, keyed by the folder's
+    content (`Store.content_key`: no stat of each file), else by listing the store and reading every
+    header in parallel. Concurrent openers (DDP ranks) wait for the first one's cache."""
+    path = _cache_path(opts, kind, split, mode, store.content_key(), "-listing")
+    with _locked(path):
+        probed = _load_listing(path)
+        if probed is None:
+            probed = _probe(spec, split, store, lister(store, split), opts)
+            _save_listing(path, probed)
+    return path, probed
+
+
+def _probe(
+    spec: str, split: str, store: decode.Store, listing: layouts.Listing, opts: _FileOptions
+) -> _Probed:
     probe = functools.partial(decode.probe_names, max_pixels=opts.max_pixels)
     sizes = decode.map_files(probe, store, listing.names, opts.workers)
-    skipped += _failures(store, listing.names, sizes)
+    skipped = list(listing.skipped) + _failures(store, listing.names, sizes)
     good = [i for i, r in enumerate(sizes) if not isinstance(r, str)]
     if not good:
         raise ValueError(f"{spec}: none of the {len(sizes)} files of the {split!r} split could be read")
-    names = [listing.names[i] for i in good]
-    targets = [listing.targets[i] for i in good]
-    shapes = {sizes[i] for i in good}
-    if len(shapes) == 1:
-        w, h = shapes.pop()
-        if len(names) * c * w * h <= opts.memory_budget:
-            fn = functools.partial(decode.decode_names, mode=mode, max_pixels=opts.max_pixels)
-            arrays = decode.map_files(fn, store, names, opts.workers)
-            skipped += _failures(store, names, arrays)  # truncated files fail only here
-            ok = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
-            if not ok:
-                raise ValueError(
-                    f"{spec}: none of the {len(names)} files of the {split!r} split could be decoded"
-                )
-            images = torch.from_numpy(np.stack([arrays[i] for i in ok])).permute(0, 3, 1, 2).contiguous()
-            labels = torch.tensor([targets[i] for i in ok], dtype=torch.int64)
-            return InMemoryDataset(images, labels, listing.classes, spec, skipped)
-    labels = torch.tensor(targets, dtype=torch.int64)
-    return FileDataset(store, names, labels, listing.classes, c, spec, skipped, opts.max_pixels)
+    return _Probed(
+        NameList.of([listing.names[i] for i in good]),
+        np.array([listing.targets[i] for i in good], dtype=np.int64),
+        list(listing.classes),
+        np.array([sizes[i] for i in good], dtype=np.int64).reshape(-1, 2),
+        skipped,
+    )
+
+
+def _save_listing(path: Path | None, probed: _Probed) -> None:
+    if path is None:
+        return
+    arrays = {
+        "version": np.array(_CACHE_VERSION),
+        "name_bytes": probed.names.buffer,
+        "name_offsets": probed.names.offsets,
+        "targets": probed.targets,
+        "classes": np.array(probed.classes, dtype=str),
+        "sizes": probed.sizes,
+        "skipped": np.array(probed.skipped, dtype=str),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+    except OSError as err:
+        warnings.warn(
+            f"could not write the listing cache {path} ({err}); the next open lists again", stacklevel=4
+        )
+
+
+def _load_listing(path: Path | None) -> _Probed | None:
+    if path is None or not path.with_suffix(".npz").is_file():
+        return None
+    try:
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as f:
+            if int(f["version"]) != _CACHE_VERSION:
+                return None
+            names = NameList(f["name_bytes"].astype(np.uint8), f["name_offsets"])
+            probed = _Probed(
+                names,
+                f["targets"].astype(np.int64),
+                [str(c) for c in f["classes"]],
+                f["sizes"].astype(np.int64).reshape(-1, 2),
+                [str(x) for x in f["skipped"]],
+            )
+        if not len(names) == len(probed.targets) == len(probed.sizes):
+            raise ValueError("names, labels and sizes differ in length")
+        return probed
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        warnings.warn(f"ignoring the unreadable listing cache {path} ({err}); listing again", stacklevel=4)
+        return None
+
+
+def cached_statistics(
+    ds: ImageDataset, key: Sequence[Any], compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """`compute()` (tensors, None or floats by name) for a file set, computed once per listing: cached
+    beside the listing's cache file under `key`, the first caller computing under its lock and the
+    others (DDP ranks, later runs) loading the result. Uncached sets just compute."""
+    listing = getattr(ds, "cache_path", None)
+    if listing is None:
+        return compute()
+    digest = hashlib.sha256(json.dumps(list(key), default=str).encode()).hexdigest()[:12]
+    path = listing.with_name(f"{listing.name}-stats-{digest}")
+    with _locked(path):
+        with (
+            contextlib.suppress(OSError, ValueError, KeyError, EOFError),
+            np.load(path.with_suffix(".npz"), allow_pickle=False) as f,
+        ):
+            return {k: None if f[k].dtype == bool else _from_array(f[k]) for k in f.files}
+        result = compute()
+        arrays = {k: np.array(False) if v is None else np.asarray(v) for k, v in result.items()}
+        try:
+            _atomic_write(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+        except OSError as err:
+            warnings.warn(f"could not write the statistics cache {path} ({err})", stacklevel=3)
+        return result
+
+
+def _from_array(a: np.ndarray) -> Any:
+    return float(a) if a.ndim == 0 else torch.from_numpy(a.copy())
+
+
+def _decode_all(
+    spec: str, split: str, store: decode.Store, probed: _Probed, mode: str, opts: _FileOptions
+) -> ImageDataset | None:
+    """Decode every file (in parallel) into one uint8 tensor; None when the decoded sizes differ after
+    all (files replaced since the listing was cached), so the caller decodes lazily instead."""
+    names = list(probed.names)
+    fn = functools.partial(decode.decode_names, mode=mode, max_pixels=opts.max_pixels)
+    arrays = decode.map_files(fn, store, names, opts.workers)
+    skipped = probed.skipped + _failures(store, names, arrays)  # truncated files fail only here
+    ok = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
+    if not ok:
+        raise ValueError(f"{spec}: none of the {len(names)} files of the {split!r} split could be decoded")
+    if len({arrays[i].shape for i in ok}) != 1:
+        return None
+    images = torch.from_numpy(np.stack([arrays[i] for i in ok])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(probed.targets[ok])
+    return InMemoryDataset(images, labels, probed.classes, spec, skipped)
 
 
 def _failures(store: decode.Store, names: list[str], results: list[Any]) -> list[str]:

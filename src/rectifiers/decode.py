@@ -143,6 +143,21 @@ class DirStore:
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
 
+    def content_key(self) -> list[Any]:
+        """What identifies the files below the root without a stat of each image: every folder's
+        mtime, which changes whenever an entry of it is added, removed or renamed, and the size and
+        mtime of the few other files (label annotations). An image rewritten in place keeps its
+        folder's mtime; `stat_key` notices that too."""
+        out: list[Any] = [str(self.root.resolve())]
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            folder = Path(dirpath)
+            out.append((folder.relative_to(self.root).as_posix(), os.stat(folder).st_mtime_ns))
+            for name in sorted(f for f in filenames if not is_image_name(f)):
+                st = (folder / name).stat()
+                out.append((name, st.st_size, st.st_mtime_ns))
+        return out
+
     def stat_key(self, names: Sequence[str]) -> list[Any]:
         """What identifies this version of the files `names`: each one's size and mtime."""
         out: list[Any] = [str(self.root.resolve())]
@@ -198,10 +213,13 @@ class ZipStore:
         except (zipfile.BadZipFile, OSError, KeyError, EOFError) as err:
             raise BadImageError(f"{self.describe(name)}: cannot read ({type(err).__name__}: {err})") from err
 
-    def stat_key(self, names: Sequence[str]) -> list[Any]:
+    def content_key(self) -> list[Any]:
         # The archive's own size and mtime identify every member: no listing needed.
         st = self.path.stat()
         return [str(self.path.resolve()), st.st_size, st.st_mtime_ns]
+
+    def stat_key(self, names: Sequence[str]) -> list[Any]:
+        return self.content_key()
 
 
 Store = DirStore | ZipStore

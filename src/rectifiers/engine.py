@@ -15,13 +15,14 @@ What a run writes (main process only) into `train.out`:
     curves.png       loss and error against epoch
 
 The pieces with a job of their own live beside it: `run_log` (the files above other than checkpoints,
-and the console), `run_checkpoints` (which checkpoint a run resumes from; writing checkpoints, last.pt,
-best.pt), `rng_state` (the generator states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a
-request to stop after a checkpoint).
+and the console), `run_checkpoints` (which checkpoint a run resumes from and what a resume may change;
+writing checkpoints, last.pt, best.pt), `run_lock` (one run per directory), `rng_state` (the generator
+states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a request to stop after a checkpoint).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -49,9 +50,17 @@ from rectifiers.metrics import error_from_counts, topk_correct
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
 from rectifiers.rng_state import get_rng_state, set_rng_state
-from rectifiers.run_checkpoints import CheckpointWriteError, load_resume_state, save_run_checkpoint
+from rectifiers.run_checkpoints import (
+    CheckpointWriteError,
+    agree_on_resume_state,
+    apply_overrides,
+    check_same_data,
+    resume_overrides,
+    save_run_checkpoint,
+)
+from rectifiers.run_lock import run_lock
 from rectifiers.run_log import RunLog
-from rectifiers.runtime import keep_freed_memory
+from rectifiers.runtime import torch_flags_kept
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
@@ -90,7 +99,9 @@ def fit(
     status is "completed", "max_steps" (stopped at train.max_steps) or "interrupted" (SIGINT/SIGTERM;
     a checkpoint was saved first). With `data.val_fraction`, a completed run also returns the final
     model's test_loss, test_top1_err, test_top5_err and test_images on the spec's own val split.
-    Raises NonFiniteLossError on a NaN/inf loss, keeping the last good checkpoint.
+    Raises NonFiniteLossError on a NaN/inf loss, keeping the last good checkpoint, and
+    RunDirectoryBusyError (a ValueError) when another run holds `train.out`. torch's deterministic
+    and cuDNN flags are as the caller left them when it returns.
     """
     if (train_set is None) != (val_set is None):
         raise ValueError("fit: pass both train_set and val_set, or neither (config.data.spec is then opened)")
@@ -101,9 +112,12 @@ def fit(
         raise TypeError(f"fit: model must be an nn.Module, got {type(model).__name__}")
     config.validate()
     ctx = distributed.setup(config.train.device)
+    # Only the main process writes, so it alone holds the run directory's lock (run_lock.py).
+    lock = run_lock(config.train.out) if ctx.is_main else contextlib.nullcontext()
     try:
         given = None if train_set is None or val_set is None else (train_set, val_set)
-        return Trainer(config, ctx, model=model, datasets=given).run()
+        with lock, torch_flags_kept():  # a deterministic run leaves the caller's torch flags as they were
+            return Trainer(config, ctx, model=model, datasets=given).run()
     finally:
         distributed.teardown()
 
@@ -180,7 +194,6 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg, ctx = self.config, self.ctx
-        keep_freed_memory()  # steps reuse freed memory instead of faulting in fresh pages (runtime.py)
         resume_state = self._resume_state()
         self._seed(cfg.train.seed)
         train_set, val_set = self._datasets()
@@ -199,20 +212,21 @@ class Trainer:
         self._build_model(train_set)
         self._build_optimizer()
         self._build_loaders(train_set, val_set, normalize)
+        self.amp = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic)
+        # Built before the restore, which gives an fp16 run back its loss scale.
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp is torch.float16)
         if resume_state is not None:
             self._restore(resume_state)
         else:
             self._seed_rank(cfg.train.seed)
         self.train_model = self._wrap(self.model)
-        self.amp = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp is torch.float16)
         if ctx.is_main:
             self._write_run_files()
         with self.stop_signals.installed():
             return self._loop()
 
     def _resume_state(self) -> dict[str, Any] | None:
-        found = load_resume_state(self.config, self.run_log.say)
+        found = agree_on_resume_state(self.config, self.run_log.say, self.ctx)
         if found is None:
             return None
         self.resume_path, state = found
@@ -251,6 +265,7 @@ class Trainer:
                 "the test set; set data.val_fraction (e.g. 0.1) to hold out a validation split from train",
                 stacklevel=2,
             )
+        self.data_sizes = {"train": len(train_set), "val": len(val_set)}  # checked on resume
         skipped = len(train_set.skipped) + len(val_set.skipped)
         self.skipped_files = skipped
         if skipped:
@@ -261,12 +276,13 @@ class Trainer:
 
     def _build_model(self, train_set: ImageDataset) -> None:
         cfg = self.config
+        self.in_chans = train_set.num_channels
         if self.given_model is not None:
             # No build arguments to store: a checkpoint names the class, and a resume gets it again.
             model = self.given_model
             self.model_args = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
         else:
-            self.model_args = model_args_from_config(cfg, len(self.classes), train_set.num_channels)
+            self.model_args = model_args_from_config(cfg, len(self.classes), self.in_chans)
             model = create_model(**self.model_args, init=False)
         i = cfg.init
         self.init_report = initialize(
@@ -325,17 +341,25 @@ class Trainer:
         )
 
     def _restore(self, state: dict[str, Any]) -> None:
+        check_same_data(state, self.resume_path, self.classes, self.data_sizes, self.in_chans)
+        # The values this run's config gives, kept for the optimizer/schedule fields it changes.
+        overrides = list(resume_overrides(self.config, state))
+        fresh_groups = [dict(group) for group in self.optimizer.param_groups]
+        fresh_scheduler = self.scheduler.state_dict() if self.scheduler is not None else None
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):  # empty when saved without fp16; a disabled scaler ignores it
+                self.scaler.load_state_dict(state["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             # A file whose config matches this run but whose tensors belong to another model.
             detail = " ".join(line.strip() for line in str(err).splitlines()[:2])
             raise CheckpointError(
                 f"{self.resume_path}: its weights do not fit model {self.config.model.name}: {detail}"
             ) from None
+        apply_overrides(overrides, self.optimizer, self.scheduler, fresh_groups, fresh_scheduler)
         self.epoch, self.batch, self.step = (
             int(state["epoch"]),
             int(state.get("batch", 0)),
@@ -554,9 +578,11 @@ class Trainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
+            "world_size": self.ctx.world_size,  # a mid-epoch state continues with this many processes
             "config": self.config.to_dict(),
             "model_args": self.model_args,
             "classes": self.classes,
+            "data_sizes": self.data_sizes,
             "normalization": self.normalization,
             "best_val_top1_err": self.best_err,
             # per-rank partial train metrics, for a mid-epoch save

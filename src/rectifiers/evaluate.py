@@ -14,6 +14,11 @@ per-class top-1 and top-5 error (the paper's per-class analysis, Sec. 4), and th
 errors for every member and every scale on the side. Everything is summed as counts and all-reduced
 once, so under `torchrun` (rank r scores images r, r + W, r + 2W, ...) every image counts exactly once.
 
+Views are made per image in the loader's workers and scored in whole batches (`view_batches`), so a
+val folder of mixed-size photos runs at full batch size. Mirrored views (10-view, dense) follow each
+model's training (`Member.flip`, from the checkpoint's data.flip), unless `flip=` overrides it. A file
+that cannot be decoded is skipped and named in `results["skipped"]`; no other image stands in for it.
+
 The paper leaves open the stride of the dense windows and the set of scales (notes 1.11): the
 stride defaults to 1 (every window position, OverFeat's and VGG's dense evaluation), the scales to
 the checkpoint's own validation resize; Table 4's combination is scales=(256, 384, 480).
@@ -25,7 +30,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +41,12 @@ from torch import Tensor, nn
 
 from rectifiers import distributed
 from rectifiers.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
-from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset, open_dataset
+from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.metrics import error_from_counts, per_class_counts, topk_correct
 from rectifiers.transforms import Normalize
-from rectifiers.views import MAX_WINDOWS, dense, feature_window, single_view, ten_view
+from rectifiers.view_batches import ViewBatch, ViewPlan, view_batches
+from rectifiers.views import MAX_WINDOWS, VIEWS, feature_window, score_views
 
-VIEWS = ("single", "ten", "dense")
 SCORES_FILE = "scores.pt"
 RESULTS_FILE = "results.json"
 
@@ -60,6 +65,7 @@ class Member:
     eval_resize: int | None = None  # the shorter side its training run validated at
     data_spec: str | None = None  # the data it was trained on
     classes: list[str] | None = None  # its class names, index = label
+    flip: bool = True  # trained on mirrored images too (data.flip > 0): 10-view and dense add mirrors
     window: tuple[int, int] = field(default=(0, 0))  # last-conv-map size of a crop (set by evaluate)
 
 
@@ -74,8 +80,11 @@ def load_member(path: str | Path, device: str | torch.device = "cpu") -> Member:
     try:
         data = state["config"]["data"]
         crop, eval_resize, spec = int(data["crop"]), int(data["eval_resize"]), str(data["spec"])
+        flip = float(data["flip"]) > 0
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path}: its config lacks data.crop / data.eval_resize / data.spec") from None
+        raise CheckpointError(
+            f"{path}: its config lacks data.crop / data.eval_resize / data.spec / data.flip"
+        ) from None
     if state.get("normalization") is None:
         raise CheckpointError(f"{path}: no input normalization stored in the checkpoint")
     try:
@@ -90,6 +99,7 @@ def load_member(path: str | Path, device: str | torch.device = "cpu") -> Member:
         eval_resize=eval_resize,
         data_spec=spec,
         classes=[str(c) for c in state["classes"]],
+        flip=flip,
     )
 
 
@@ -130,88 +140,61 @@ def _check_member(member: Member, dataset: ImageDataset) -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------- batches
-
-
-class _Decoded(torch.utils.data.Dataset):
-    """Worker side of a file data set: one decoded image as uint8 (C, H, W), its label and index."""
-
-    def __init__(self, dataset: FileDataset, indices: Tensor, min_short: int) -> None:
-        self.dataset, self.indices, self.min_short = dataset, indices.tolist(), min_short
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, j: int) -> tuple[Tensor, int, int]:
-        from rectifiers.decode import image_to_array
-
-        i = self.indices[j]
-        im, label = self.dataset.load(i, min_short=self.min_short)
-        return torch.from_numpy(image_to_array(im).copy()).permute(2, 0, 1).contiguous(), label, i
-
-
-def _as_list(items: list[Any]) -> list[Any]:
-    return items
-
-
-def _batches(
-    dataset: ImageDataset, indices: Tensor, batch_size: int, workers: int, min_short: int
-) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """(uint8 images (B, C, H, W), targets (B,), dataset indices (B,)) of one size each. Images of a
-    file set may differ in size: a batch of them is split into groups of one size."""
-    if isinstance(dataset, InMemoryDataset):
-        for lo in range(0, len(indices), batch_size):
-            idx = indices[lo : lo + batch_size]
-            yield dataset.images[idx], dataset.targets[idx], idx
-        return
-    if not isinstance(dataset, FileDataset):
-        raise ValueError(f"unsupported data set type {type(dataset).__name__}")
-    loader = torch.utils.data.DataLoader(
-        _Decoded(dataset, indices, min_short),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_as_list,
-    )
-    for items in loader:
-        groups: dict[tuple[int, ...], list[tuple[Tensor, int, int]]] = {}
-        for item in items:
-            groups.setdefault(tuple(item[0].shape), []).append(item)
-        for group in groups.values():
-            images, labels, idx = zip(*group, strict=True)
-            yield torch.stack(images), torch.tensor(labels), torch.tensor(idx)
-
-
 # ------------------------------------------------------------------------------------------ scores
 
 
-def _view_scores(
-    member: Member, images: Tensor, views: str, scale: int, stride: int, max_windows: int, batch_size: int
+def member_scores(
+    member: Member,
+    batch: ViewBatch,
+    plan: ViewPlan,
+    *,
+    flip: bool,
+    stride: int = 1,
+    max_windows: int = MAX_WINDOWS,
+    batch_size: int = 64,
+    device: torch.device | None = None,
 ) -> Tensor:
-    """(B, K) probabilities of one member at one scale. The batch is cut so that a forward pass holds
-    about `batch_size` crops' worth of pixels: a tenth of the images for 10-view, and for dense testing
-    the 2·(s/crop)² crops each image and its mirror amount to (larger batches only run slower on CPU,
-    where the activations then spill out of the caches)."""
-    crops_per_image = {"single": 1.0, "ten": 10.0, "dense": 2.0 * (scale / member.crop) ** 2}[views]
-    step = max(1, int(batch_size / crops_per_image))
-    parts = []
-    for lo in range(0, images.shape[0], step):
-        x = images[lo : lo + step]
-        if views == "dense":
-            parts.append(
-                dense(
-                    member.model,
-                    x,
-                    scale=scale,
-                    window=member.window,
-                    stride=stride,
-                    normalize=member.normalize,
-                    max_windows=max_windows,
-                )
-            )
+    """(S, B, K) probabilities of one member at each of the plan's scales. A forward pass holds about
+    `batch_size` crops' worth of pixels: a tenth of the images for 10-view, and for dense testing the
+    windows each image (and its mirror) amounts to (larger batches only run slower on CPU, where the
+    activations then spill out of the caches)."""
+
+    def score(x: Tensor) -> Tensor:
+        return score_views(
+            member.model,
+            x.to(device) if device is not None else x,
+            plan.views,
+            normalize=member.normalize,
+            window=member.window,
+            stride=stride,
+            flip=flip,
+            max_windows=max_windows,
+        )
+
+    crop2 = member.crop * member.crop
+    out = []
+    for scale in plan.scales:
+        prepared = batch.views[plan.key(member.crop, scale, flip)]
+        if plan.views == "dense":
+            parts, positions = [], []
+            for where, images in prepared:  # type: ignore[misc]
+                per_image = (1 + flip) * max(1.0, images[0, 0].numel() / crop2)
+                parts.append(_in_chunks(score, images, 0, max(1, int(batch_size / per_image))))
+                positions.append(where)
+            scores = torch.cat(parts)[torch.cat(positions).argsort().to(parts[0].device)]
         else:
-            view = single_view if views == "single" else ten_view
-            parts.append(view(member.model, x, resize=scale, crop=member.crop, normalize=member.normalize))
-    return torch.cat(parts)
+            assert isinstance(prepared, Tensor)
+            dim, per_image = (1, prepared.shape[0]) if plan.views == "ten" else (0, 1)
+            scores = _in_chunks(score, prepared, dim, max(1, batch_size // per_image))
+        out.append(scores)
+    return torch.stack(out)
+
+
+def _in_chunks(score: Callable[[Tensor], Tensor], x: Tensor, dim: int, step: int) -> Tensor:
+    """score(x) of slices of `step` images along `dim`, concatenated."""
+    return torch.cat(
+        [score(x.narrow(dim, lo, min(step, x.shape[dim] - lo))) for lo in range(0, x.shape[dim], step)]
+    )
 
 
 def _topk_hits(scores: Tensor, targets: Tensor, k: int) -> Tensor:
@@ -333,6 +316,7 @@ def evaluate(
     workers: int = 0,
     max_windows: int = MAX_WINDOWS,
     channels_last: bool = True,
+    flip: bool | None = None,
 ) -> dict[str, Any]:
     """Score `dataset` with one model or an ensemble and return the metrics as a dict.
 
@@ -355,10 +339,14 @@ def evaluate(
         max_windows: dense windows per call of the fc layers (a memory bound).
         channels_last: put the models' conv weights in channels-last memory format (as the trainer
             does): on this project's CPU, 2x faster convolutions and max pooling; same results.
+        flip: whether 10-view and dense testing add mirrored views. Default: as each model was
+            trained (a checkpoint with data.flip = 0 never saw a mirror, so gets none); True or
+            False overrides that for every model.
 
     Returns a dict with top1_err, top5_err (fractions), n_images, views, scales, stride, per_class_err
     (top-1, by class index), per_class_top5_err, confusion (true × predicted counts), per_scale and
-    per_model errors, images_per_s; under torchrun every rank gets the same totals.
+    per_model errors, images_per_s, flip (per model), skipped (files that could not be decoded:
+    never replaced, never counted); under torchrun every rank gets the same totals.
     """
     if views not in VIEWS:
         raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
@@ -395,17 +383,29 @@ def evaluate(
         if torch.distributed.is_available() and torch.distributed.is_initialized()
         else (0, 1)
     )
+    flips = [m.flip if flip is None else flip for m in members]
+    plan = ViewPlan(views, scales, [(m.crop, f) for m, f in zip(members, flips, strict=True)])
     k = len(dataset.classes)
     counts = _Counts(len(members), len(scales), k)
     indices = torch.arange(rank, len(dataset), world)
     kept: list[tuple[Tensor, Tensor, Tensor]] = []  # (indices, ensemble scores, member scores)
+    skipped: list[str] = []
     started = time.perf_counter()
-    for images, targets, idx in _batches(dataset, indices, batch_size, workers, max(scales)):
-        images, targets = images.to(dev), targets.to(dev)
+    for batch in view_batches(dataset, indices, plan, batch_size, workers):
+        skipped += batch.skipped
+        if len(batch) == 0:
+            continue
         per_member = []
-        for m in members:
-            scores = torch.stack(
-                [_view_scores(m, images, views, s, stride, max_windows, batch_size) for s in scales]
+        for m, f in zip(members, flips, strict=True):
+            scores = member_scores(
+                m,
+                batch,
+                plan,
+                flip=f,
+                stride=stride,
+                max_windows=max_windows,
+                batch_size=batch_size,
+                device=dev,
             )
             if scores.shape[-1] != k:
                 raise ValueError(
@@ -413,11 +413,15 @@ def evaluate(
                 )
             per_member.append(scores)  # (S, B, K)
         per_view = torch.stack(per_member)  # (M, S, B, K)
-        ensemble = counts.add(per_view, targets)
+        ensemble = counts.add(per_view, batch.targets.to(dev))
         if save_scores:
-            kept.append((idx, ensemble.cpu(), per_view.mean(dim=1).cpu()))
+            kept.append((batch.indices, ensemble.cpu(), per_view.mean(dim=1).cpu()))
     elapsed = time.perf_counter() - started
     counts.all_reduce(dev)
+    # Files that failed to decode here, and those the data set dropped when it was opened.
+    skipped = sorted(
+        {*dataset.skipped, *(s for part in distributed.all_gather_objects(skipped) for s in part)}
+    )
 
     results: dict[str, Any] = {
         "views": views,
@@ -425,7 +429,9 @@ def evaluate(
         "stride": stride if views == "dense" else None,
         "data": dataset.source,
         "models": [m.name for m in members],
+        "flip": flips,
         **_summary(counts, dataset.classes),
+        "skipped": skipped,
     }
     n = float(counts.values["n"][0])
     results["per_scale"] = [
@@ -512,6 +518,8 @@ def format_results(results: dict[str, Any], worst: int = 5) -> str:
     head = f"{views} testing at scale(s) {', '.join(map(str, results['scales']))}"
     if results["views"] == "dense":
         head += f", window stride {results['stride']}"
+    if results["views"] != "single" and not any(results.get("flip", [True])):
+        head += ", no mirrored views"
     lines = [
         head,
         f"{results['n_images']:,} images of {results['data']}, {results['num_classes']} classes",
@@ -540,6 +548,10 @@ def format_results(results: dict[str, Any], worst: int = 5) -> str:
             "worst classes (top-1 err): " + ", ".join(f"{names[i]} {100 * per_class[i]:.1f}%" for i in order),
             f"classes with zero top-5 error: {zero5} of {len(seen)}",
         ]
+    skipped = results.get("skipped") or []
+    if skipped:
+        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        lines.append(f"{len(skipped)} file(s) skipped, not counted (could not be decoded): {shown}")
     lines.append(
         f"{results['images_per_s']:,.1f} images/s ({results['time_s']:.1f} s, "
         f"{results['world_size']} process(es))"

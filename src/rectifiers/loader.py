@@ -17,13 +17,16 @@ across ranks (counts may differ by one); the last partial batch is kept.
 In-memory sets are indexed as one uint8 tensor and transformed a whole batch at a time in the main
 process (on `device` when given: the images are copied there once). File sets go through a
 `torch.utils.data.DataLoader` whose `num_workers` processes decode, resize and crop each image to
-the fixed crop size; colour altering and normalization then run batched in the main process.
+the fixed crop size (validation: `transforms.eval_view`, the view `rectifiers.evaluate` scores too);
+colour altering and normalization then run batched in the main process. A file that fails to decode is
+replaced by the next image in training, and left out of a validation batch (never counted twice).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import torch
 import torch.utils.data
 
 from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset
+from rectifiers.decode import BadImageError
 from rectifiers.transforms import EvalTransform, TrainTransform
 
 _PERMUTATION, _AUGMENTATION, _CALLABLE = 0, 1, 2  # independent random streams of an epoch
@@ -137,6 +141,7 @@ class BatchLoader:
             self._files = torch.utils.data.DataLoader(
                 _FileItems(dataset, transform),
                 batch_sampler=self._sampler,
+                collate_fn=_stack_decoded,
                 num_workers=num_workers,
                 persistent_workers=num_workers > 0,
                 pin_memory=device is not None and device.type == "cuda",
@@ -217,6 +222,8 @@ class BatchLoader:
         assert self._files is not None
         self._sampler.plan = (indices, params, spans)
         for (lo, hi), (x, y) in zip(spans, self._files, strict=True):
+            if len(y) == 0:
+                continue  # every file of this evaluation batch failed to decode
             x = self._to_device(x)
             if isinstance(self.transform, TrainTransform):
                 assert params is not None
@@ -268,7 +275,9 @@ class _BatchList(torch.utils.data.Sampler):
 
 
 class _FileItems(torch.utils.data.Dataset):
-    """Worker side of a file data set: decode one image and resize/crop it to the fixed size."""
+    """Worker side of a file data set: decode one image and resize/crop it to the fixed size. In
+    training a file that fails to decode is replaced by the next image; in evaluation it is dropped
+    (None), so every image is counted once under its own label."""
 
     def __init__(self, dataset: FileDataset, transform: TrainTransform | EvalTransform) -> None:
         self.dataset = dataset
@@ -277,15 +286,27 @@ class _FileItems(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, item: tuple[int, dict[str, Any] | None]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: tuple[int, dict[str, Any] | None]) -> tuple[torch.Tensor | None, int]:
         i, row = item
         if row is None:
             assert isinstance(self.transform, EvalTransform)
-            im, label = self.dataset.load(i, min_short=self.transform.resize)
+            try:
+                im, label = self.dataset.load(i, min_short=self.transform.resize, substitute=False)
+            except BadImageError as err:
+                warnings.warn(f"{err}; not counted in validation", stacklevel=2)
+                return None, int(self.dataset.targets[i])
             return self.transform.prepare_image(im), label
         assert isinstance(self.transform, TrainTransform)
         im, label = self.dataset.load(i, min_short=self.transform.min_short(row))
         return self.transform.prepare_image(im, row), label
+
+
+def _stack_decoded(items: list[tuple[torch.Tensor | None, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of the items that decoded (all of them in training)."""
+    good = [(x, y) for x, y in items if x is not None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64)
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.int64)
 
 
 # --------------------------------------------------------------------------------------------------

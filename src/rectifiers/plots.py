@@ -22,10 +22,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str | None = None) -> Path:
     """`curves.png`: loss and top-1/top-5 error against epoch, train and validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The object-oriented Figure API draws with Agg without touching pyplot's global backend: a
+    # notebook that trains keeps its own.
+    from matplotlib.figure import Figure
 
     records = read_jsonl(metrics_path)
 
@@ -34,7 +33,8 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str | Non
         have = [r for r in records if r.get(key) is not None]
         return [r["epoch"] for r in have], [scale * r[key] for r in have]
 
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_err = fig.subplots(1, 2)
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         ax_loss.plot(*series(key), marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
@@ -53,5 +53,4 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str | Non
     fig.tight_layout()
     out_path = Path(out_path)
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
     return out_path

@@ -10,9 +10,12 @@ with a pixel limit against decompression bombs) and converted to the model's cha
     single   shorter side resized to the checkpoint's `data.eval_resize`, the central `data.crop` window
     ten      the four corners and the center of that image, each also mirrored; probabilities averaged
     dense    the paper's dense testing on the last conv map at the resize scale, mirrored too
+             (mirrors only for a model trained with mirrored images, see below)
 
-with the checkpoint's own normalization. `scales` replaces the resize by one or more scales (the
-probabilities are averaged over them, as `rectifiers.evaluate` does).
+with the checkpoint's own normalization, through the same view functions as `rectifiers.evaluate`.
+`scales` replaces the resize by one or more scales (the probabilities are averaged over them, as
+`rectifiers.evaluate` does). Mirrored views follow the checkpoint's training (none for a model trained
+with `data.flip = 0`) unless `flip=` says otherwise.
 
 The result is one dict per image, in input order:
 
@@ -35,11 +38,11 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers import decode
-from rectifiers.evaluate import Member, load_member
-from rectifiers.transforms import Normalize
-from rectifiers.views import dense, feature_window, single_view, ten_view
+from rectifiers.evaluate import Member, load_member, member_scores
+from rectifiers.transforms import Normalize, pil_to_tensor
+from rectifiers.view_batches import ViewPlan, image_views
+from rectifiers.views import VIEWS, feature_window
 
-VIEWS = ("single", "ten", "dense")
 CSV_FIELDS = ("path", "rank", "class", "index", "probability", "error")
 
 
@@ -63,13 +66,13 @@ def image_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
     return out
 
 
-def read_image(path: str | Path, channels: int) -> Tensor:
-    """uint8 (C, H, W) of one image file, converted to `channels` (1: grayscale, 3: RGB).
+def read_image(path: str | Path, channels: int, min_short: int | None = None) -> Tensor:
+    """uint8 (C, H, W) of one image file, converted to `channels` (1: grayscale, 3: RGB); a JPEG may
+    decode reduced as long as its shorter side stays >= `min_short` (as evaluation decodes).
     Raises decode.BadImageError (a ValueError) saying why a file cannot be used."""
     # decode_image turns every failure, an unreadable file included, into a BadImageError; given the
     # path (not an open handle) Pillow names the file in its message and closes it after decoding.
-    im = decode.decode_image(str(path), "L" if channels == 1 else "RGB")
-    return torch.from_numpy(decode.image_to_array(im).copy()).permute(2, 0, 1).contiguous()
+    return pil_to_tensor(decode.decode_image(str(path), "L" if channels == 1 else "RGB", min_short=min_short))
 
 
 def _member(
@@ -110,21 +113,6 @@ def _in_chans(model: nn.Module) -> int:
     return int(chans)
 
 
-def _scores(member: Member, images: Tensor, views: str, scales: Sequence[int]) -> Tensor:
-    """Probabilities (B, K) of a same-size uint8 batch, averaged over `scales`."""
-    total: Tensor | None = None
-    for s in scales:
-        if views == "dense":
-            window = feature_window(member.model, member.crop, images.shape[1])
-            p = dense(member.model, images, scale=s, window=window, normalize=member.normalize)
-        else:
-            view = single_view if views == "single" else ten_view
-            p = view(member.model, images, resize=s, crop=member.crop, normalize=member.normalize)
-        total = p if total is None else total + p
-    assert total is not None
-    return total / len(scales)
-
-
 def predict(
     model_or_checkpoint: str | Path | Member | nn.Module,
     paths: Iterable[str | Path],
@@ -138,6 +126,7 @@ def predict(
     resize: int | None = None,
     normalize: Normalize | None = None,
     classes: Sequence[str] | None = None,
+    flip: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Top-`top` classes of every image in `paths` (files or folders), as records (module docstring).
 
@@ -148,7 +137,9 @@ def predict(
         top: how many classes per image (at most the class count).
         views: "single", "ten" or "dense" (see the module docstring).
         scales: shorter sides to view each image at (default: the eval resize, else the crop).
-        batch_size: images decoded and scored together (same-size images share a forward pass).
+        batch_size: images decoded and scored together (their views share a forward pass).
+        flip: whether 10-view and dense add mirrored views (default: as the checkpoint trained,
+            `Member.flip`).
     """
     if views not in VIEWS:
         raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
@@ -164,23 +155,29 @@ def predict(
     if views != "dense" and min(scales) < member.crop:
         raise ValueError(f"every scale must be at least the crop ({member.crop}), got {list(scales)}")
     channels = _in_chans(member.model)
+    use_flip = member.flip if flip is None else flip
+    plan = ViewPlan(views, scales, [(member.crop, use_flip)])
+    if views == "dense":
+        member.window = feature_window(member.model, member.crop, channels)
     items = image_paths(paths)
     records: list[dict[str, Any]] = [{"path": p, "predictions": [], "error": err} for p, err in items]
     todo = [i for i, (_, err) in enumerate(items) if err is None]
     for lo in range(0, len(todo), batch_size):
-        groups: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+        decoded: list[Tensor] = []
+        index: list[int] = []
         for i in todo[lo : lo + batch_size]:
             try:
-                image = read_image(items[i][0], channels)
+                decoded.append(read_image(items[i][0], channels, plan.min_short))
             except decode.BadImageError as err:
                 records[i]["error"] = str(err)
                 continue
-            groups.setdefault(tuple(image.shape), []).append((i, image))
-        for group in groups.values():
-            index = [i for i, _ in group]
-            probs = _scores(member, torch.stack([im for _, im in group]).to(dev), views, scales).cpu()
-            for i, p in zip(index, probs, strict=True):
-                records[i]["predictions"] = _top(p, top, member.classes)
+            index.append(i)
+        if not index:
+            continue
+        batch = image_views(decoded, plan, index)
+        scores = member_scores(member, batch, plan, flip=use_flip, batch_size=batch_size, device=dev)
+        for i, p in zip(index, scores.mean(dim=0).cpu(), strict=True):
+            records[i]["predictions"] = _top(p, top, member.classes)
     return records
 
 

@@ -4,8 +4,11 @@
 module has the trainer's policy on top of them:
 
 - resuming: `train.resume` = "auto" continues from the newest checkpoint that loads, a path from that
-  file, "" starts fresh but refuses a directory that already holds checkpoints (nothing is overwritten);
-  a checkpoint of a run with other data/model/init settings is refused;
+  file, "" starts fresh but refuses a directory that already holds checkpoints (nothing is overwritten).
+  `RESUME_POLICY` says, per config field, what a resume may change: the fields that define the maths
+  must match, the data is compared by content (classes, channels, split sizes) rather than by its
+  spec string, new optimizer/schedule values are applied on top of the loaded state, and the rest
+  (workers, output, logging, precision, device) is free;
 - saving: an epoch's checkpoint goes to `checkpoints/`, then best.pt and last.pt link to it and only the
   newest `keep_last` epoch files stay; a mid-epoch checkpoint replaces last.pt alone. A failed write (a
   full disk) raises `CheckpointWriteError`, naming the earlier checkpoint that is still intact.
@@ -17,6 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from rectifiers import distributed
 from rectifiers.checkpoint import (
     CheckpointError,
     epoch_checkpoint_name,
@@ -27,7 +33,7 @@ from rectifiers.checkpoint import (
     resume_candidates,
     save_checkpoint,
 )
-from rectifiers.config import RunConfig
+from rectifiers.config import RunConfig, flatten
 
 
 class CheckpointWriteError(OSError):
@@ -38,8 +44,8 @@ def load_resume_state(config: RunConfig, say: Callable[[str], None]) -> tuple[Pa
     """The checkpoint `config.train.resume` asks for and its state; None for a fresh run.
 
     `say` receives the console messages ("resuming from ...", "no usable checkpoint ..."). Raises
-    ValueError for a fresh run in a directory holding checkpoints and for a checkpoint of other
-    data/model/init settings, CheckpointError for one that lacks what a resume needs.
+    ValueError for a fresh run in a directory holding checkpoints and for a checkpoint whose MUST_MATCH
+    fields differ, CheckpointError for one that lacks what a resume needs.
     """
     run_dir, resume = Path(config.train.out), config.train.resume
     if resume == "auto":
@@ -62,7 +68,85 @@ def load_resume_state(config: RunConfig, say: Callable[[str], None]) -> tuple[Pa
         raise CheckpointError(f"{path}: cannot resume from it, missing keys: {', '.join(missing)}")
     _check_same_run(config, state, path)
     say(f"resuming from {path} (epoch {state['epoch']}, batch {state.get('batch', 0)}, step {state['step']})")
+    for key, (saved, new) in resume_overrides(config, state).items():
+        say(f"{key} = {new!r} replaces the checkpoint's {saved!r}")
     return path, state
+
+
+def agree_on_resume_state(
+    config: RunConfig, say: Callable[[str], None], ctx: distributed.DistContext
+) -> tuple[Path, dict[str, Any]] | None:
+    """`load_resume_state` decided by rank 0 alone and obeyed by every rank.
+
+    Each rank choosing for itself could put them at different points (one resuming at epoch k, one
+    whose node does not see the run directory starting at 0): different shuffles and momentum, or a
+    hang at the first mismatched collective. Rank 0 broadcasts its choice (path, epoch, batch, step) or
+    its refusal; the other ranks load that file and check they read the same state. Any rank that
+    cannot raises on every rank, naming it. A mid-epoch state saved by another number of processes is
+    refused (its per-rank random streams and partial sums belong to that number).
+    """
+    decision: dict[str, Any] | None = None
+    found, refusal = None, None
+    if ctx.is_main:
+        try:
+            found = load_resume_state(config, say)
+            if found is not None:
+                path, state = found
+                _check_world_size(state, path, ctx.world_size)
+                decision = {"path": str(path), "point": _resume_point(state)}
+        except (ValueError, FileNotFoundError) as err:
+            refusal = err
+            decision = {"refused": f"{type(err).__name__}: {err}"}
+    decision = distributed.broadcast_object(decision)
+    if refusal is not None:
+        raise refusal
+    if decision is None:
+        return None
+    if "refused" in decision:  # rank 0 raises it itself
+        raise ValueError(f"rank 0 refused the resume: {decision['refused']}")
+    problem = None
+    if not ctx.is_main:
+        found, problem = _load_chosen(Path(decision["path"]), decision["point"])
+    problems = distributed.all_gather_objects(problem)
+    failed = [
+        f"rank {rank} cannot load the checkpoint rank 0 resumes from ({text})"
+        for rank, text in enumerate(problems)
+        if text is not None
+    ]
+    if failed:
+        raise CheckpointError(
+            f"{'; '.join(failed)}; every process must read the same run directory "
+            f"({config.train.out}): put it on storage that every node shares"
+        )
+    return found
+
+
+def _resume_point(state: dict[str, Any]) -> list[int]:
+    return [int(state["epoch"]), int(state.get("batch", 0)), int(state["step"])]
+
+
+def _load_chosen(path: Path, point: list[int]) -> tuple[tuple[Path, dict[str, Any]] | None, str | None]:
+    try:
+        state = load_checkpoint(path)
+    except (OSError, CheckpointError) as err:
+        return None, str(err)
+    if _resume_point(state) != point:
+        return None, (f"{path} here holds epoch/batch/step {_resume_point(state)}, rank 0's holds {point}")
+    return (path, state), None
+
+
+def _check_world_size(state: dict[str, Any], path: Path, world_size: int) -> None:
+    saved = int(state.get("world_size") or len(state.get("rng") or []) or world_size)
+    batch = int(state.get("batch", 0))
+    if batch == 0 or saved == world_size:
+        return
+    epoch_ends = [p for p in resume_candidates(path.parent) if p.parent.name == "checkpoints"]
+    alternative = f", or from the epoch-end checkpoint {epoch_ends[0]} with any number" if epoch_ends else ""
+    raise ValueError(
+        f"{path} was saved in the middle of epoch {int(state['epoch']) + 1} (batch {batch}) by {saved} "
+        f"process(es) and this run has {world_size}: that epoch continues exactly only with the same "
+        f"number; resume with {saved} process(es){alternative}"
+    )
 
 
 def save_run_checkpoint(
@@ -89,24 +173,170 @@ def save_run_checkpoint(
         ) from err
 
 
+# How each config field may differ between a checkpoint and the run that continues from it.
+MUST_MATCH = "must match"  # the saved weights, optimizer state and random streams belong to it
+BY_CONTENT = "same content"  # the data: same classes, channels and split sizes, wherever it now lives
+OVERRIDE = "override"  # a new value replaces the saved optimizer/scheduler value after loading
+FREE = "free"  # how or where the run executes, logs and saves; the maths stays the same
+
+RESUME_POLICY: dict[str, str] = {
+    "data.spec": BY_CONTENT,
+    **dict.fromkeys(
+        (
+            "data.crop",
+            "data.scale_min",
+            "data.scale_max",
+            "data.eval_resize",
+            "data.flip",
+            "data.pca_std",
+            "data.mean",
+            "data.divide_std",
+            "data.raw_pixels",
+            "data.val_fraction",
+        ),
+        MUST_MATCH,
+    ),
+    "data.workers": FREE,
+    **dict.fromkeys(
+        (
+            "model.name",
+            "model.act",
+            "model.stem",
+            "model.width",
+            "model.fc_width",
+            "model.dropout",
+            "model.depths",
+            "model.spp_levels",
+        ),
+        MUST_MATCH,
+    ),
+    **dict.fromkeys(("init.scheme", "init.mode", "init.a", "init.std", "init.fc_std"), MUST_MATCH),
+    # The parameter groups and the scheduler's kind shape the saved state itself.
+    "optim.decay_bias": MUST_MATCH,
+    "optim.schedule": MUST_MATCH,
+    **dict.fromkeys(
+        (
+            "optim.lr",
+            "optim.momentum",
+            "optim.weight_decay",
+            "optim.milestones",
+            "optim.factor",
+            "optim.patience",
+            "optim.min_lr",
+        ),
+        OVERRIDE,
+    ),
+    # The per-rank batch, the shuffles and the augmentation draws follow from these two.
+    "train.batch_size": MUST_MATCH,
+    "train.seed": MUST_MATCH,
+    # The same computation at another precision, on other kernels or hardware: a resume may move
+    # to a machine that needs another setting.
+    **dict.fromkeys(
+        ("train.deterministic", "train.device", "train.amp", "train.channels_last", "train.compile"), FREE
+    ),
+    **dict.fromkeys(
+        (
+            "train.epochs",
+            "train.out",
+            "train.resume",
+            "train.keep_last",
+            "train.save_every",
+            "train.max_steps",
+            "train.quiet",
+            "train.tensorboard",
+        ),
+        FREE,
+    ),
+}
+
+# Where an override lives once the saved state is loaded: keys of every optimizer param group, and
+# keys of the scheduler's state (only those its kind has). The values come from an optimizer and a
+# scheduler freshly built from the resuming run's config.
+OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "optim.lr": (("lr", "initial_lr"), ("base_lrs", "_last_lr")),
+    "optim.momentum": (("momentum",), ()),
+    "optim.weight_decay": (("weight_decay",), ()),
+    "optim.milestones": ((), ("milestones",)),  # the ones already passed do not come back
+    "optim.factor": ((), ("factor", "gamma")),
+    "optim.patience": ((), ("patience",)),
+    "optim.min_lr": ((), ("min_lrs", "default_min_lr")),
+}
+
+
+def resume_overrides(config: RunConfig, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The OVERRIDE fields whose value differs from the checkpoint's: {field: (saved, new)}."""
+    saved, current = _flat_configs(config, state, Path("checkpoint"))
+    return {
+        key: (saved[key], current[key])
+        for key, policy in RESUME_POLICY.items()
+        if policy == OVERRIDE and saved[key] != current[key]
+    }
+
+
+def apply_overrides(
+    fields: list[str],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    fresh_groups: list[dict[str, Any]],
+    fresh_scheduler: dict[str, Any] | None,
+) -> None:
+    """Set the `fields` (OVERRIDE fields) on a loaded optimizer/scheduler from their fresh values."""
+    for key in fields:
+        group_keys, scheduler_keys = OVERRIDE_KEYS[key]
+        for group, fresh in zip(optimizer.param_groups, fresh_groups, strict=True):
+            group.update({k: fresh[k] for k in group_keys if k in fresh})
+        if scheduler is not None and fresh_scheduler is not None:
+            loaded = scheduler.state_dict()
+            loaded.update({k: fresh_scheduler[k] for k in scheduler_keys if k in fresh_scheduler})
+            scheduler.load_state_dict(loaded)
+
+
+def check_same_data(
+    state: dict[str, Any], path: Path, classes: list[str], sizes: dict[str, int], channels: int
+) -> None:
+    """data.spec is compared by content: a data set moved or named differently still resumes."""
+    problems = []
+    if list(state["classes"]) != list(classes):
+        problems.append(f"classes {_short(state['classes'])} there, {_short(classes)} here")
+    saved_channels = state["model_args"].get("in_chans")
+    if saved_channels is not None and saved_channels != channels:
+        problems.append(f"{saved_channels} channel(s) there, {channels} here")
+    saved_sizes = state.get("data_sizes")  # absent from checkpoints of earlier versions
+    if saved_sizes is not None and dict(saved_sizes) != sizes:
+        problems.append(f"split sizes {dict(saved_sizes)} there, {sizes} here")
+    if problems:
+        raise ValueError(
+            f"{path} was trained on other data (data.spec): {'; '.join(problems)}; resume on the same "
+            "data set (it may have moved) or start a new run"
+        )
+
+
 def _check_same_run(config: RunConfig, state: dict[str, Any], path: Path) -> None:
-    """A resume must continue the same model on the same data; schedule lengths may change."""
-    try:
-        saved = RunConfig.from_dict(state["config"]).to_dict()
-    except (ValueError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{path}: unusable config in the checkpoint: {err}") from None
-    current = config.to_dict()
+    """Refuse a change of any MUST_MATCH field, naming each with both values."""
+    saved, current = _flat_configs(config, state, path)
     differ = [
-        f"{section}.{key}"
-        for section in ("data", "model", "init")
-        for key in current[section]
-        if current[section][key] != saved[section][key]
+        f"{key} ({saved[key]!r} there, {current[key]!r} here)"
+        for key, policy in RESUME_POLICY.items()
+        if policy == MUST_MATCH and saved[key] != current[key]
     ]
     if differ:
         raise ValueError(
-            f"{path} was trained with a different {', '.join(differ)}; "
-            "resume with the same data/model/init settings or start a new run"
+            f"{path} was trained with a different {', '.join(differ)}; these settings define the run "
+            "and must match on resume: use the checkpoint's values or start a new run"
         )
+
+
+def _flat_configs(config: RunConfig, state: dict[str, Any], path: Path) -> tuple[dict, dict]:
+    try:
+        saved = flatten(RunConfig.from_dict(state["config"]).to_dict())
+    except (ValueError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: unusable config in the checkpoint: {err}") from None
+    return saved, flatten(config.to_dict())
+
+
+def _short(names: list[str]) -> str:
+    names = list(names)
+    return f"[{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}] ({len(names)})"
 
 
 def _write(state: dict[str, Any], run_dir: Path, best: bool, mid_epoch: bool, keep_last: int) -> None:
@@ -122,4 +352,4 @@ def _write(state: dict[str, Any], run_dir: Path, best: bool, mid_epoch: bool, ke
     if best:
         link_checkpoint(path, run_dir / "best.pt")
     link_checkpoint(path, run_dir / "last.pt")
-    prune_checkpoints(run_dir, max(keep_last, 1))
+    prune_checkpoints(run_dir, keep_last)

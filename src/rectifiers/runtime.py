@@ -1,4 +1,5 @@
-"""Process-wide settings that make a CPU training loop faster: glibc's allocator keeps freed memory.
+"""Process-wide settings: glibc's allocator keeps freed memory (a faster CPU training loop), and the
+torch flags a run may change, put back afterwards.
 
 PyTorch's CPU allocator asks glibc's ``malloc`` for every tensor. By default glibc serves large
 blocks (above a threshold that adapts up to 32 MiB) with a fresh ``mmap`` and hands them back with
@@ -10,16 +11,22 @@ sixth of the step's CPU time; see benchmarks/RESULTS.md). `keep_freed_memory` ra
 threshold to its maximum and turns trimming off, so freed blocks stay in the heap and the next
 step reuses them: the faults drop to zero. The process's resident size then stays at its peak
 instead of dipping between steps; the peak itself does not grow (the benchmark measures both).
+That setting cannot be read back and undone, so only the `rectifiers train` command applies it; `fit`
+called from a user's own process leaves the allocator alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import sys
+from collections.abc import Iterator
 
-__all__ = ["keep_freed_memory"]
+import torch
+
+__all__ = ["keep_freed_memory", "torch_flags_kept"]
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -48,3 +55,18 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
     )
+
+
+@contextlib.contextmanager
+def torch_flags_kept() -> Iterator[None]:
+    """Inside the block torch's deterministic-algorithm and cuDNN flags may change; after it they are
+    back to what they were (a deterministic run must not leave a notebook's later work deterministic)."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn
+    benchmark, cudnn_deterministic = cudnn.benchmark, cudnn.deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        cudnn.benchmark, cudnn.deterministic = benchmark, cudnn_deterministic

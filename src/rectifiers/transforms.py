@@ -11,14 +11,19 @@ and no std (inputs stay in 0..255 minus the mean image); the small presets use `
 per-channel mean and std. Without a `Normalize` the outputs are float32 pixel values (PCA colour
 altering may push them slightly outside [0, 255]; nothing clamps, as in AlexNet).
 
-Batched geometry: scale, crop and flip of every sample are one affine map from output pixels to
-source coordinates, so a whole batch is resampled by one `F.affine_grid` + `F.grid_sample` (bilinear)
-call, with a different scale, offset and flip per sample and no resized intermediate image. Measured
-on this project's 2-core CPU (torch 2.13, one thread, batch 128): 1.4 ms for 32-px CIFAR crops and
-6.9 ms for 64-px crops, against 4.2 / 16 ms for a per-batch antialiased resize followed by per-sample
-gathered crops (which also shares one scale per batch). Bilinear sampling is exact for upscaling; when
-a whole batch is shrunk, it is first resized (antialiased) to the largest sampled scale so the
-remaining shrink is at most s_max / s_min.
+Geometry on whole pixels: an image is resized once so that its shorter side is s (`resized_size`
+fixes the rounding of the longer side, the same in every path) and the crop is cut at an integer
+offset (`crop_start`). Without scale jitter (s equal to the image's shorter side) a training crop is
+therefore an exact slice of the image, like every evaluation crop: no training image is resampled
+at a fractional offset when no test image is. A batch is resized per distinct scale (the shorter
+sides are drawn as integers, so a batch has at most s_max - s_min + 1 of them), bilinear with
+antialiasing, and every sample's window is sliced from its resized image.
+Files take the same geometry per image with Pillow: the resized window is computed directly from
+its source box (`Image.resize(box=...)`), which is the same window of the whole resized image.
+
+The evaluation view (`eval_view`: shorter side resized, central crop) is one function used by
+training-time validation (`EvalTransform`), `rectifiers.evaluate`, `rectifiers.predict` and the
+normalization statistics, for images in memory and in files alike.
 
 Random numbers: `TrainTransform.sample_params(n, generator)` draws every sample's parameters up front;
 `apply(x, params)` is deterministic. The loader draws a table for the whole epoch from (seed, epoch), so
@@ -27,6 +32,7 @@ a sample's augmentation does not depend on the batch size, the rank or the numbe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from rectifiers.data import cached_statistics
 
 # AlexNet's PCA of ImageNet RGB pixels (Krizhevsky et al. 2012, the constants fb.resnet.torch
 # published): eigenvalues of the covariance of RGB values in [0, 1], times 255 because the transforms
@@ -72,13 +80,30 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 # Reusable view functions
 
 
+def resized_size(h: int, w: int, short: int) -> tuple[int, int]:
+    """(height, width) of an h x w image resized so that its shorter side is `short`; the longer side
+    keeps the aspect ratio, rounded to the nearest pixel (never below `short`)."""
+    if min(h, w, short) < 1:
+        raise ValueError(f"sizes must be positive, got image {h}x{w} and shorter side {short}")
+    if h <= w:
+        return short, max(short, round(w * short / h))
+    return max(short, round(h * short / w)), short
+
+
+def crop_start(u: float, room: int) -> int:
+    """The integer offset of a crop with `room` pixels to spare (image side - crop side), chosen by
+    a fraction u in [0, 1): each of the room + 1 positions is equally likely for uniform u."""
+    if room < 0:
+        raise ValueError(f"the crop is {-room} pixel(s) larger than the image")
+    return min(int(u * (room + 1)), room)
+
+
 def resize_shorter(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize (B, C, H, W) so that its shorter side is `size` (the longer side keeps the aspect
-    ratio, rounded), bilinear with antialiasing. Returns float32 pixel values."""
+    """Resize (B, C, H, W) so that its shorter side is `size` (`resized_size`), bilinear with
+    antialiasing. Returns float32 pixel values (an exact copy when the size does not change)."""
     _check_batch(x)
     h, w = x.shape[-2:]
-    short = min(h, w)
-    new = (size, max(1, round(w * size / short))) if h <= w else (max(1, round(h * size / short)), size)
+    new = resized_size(h, w, size)
     if new == (h, w):
         return to_float(x)
     return F.interpolate(to_float(x), size=new, mode="bilinear", antialias=True, align_corners=False)
@@ -94,10 +119,21 @@ def center_crop(x: torch.Tensor, size: _Size) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
-def ten_crop(x: torch.Tensor, size: _Size) -> torch.Tensor:
+def eval_view(x: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
+    """The evaluation view of (B, C, H, W): shorter side resized to `resize`, then the central
+    crop x crop window. float32 pixel values (B, C, crop, crop). Every evaluation path makes its view
+    with this function, so a checkpoint's validation error during training and its single-view error
+    afterwards come from the same pixels."""
+    if not 1 <= crop <= resize:
+        raise ValueError(f"need 1 <= crop <= resize, got crop={crop}, resize={resize}")
+    return center_crop(resize_shorter(x, resize), crop).contiguous()
+
+
+def ten_crop(x: torch.Tensor, size: _Size, flip: bool = True) -> torch.Tensor:
     """AlexNet's 10 views of (B, C, H, W): (10, B, C, h, w) holding the top-left, top-right, bottom-left,
-    bottom-right and center crops, then the same five flipped horizontally. Reshape to (10 * B, ...)
-    for one forward pass and average the scores over the first axis."""
+    bottom-right and center crops, then the same five flipped horizontally (only the five, (5, B, C,
+    h, w), with `flip=False`). Reshape to (V * B, ...) for one forward pass and average the scores
+    over the first axis."""
     _check_batch(x)
     h, w = _pair(size)
     H, W = x.shape[-2:]
@@ -105,7 +141,16 @@ def ten_crop(x: torch.Tensor, size: _Size) -> torch.Tensor:
         raise ValueError(f"crop {h}x{w} is larger than the {H}x{W} image")
     corners = [x[..., :h, :w], x[..., :h, W - w :], x[..., H - h :, :w], x[..., H - h :, W - w :]]
     five = torch.stack([*corners, center_crop(x, (h, w))])
-    return torch.cat([five, five.flip(-1)])
+    return torch.cat([five, five.flip(-1)]) if flip else five
+
+
+def gather_crops(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """The size x size window of every image of (B, C, H, W) at integer (top[b], left[b]): exact
+    pixel copies, (B, C, size, size). (Slicing each image measured several times faster than one
+    advanced-indexing gather of all windows.)"""
+    _check_batch(x)
+    starts = zip(top.tolist(), left.tolist(), strict=True)
+    return torch.stack([x[b, :, t : t + size, u : u + size] for b, (t, u) in enumerate(starts)])
 
 
 def pca_lighting(
@@ -161,9 +206,9 @@ def rgb_pca(ds: Any, max_samples: int = 10_000, seed: int = 0) -> tuple[torch.Te
 
 
 def _sample_batches(ds: Any, max_samples: int | None, seed: int, size: int | None) -> Any:
-    """Yield uint8 batches (B, C, H, W) of `ds` (all images, or `max_samples` chosen with `seed`):
-    chunks of an in-memory set, single images of a file set, resized (shorter side) and center-cropped
-    to `size` when given."""
+    """Yield batches (B, C, H, W) of `ds` (all images, or `max_samples` chosen with `seed`): chunks of
+    an in-memory set, single images of a file set; uint8, or the float `eval_view` at `size` x `size`
+    when `size` is given."""
     n = len(ds)
     take = n if max_samples is None or max_samples >= n else max_samples
     g = torch.Generator().manual_seed(seed)
@@ -172,13 +217,12 @@ def _sample_batches(ds: Any, max_samples: int | None, seed: int, size: int | Non
     if images is not None:
         for start in range(0, take, 1024):
             chunk = images[order[start : start + 1024]]
-            yield chunk if size is None else center_crop(resize_shorter(chunk, size), size)
+            yield chunk if size is None else eval_view(chunk, size, size)
         return
     for i in order.tolist():
         im, _ = ds.load(i, min_short=size)
-        if size is not None:
-            im = _pil_resize_crop(im, size, size, (0.5, 0.5), False)
-        yield _pil_to_tensor(im)[None]
+        x = pil_to_tensor(im)[None]
+        yield x if size is None else eval_view(x, size, size)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,6 +300,26 @@ class Normalize:
                 size = min(images.shape[2], images.shape[3])
         if images is None and max_samples is None:
             max_samples = 10_000
+        measure = functools.partial(cls._measure, ds, mode, divide_std, size, scale, max_samples, seed)
+        if images is not None:
+            return measure()
+        # A file set decodes thousands of images for this: once per listing, cached beside it (other
+        # DDP ranks wait for the first one's result and load it).
+        key = [mode, divide_std, size, scale, max_samples, seed]
+        return cls.from_state_dict(cached_statistics(ds, key, lambda: measure().state_dict()))
+
+    @classmethod
+    def _measure(
+        cls,
+        ds: Any,
+        mode: str,
+        divide_std: bool,
+        size: int | None,
+        scale: float,
+        max_samples: int | None,
+        seed: int,
+    ) -> Normalize:
+        images = getattr(ds, "images", None)
         # A resize and a center crop are linear maps, so the mean of resized images is the resized
         # mean: in memory, sum at the stored size and resize the mean image once.
         resize_each = size if images is None else None
@@ -282,7 +346,7 @@ class Normalize:
             assert pixel_sum is not None
             mean = (pixel_sum / count).float()
             if size is not None and tuple(mean.shape[-2:]) != (size, size):
-                mean = center_crop(resize_shorter(mean[None], size), size)[0]
+                mean = eval_view(mean[None], size, size)[0]
             mean = mean * scale
         else:
             mean = (channel_mean * scale).float()
@@ -336,32 +400,39 @@ class Normalize:
 # Training and evaluation transforms
 
 
-def _pil_resize_crop(
-    im: Image.Image, scale: float, crop: int, offset: tuple[float, float], flip: bool
-) -> Image.Image:
-    """Resize `im` so its shorter side is `scale`, cut the crop x crop window at fractional `offset`
-    (0 = top/left edge, 1 = bottom/right) and optionally mirror it: the per-image twin of the batched
-    affine path, done by Pillow's antialiased resize of just the window (`box`)."""
-    w, h = im.size
-    r = min(w, h) / scale  # source pixels per resized pixel
-    ox = offset[1] * (w / r - crop)
-    oy = offset[0] * (h / r - crop)
-    box = (ox * r, oy * r, (ox + crop) * r, (oy + crop) * r)
-    out = im.resize((crop, crop), Image.Resampling.BILINEAR, box=box)
-    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
-
-
-def _pil_to_tensor(im: Image.Image) -> torch.Tensor:
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+    """uint8 (C, H, W) of an "RGB" or "L" image."""
     a = np.asarray(im, dtype=np.uint8)
     a = a[:, :, None] if a.ndim == 2 else a
     return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
+
+
+def pil_train_crop(
+    im: Image.Image, scale: int, crop: int, offset: Sequence[float], flip: bool
+) -> Image.Image:
+    """The training crop of one image: shorter side resized to `scale` (`resized_size`), the crop x
+    crop window at the integer offsets `crop_start(offset, room)` (y, x), mirrored when `flip`. At the
+    image's own scale it is a plain slice; otherwise Pillow resamples only the window, from the source
+    box that maps onto it (the same pixels as that window of the whole resized image)."""
+    w, h = im.size
+    rh, rw = resized_size(h, w, scale)
+    top, left = crop_start(offset[0], rh - crop), crop_start(offset[1], rw - crop)
+    if (rh, rw) == (h, w):
+        out = im.crop((left, top, left + crop, top + crop))
+    else:
+        # Each coordinate is one correctly rounded division of integers, so (left + crop) <= rw gives
+        # a right edge <= w: the box never leaves the image (no negative or overlong box).
+        box = (left * w / rw, top * h / rh, (left + crop) * w / rw, (top + crop) * h / rh)
+        out = im.resize((crop, crop), Image.Resampling.BILINEAR, box=box)
+    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
 
 
 class TrainTransform:
     """The paper's augmentation: uint8 (B, C, H, W) -> float32 (B, C, crop, crop).
 
     scale: (s_min, s_max), the range of the shorter side before cropping (paper: (256, 512) with
-    crop 224), s ~ U[s_min, s_max] per sample; s_min >= crop. flip: probability of a horizontal flip.
+    crop 224), an integer s uniform in s_min..s_max per sample; s_min >= crop.
+    flip: probability of a horizontal flip.
     pca_std: std of AlexNet's colour-altering coefficients (0 turns it off; skipped for 1 channel).
     eigvals/eigvecs: the PCA basis (default: AlexNet's ImageNet constants; `rgb_pca(ds)` computes a
     data set's own). normalize: applied last (see the module docstring for the pixel convention).
@@ -389,7 +460,7 @@ class TrainTransform:
         if pca_std < 0:
             raise ValueError(f"pca_std must be >= 0, got {pca_std}")
         self.crop = int(crop)
-        self.scale = (float(s_min), float(s_max))
+        self.scale = (int(s_min), int(s_max))
         self.flip = float(flip)
         self.pca_std = float(pca_std)
         self.normalize = normalize
@@ -407,14 +478,15 @@ class TrainTransform:
         )
 
     def sample_params(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Random parameters of n samples: shorter side `scale` (n,), crop `offset` (n, 2) as fractions
-        of the free room (y, x), `flip` (n,) bool, PCA coefficients `alpha` (n, 3)."""
+        """Random parameters of n samples: shorter side `scale` (n,), an integer in [s_min, s_max];
+        crop `offset` (n, 2) float64 fractions in [0, 1) of the positions free (y, x), turned into
+        pixels by `crop_start` once the image's size is known; `flip` (n,) bool; PCA `alpha` (n, 3)."""
         u = torch.rand(n, 4, generator=generator, dtype=torch.float64)
         alpha = torch.randn(n, 3, generator=generator) * self.pca_std
         s_min, s_max = self.scale
         return {
-            "scale": (s_min + (s_max - s_min) * u[:, 0]).float(),
-            "offset": u[:, 1:3].float(),
+            "scale": s_min + (u[:, 0] * (s_max - s_min + 1)).long().clamp(max=s_max - s_min),
+            "offset": u[:, 1:3],
             "flip": u[:, 3] < self.flip,
             "alpha": alpha,
         }
@@ -428,32 +500,23 @@ class TrainTransform:
         return self.finish(self.geometry(x, params), params)
 
     def geometry(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scale, crop and flip: float32 (B, C, crop, crop) pixel values."""
+        """Scale, crop and flip: float32 (B, C, crop, crop) pixel values. Each distinct scale resizes
+        its samples once; every crop is then an exact window at integer offsets."""
         _check_batch(x)
         B, C, H, W = x.shape
         c = self.crop
-        s, flip = params["scale"], params["flip"]
-        if self.scale == (H, H) and H == W == c:
-            # Nothing to resample: only the flips (MNIST-style presets) and an exact copy otherwise.
-            return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x).float()
-        short = min(H, W)
-        s_top = float(s.max())
-        if s_top < short:
-            # A shrink: antialias once to the largest sampled scale; the affine maps below are in
-            # normalized coordinates, so they hold for any source resolution.
-            x = resize_shorter(x, math.ceil(s_top))
-        sh, sw = H * s / short, W * s / short  # resized size per sample (float)
-        oy = params["offset"][:, 0] * (sh - c)
-        ox = params["offset"][:, 1] * (sw - c)
-        sign = 1.0 - 2.0 * flip.float()
-        # align_corners=False: output x_n in [-1, 1] maps to source x_n' = sign * c / sw * x_n + t.
-        theta = torch.zeros(B, 2, 3)
-        theta[:, 0, 0] = sign * c / sw
-        theta[:, 0, 2] = (2 * ox + c) / sw - 1
-        theta[:, 1, 1] = c / sh
-        theta[:, 1, 2] = (2 * oy + c) / sh - 1
-        grid = F.affine_grid(theta.to(x.device), [B, C, c, c], align_corners=False)
-        return F.grid_sample(to_float(x), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        scales = params["scale"].long()
+        out = torch.empty(B, C, c, c, dtype=torch.float32, device=x.device)
+        for s in scales.unique().tolist():
+            pick = (scales == s).nonzero().flatten()
+            rh, rw = resized_size(H, W, s)
+            resized = resize_shorter(x[pick.to(x.device)], s)
+            u = params["offset"][pick].double()
+            top = (u[:, 0] * (rh - c + 1)).long().clamp(max=rh - c)  # crop_start, vectorised
+            left = (u[:, 1] * (rw - c + 1)).long().clamp(max=rw - c)
+            out[pick.to(x.device)] = gather_crops(resized, top, left, c)
+        flip = params["flip"].to(x.device)
+        return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
     def finish(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Colour altering and normalization of cropped float (or uint8) pixels."""
@@ -468,10 +531,8 @@ class TrainTransform:
     def prepare_image(self, im: Image.Image, params: dict[str, Any]) -> torch.Tensor:
         """The geometric part for one decoded image of any size (DataLoader workers): uint8
         (C, crop, crop). `params` is one row of `sample_params` as plain values."""
-        offset = (float(params["offset"][0]), float(params["offset"][1]))
-        return _pil_to_tensor(
-            _pil_resize_crop(im, float(params["scale"]), self.crop, offset, bool(params["flip"]))
-        )
+        crop = pil_train_crop(im, int(params["scale"]), self.crop, params["offset"], bool(params["flip"]))
+        return pil_to_tensor(crop)
 
     def min_short(self, params: dict[str, Any]) -> float:
         """The shorter side a sample is resized to (lets JPEGs decode at a reduced scale)."""
@@ -493,12 +554,12 @@ class EvalTransform:
         return f"EvalTransform(resize={self.resize}, crop={self.crop}, normalize={self.normalize!r})"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.finish(center_crop(resize_shorter(x, self.resize), self.crop))
+        return self.finish(eval_view(x, self.resize, self.crop))
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Normalization of cropped pixels (a contiguous float32 batch)."""
         return self.normalize(x) if self.normalize is not None else to_float(x).contiguous()
 
     def prepare_image(self, im: Image.Image) -> torch.Tensor:
-        """Resize and center-crop one decoded image (DataLoader workers): uint8 (C, crop, crop)."""
-        return _pil_to_tensor(_pil_resize_crop(im, self.resize, self.crop, (0.5, 0.5), False))
+        """The eval view of one decoded image (DataLoader workers): float32 (C, crop, crop)."""
+        return eval_view(pil_to_tensor(im)[None], self.resize, self.crop)[0]

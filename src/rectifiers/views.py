@@ -3,10 +3,14 @@
 Every function takes a model in eval mode and a same-size batch of uint8 images (B, C, H, W) and
 returns softmax probabilities (B, K) as float32; several views are combined by averaging their
 probabilities. Nothing loops over views or windows in Python: all views of a batch go through the
-model as one batch.
+model as one batch. Each is two steps, so that the pixel work can run per image in a data loader's
+workers and the scoring on whole batches: `prepare_views` (resize and crop, float pixel values) and
+`score_views` (normalize and score).
 
-    single_view   shorter side resized to `resize`, the central crop × crop window (Table 2, 3).
-    ten_view      the four corner crops and the center crop, each also flipped (Table 5).
+    single_view   `transforms.eval_view`: shorter side resized to `resize`, the central crop × crop
+                  window (Table 2, 3), the same view as training-time validation.
+    ten_view      the four corner crops and the center crop, each also flipped (Table 5); only the five
+                  without `flip` (a model trained without mirrored images).
     dense         the paper's "multi-view testing on feature maps" (Sec. 3, after SPP-net [11] and the
                   dense evaluation of OverFeat / VGG): the conv layers run once on the whole image
                   resized to shorter side s; every window of the training crop's feature-map size
@@ -40,7 +44,7 @@ from torch import Tensor, nn
 
 from rectifiers.layers import SpatialPyramidPool2d
 from rectifiers.models import Net
-from rectifiers.transforms import Normalize, center_crop, resize_shorter, ten_crop, to_float
+from rectifiers.transforms import Normalize, eval_view, resize_shorter, ten_crop, to_float
 
 # Windows scored by one `forward_head` call in dense testing: bounds the copy the windows are gathered
 # into (e.g. 1024 windows of model A's 512 × 14 × 14 map take 400 MB in float32).
@@ -70,6 +74,56 @@ def _check(model: nn.Module, images: Tensor) -> None:
         raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(images.shape)}")
 
 
+VIEWS = ("single", "ten", "dense")
+
+
+def prepare_views(images: Tensor, views: str, *, scale: int, crop: int, flip: bool = True) -> Tensor:
+    """The float32 pixels a view scores, before normalization, of uint8 (B, C, H, W) images:
+
+    single: (B, C, crop, crop), `eval_view` at shorter side `scale`;
+    ten:    (V, B, C, crop, crop), the `ten_crop` views of the image at shorter side `scale`
+            (V = 10, or 5 without `flip`);
+    dense:  (B, C, H', W'), the image at shorter side `scale` (its windows are cut on the conv map).
+    """
+    if views not in VIEWS:
+        raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
+    if views == "dense":
+        if scale < 1:
+            raise ValueError(f"scale must be positive, got {scale}")
+        return resize_shorter(images, scale)
+    if not 1 <= crop <= scale:
+        raise ValueError(f"need 1 <= crop <= resize, got crop={crop}, resize={scale}")
+    if views == "single":
+        return eval_view(images, scale, crop)
+    return ten_crop(resize_shorter(images, scale), crop, flip=flip)
+
+
+@torch.no_grad()
+def score_views(
+    model: nn.Module,
+    prepared: Tensor,
+    views: str,
+    *,
+    normalize: Normalize | None = None,
+    window: int | Sequence[int] = 0,
+    stride: int = 1,
+    flip: bool = True,
+    max_windows: int = MAX_WINDOWS,
+    pool_on_map: bool = True,
+) -> Tensor:
+    """Probabilities (B, K) of views made by `prepare_views` (the arguments after `normalize` are
+    dense testing's, see `dense`)."""
+    if model.training:
+        raise ValueError("the model is in training mode (dropout active): call model.eval() first")
+    if views == "single":
+        return softmax_scores(model, normalize_input(prepared, normalize))
+    if views == "ten":
+        v, b = prepared.shape[:2]
+        x = normalize_input(prepared.reshape(v * b, *prepared.shape[2:]), normalize)
+        return softmax_scores(model, x).view(v, b, -1).mean(dim=0)
+    return _dense_scores(model, prepared, window, stride, normalize, flip, max_windows, pool_on_map)
+
+
 @torch.no_grad()
 def single_view(
     model: nn.Module, images: Tensor, *, resize: int, crop: int, normalize: Normalize | None = None
@@ -79,28 +133,30 @@ def single_view(
     uint8 (B, C, H, W) → probabilities (B, K).
     """
     _check(model, images)
-    if not 1 <= crop <= resize:
-        raise ValueError(f"need 1 <= crop <= resize, got crop={crop}, resize={resize}")
-    x = center_crop(resize_shorter(images, resize), crop)
-    return softmax_scores(model, normalize_input(x, normalize))
+    return score_views(
+        model, prepare_views(images, "single", scale=resize, crop=crop), "single", normalize=normalize
+    )
 
 
 @torch.no_grad()
 def ten_view(
-    model: nn.Module, images: Tensor, *, resize: int, crop: int, normalize: Normalize | None = None
+    model: nn.Module,
+    images: Tensor,
+    *,
+    resize: int,
+    crop: int,
+    normalize: Normalize | None = None,
+    flip: bool = True,
 ) -> Tensor:
     """AlexNet's 10-view testing (Table 5): the four corner crops and the center crop of the image
-    resized to shorter side `resize`, each with its horizontal flip; the 10 probabilities averaged.
+    resized to shorter side `resize`, each with its horizontal flip (not with `flip=False`); the
+    probabilities averaged.
 
-    uint8 (B, C, H, W) → probabilities (B, K). One forward pass of 10·B crops.
+    uint8 (B, C, H, W) → probabilities (B, K). One forward pass of 10·B (5·B) crops.
     """
     _check(model, images)
-    if not 1 <= crop <= resize:
-        raise ValueError(f"need 1 <= crop <= resize, got crop={crop}, resize={resize}")
-    views = ten_crop(resize_shorter(images, resize), crop)  # (10, B, C, crop, crop)
-    b = images.shape[0]
-    x = normalize_input(views.reshape(10 * b, *views.shape[2:]), normalize)
-    return softmax_scores(model, x).view(10, b, -1).mean(dim=0)
+    views = prepare_views(images, "ten", scale=resize, crop=crop, flip=flip)
+    return score_views(model, views, "ten", normalize=normalize)
 
 
 def feature_window(model: nn.Module, crop: int, in_chans: int) -> tuple[int, int]:
@@ -223,16 +279,31 @@ def dense(
     Returns probabilities (B, K): the mean of softmax(fc(SPP(window))) over the windows of both images.
     """
     _check(model, images)
+    if scale < 1:
+        raise ValueError(f"scale must be positive, got {scale}")
+    resized = prepare_views(images, "dense", scale=scale, crop=0)
+    return _dense_scores(model, resized, window, stride, normalize, flip, max_windows, pool_on_map)
+
+
+def _dense_scores(
+    model: nn.Module,
+    resized: Tensor,
+    window: int | Sequence[int],
+    stride: int,
+    normalize: Normalize | None,
+    flip: bool,
+    max_windows: int,
+    pool_on_map: bool,
+) -> Tensor:
+    """`dense` on images already resized to its scale (float32 (B, C, H, W))."""
     _require_split(model)
     wh, ww = (window, window) if isinstance(window, int) else tuple(window)
     if wh < 1 or ww < 1:
         raise ValueError(f"window sides must be positive, got {(wh, ww)}")
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
-    if scale < 1:
-        raise ValueError(f"scale must be positive, got {scale}")
-    b = images.shape[0]
-    x = normalize_input(resize_shorter(images, scale), normalize)
+    b = resized.shape[0]
+    x = normalize_input(resized, normalize)
     if flip:
         x = torch.cat([x, x.flip(-1)])  # (V·B, C, H, W), V = 2 views: image, mirror
     fmap = model.forward_features(x)  # (V·B, D, h, w)

@@ -9,6 +9,8 @@ any of them it is exactly `python -m rectifiers`.
     FAULT_LOSS_VALUE=V       nan (default), inf or -inf
     FAULT_RAISE_AT_STEP=S    raise RuntimeError("injected fault ...") just before step S ...
     FAULT_RAISE_RANK=R       ... on rank R only (default 0)
+    FAULT_RANK_CWD=R:DIR     rank R works in DIR: with a relative --out, its run directory is a folder
+                             of its own, as on a node that does not share the others' storage
 """
 
 from __future__ import annotations
@@ -77,8 +79,16 @@ def _inject_raise(step: int, rank: int) -> None:
     engine.Trainer._check_finite = check
 
 
+def _move_rank(spec: str) -> None:
+    rank, _, folder = spec.partition(":")
+    if os.environ.get("RANK", "0") == rank:
+        os.chdir(folder)
+
+
 def main() -> int:
     env = os.environ
+    if "FAULT_RANK_CWD" in env:
+        _move_rank(env["FAULT_RANK_CWD"])
     if "FAULT_ENOSPC_AFTER" in env:
         _inject_enospc(int(env["FAULT_ENOSPC_AFTER"]))
     if "FAULT_LOSS_AT_STEP" in env:

@@ -46,3 +46,45 @@ def test_one_rank_raising_stops_both(tmp_path: Path, rank: int, step: int):
     assert done.returncode != 0
     assert f"RuntimeError: injected fault on rank {rank} at step {step}" in done.stderr, done.stderr[-4000:]
     assert not (run / "metrics.jsonl").exists()  # stopped inside epoch 1, before any epoch was logged
+
+
+def test_resume_without_shared_storage_fails_loudly_on_every_rank(tmp_path: Path):
+    """Rank 0 picks the checkpoint; a rank that cannot read it (here: its node has its own, empty run
+    directory) stops the run with a message naming it, instead of training from epoch 0 beside rank 0."""
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    node0.mkdir()
+    node1.mkdir()
+    first = kit.cli(kit.train_args(Path("run"), **{"train.epochs": "1"}), node0)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    def resume(**fault: str) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            "--nnodes=1",
+            f"--master-port={free_port()}",
+            str(kit.LAUNCHER),
+            *kit.train_args(Path("run"), **{"train.epochs": "2", "train.resume": "auto"}),
+        ]
+        env = kit.subprocess_env(tmp_path, **fault)
+        try:
+            return subprocess.run(
+                command, capture_output=True, text=True, timeout=BOUND_S, env=env, cwd=node0
+            )
+        except subprocess.TimeoutExpired as err:
+            pytest.fail(f"the 2-process resume hung for {BOUND_S} s:\n{err.stderr}")
+
+    done = resume(FAULT_RANK_CWD=f"1:{node1}")
+    kit.TALLY["faults injected"] += 1
+    assert done.returncode != 0
+    assert "rank 1 cannot load the checkpoint rank 0 resumes from" in done.stderr, done.stderr[-4000:]
+    assert "storage that every node shares" in done.stderr
+    assert not (node1 / "run").exists() or not any((node1 / "run").iterdir())
+    assert [line["epoch"] for line in kit.metric_lines(node0 / "run")] == [1]  # nothing trained
+    # The same resume with the run directory shared by both ranks goes on from epoch 1.
+    done = resume()
+    assert done.returncode == 0, done.stderr[-4000:]
+    kit.TALLY["runs recovered"] += 1
+    assert [line["epoch"] for line in kit.metric_lines(node0 / "run")] == [1, 2]

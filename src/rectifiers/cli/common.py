@@ -16,12 +16,20 @@ def parse_ints(text: str, flag: str) -> list[int]:
 
 
 def add_view_arguments(p: argparse.ArgumentParser, scales_help: str) -> None:
-    """``--views`` and ``--scales``, as `rectifiers eval` and `rectifiers predict` both take them."""
+    """``--views``, ``--scales`` and ``--flip/--no-flip``, as `rectifiers eval` and `rectifiers
+    predict` both take them."""
     p.add_argument(
         "--views",
         default="single",
         choices=("single", "ten", "dense"),
-        help="single: center crop; ten: 4 corners + center, with flips; dense: sliding windows on the "
-        "last conv map, image and mirror (paper Sec. 3). Default: single",
+        help="single: center crop; ten: 4 corners + center, and their mirrors; dense: sliding windows "
+        "on the last conv map, of the image and its mirror (paper Sec. 3). Default: single",
     )
     p.add_argument("--scales", help=scales_help)
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add mirrored views to ten and dense (default: only if the checkpoint trained with "
+        "data.flip > 0; a model that never saw a mirror is not shown one)",
+    )

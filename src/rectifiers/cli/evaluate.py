@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             device=ctx.device,
             save_scores=args.save_scores,
             workers=args.workers,
+            flip=args.flip,
         )
     finally:
         distributed.teardown()

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         scales=scales,
         batch_size=args.batch_size,
         device=args.device,
+        flip=args.flip,
     )
     failed = [r for r in records if r["error"] is not None]
     for r in failed:

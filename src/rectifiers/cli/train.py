@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = load_config(args.config, _overrides(args))
     from rectifiers.engine import CheckpointWriteError, NonFiniteLossError, fit
+    from rectifiers.runtime import keep_freed_memory
+
+    # Process-wide and not undoable, so here in the command rather than in `fit` (runtime.py).
+    keep_freed_memory()  # steps reuse freed memory instead of faulting in fresh pages
 
     try:
         result = fit(config)
