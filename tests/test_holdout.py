@@ -82,3 +82,21 @@ def test_a_run_validating_on_a_test_split_warns(tmp_path, monkeypatch):
                 None, tiny_overrides(tmp_path / "held", **{"train.epochs": "1", "data.val_fraction": "0.1"})
             )
         )
+
+
+def test_hold_out_of_image_files_keeps_them_lazy(tmp_path):
+    from PIL import Image
+
+    from rectifiers.data import FileDataset
+
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "train" / cls / f"{i}.png")
+    full = open_dataset(f"folder:{tmp_path}", "train", memory_budget=0, cache=False)
+    assert isinstance(full, FileDataset)
+    train, val = hold_out(full, 0.2)
+    assert isinstance(train, FileDataset) and isinstance(val, FileDataset)
+    assert torch.bincount(val.targets).tolist() == [1, 1] and len(train) == 8
+    assert sorted([*train.names, *val.names]) == sorted(full.names)
+    assert val[0][0].shape == (3, 8, 8)
