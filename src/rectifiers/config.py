@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ class DataConfig:
     divide_std: bool = True  # also divide by the std (the paper does not)
     raw_pixels: bool = False  # keep pixels in 0..255 before the mean subtraction (the paper); else 0..1
     workers: int = 0  # decoding processes for image folders that are not cached in memory
+    # share of every class of train held out (seeded) as the validation split that picks the lr
+    # switches and best.pt; the spec's own val split is then the test set, evaluated once at the end
+    val_fraction: float = 0.0
 
 
 @dataclass
@@ -63,6 +67,9 @@ class ModelConfig:
 class InitConfig:
     scheme: str = "he"  # he | xavier | gaussian | torch
     mode: str = "fan_out"  # fan_in (Eq. 10) | fan_out (Eq. 14, what the paper trained with) | fan_avg
+    # he's rectifier slope (Eq. 15): "auto" = the activation next to each layer (none before conv1 in
+    # fan_in mode: a = 1 there); a number for every layer, 0 = Eq. 10 on conv1 too, as the paper did
+    a: float | str = "auto"
     std: float = 0.01  # the fixed std of scheme "gaussian"
     fc_std: list[float] = field(default_factory=list)  # std of the Linear layers; paper: [0.01, 0.01, 0.001]
 
@@ -126,6 +133,8 @@ class RunConfig:
         _choice("model.stem", m.stem, ("small", "imagenet"))
         _choice("init.scheme", i.scheme, INIT_SCHEMES)
         _choice("init.mode", i.mode, INIT_MODES)
+        if isinstance(i.a, str) and i.a != "auto":
+            raise ValueError(f"init.a must be 'auto' or a number, got {i.a!r}")
         _choice("optim.schedule", o.schedule, SCHEDULES)
         _choice("train.amp", t.amp, AMP_MODES)
         _choice("data.mean", d.mean, MEAN_MODES)
@@ -143,6 +152,8 @@ class RunConfig:
         _fraction("data.flip", d.flip)
         _non_negative("data.pca_std", d.pca_std)
         _non_negative("data.workers", d.workers)
+        if not 0.0 <= d.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
         _positive("model.width", m.width)
         _positive("model.fc_width", m.fc_width)
         if not 0.0 <= m.dropout < 1.0:
@@ -278,6 +289,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError("expected a list")
             return [_scalar(key, v, item) for v in value]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            return _first_fitting(key, value, typing.get_args(hint))
         return _scalar(key, value, hint)
     except (ValueError, TypeError) as err:  # TypeError: a TOML list or table where a number belongs
         raise ValueError(f"bad value {value!r} for {key} (expected {_type_name(hint)}): {err}") from None
@@ -309,6 +322,16 @@ def _scalar(key: str, value: Any, kind: type) -> Any:
             raise ValueError("expected a string")
         return value
     raise TypeError(f"unsupported config type for {key}: {kind}")
+
+
+def _first_fitting(key: str, value: Any, kinds: tuple[type, ...]) -> Any:
+    """`value` as the first of `kinds` it converts to (`float | str`: "0.5" is a number, "auto" text)."""
+    for kind in kinds:
+        try:
+            return _scalar(key, value, kind)
+        except (ValueError, TypeError):
+            continue
+    raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
 
 
 def _type_name(hint: Any) -> str:

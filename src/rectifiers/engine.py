@@ -8,8 +8,10 @@ What a run writes (main process only) into `train.out`:
     run.txt          the run header of each start: model, data, device, precision and why, kernel
     config.json      the resolved RunConfig
     init_report.md   what `initialize` did to each layer
-    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s (and a
-                     partial-epoch line, "partial": true, where train.max_steps stops inside an epoch)
+    test.json        with data.val_fraction: the final model's error on the spec's own val split
+    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s, for a
+                     net with PReLU the mean slope of each (`prelu_slopes`), and a partial-epoch
+                     line ("partial": true) where train.max_steps stops inside an epoch
     checkpoints/     the last `keep_last` epoch checkpoints
     last.pt best.pt  the newest checkpoint and the one with the lowest val top-1 error
     curves.png       loss and error against epoch
@@ -23,11 +25,13 @@ states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a request to sto
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 import random
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +41,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from rectifiers import __version__, distributed
+from rectifiers.activations import PReLU
 from rectifiers.checkpoint import FORMAT, CheckpointError, remove_stale_temp_files, resume_candidates
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
+from rectifiers.holdout import hold_out, val_is_test_split
 from rectifiers.init import initialize
 from rectifiers.loader import make_loader
 from rectifiers.metrics import error_from_counts, topk_correct
@@ -69,6 +75,7 @@ __all__ = [
     "TrainingStopped",
     "fit",
     "model_args_from_config",
+    "prelu_slopes",
     "resolve_amp",
 ]
 
@@ -93,9 +100,11 @@ def fit(
     instead of opening `config.data.spec`; both or neither.
 
     status is "completed", "max_steps" (stopped at train.max_steps) or "interrupted" (SIGINT/SIGTERM;
-    a checkpoint was saved first). Raises NonFiniteLossError on a NaN/inf loss, keeping the last good
-    checkpoint, and RunDirectoryBusyError (a ValueError) when another run holds `train.out`. torch's
-    deterministic and cuDNN flags are as the caller left them when it returns.
+    a checkpoint was saved first). With `data.val_fraction`, a completed run also returns the final
+    model's test_loss, test_top1_err, test_top5_err and test_images on the spec's own val split.
+    Raises NonFiniteLossError on a NaN/inf loss, keeping the last good checkpoint, and
+    RunDirectoryBusyError (a ValueError) when another run holds `train.out`. torch's deterministic
+    and cuDNN flags are as the caller left them when it returns.
     """
     if (train_set is None) != (val_set is None):
         raise ValueError("fit: pass both train_set and val_set, or neither (config.data.spec is then opened)")
@@ -134,6 +143,15 @@ def model_args_from_config(config: RunConfig, num_classes: int, in_chans: int) -
     if m.spp_levels:
         args["spp_levels"] = tuple(m.spp_levels)
     return args
+
+
+def prelu_slopes(model: nn.Module) -> dict[str, float]:
+    """The mean slope of every PReLU in `model`, keyed by the module's name (Table 1's numbers)."""
+    return {
+        name: float(module.weight.detach().float().mean())
+        for name, module in model.named_modules()
+        if isinstance(module, PReLU)
+    }
 
 
 def resolve_amp(mode: str, device: torch.device, deterministic: bool) -> torch.dtype | None:
@@ -262,6 +280,16 @@ class Trainer:
         if list(train_set.classes) != list(val_set.classes):
             raise ValueError(f"{spec}: the train and val splits have different classes")
         self.classes = list(train_set.classes)
+        self.test_set: ImageDataset | None = None  # the spec's own val split, once val is held out
+        if self.config.data.val_fraction:
+            self.test_set = val_set
+            train_set, val_set = hold_out(train_set, self.config.data.val_fraction)
+        elif self.given_datasets is None and val_is_test_split(spec):
+            warnings.warn(
+                f"{spec}: its val split is the test split, so the lr schedule and best.pt are chosen on "
+                "the test set; set data.val_fraction (e.g. 0.1) to hold out a validation split from train",
+                stacklevel=2,
+            )
         self.data_sizes = {"train": len(train_set), "val": len(val_set)}  # checked on resume
         skipped = len(train_set.skipped) + len(val_set.skipped)
         self.skipped_files = skipped
@@ -286,6 +314,7 @@ class Trainer:
             model,
             scheme=i.scheme,
             mode=i.mode,
+            a=i.a,
             std=i.std if i.scheme == "gaussian" else None,
             fc_std=tuple(i.fc_std) if i.fc_std else None,
         )
@@ -336,6 +365,11 @@ class Trainer:
         }
         self.train_loader = make_loader(train_set, per_rank, train=True, transform=train_tf, **common)
         self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
+        self.test_loader = (
+            None
+            if self.test_set is None
+            else make_loader(self.test_set, per_rank, train=False, transform=eval_tf, **common)
+        )
 
     def _restore(self, state: dict[str, Any]) -> None:
         check_same_data(state, self.resume_path, self.classes, self.data_sizes, self.in_chans)
@@ -416,6 +450,9 @@ class Trainer:
                     **val_metrics,
                     "time": time.time(),
                 }
+                slopes = prelu_slopes(self.model)
+                if slopes:  # how the learned slopes move, epoch by epoch
+                    metrics["prelu_slopes"] = slopes
                 improved = metrics["val_top1_err"] < self.best_err
                 if improved:
                     self.best_err = metrics["val_top1_err"]
@@ -429,7 +466,20 @@ class Trainer:
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     status = "max_steps"
                     break
-        return self._result(status, metrics)
+        result = self._result(status, metrics)
+        if status == "completed" and self.test_loader is not None:
+            result.update(self._test())
+        return result
+
+    def _test(self) -> dict[str, float]:
+        """The final model on the test split, once, after the last epoch (written to test.json)."""
+        found = {
+            "test_" + key.removeprefix("val_"): value
+            for key, value in self._validate(self.test_loader).items()
+        }
+        if self.ctx.is_main:
+            (self.run_dir / "test.json").write_text(json.dumps({"epoch": self.epoch, **found}) + "\n")
+        return found
 
     def _stopped(self, stop: TrainingStopped, metrics: dict[str, Any]) -> dict[str, Any]:
         where = position(self.epoch, self.batch, self.step)
@@ -514,12 +564,13 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def _validate(self) -> dict[str, float]:
-        """Loss and top-1/top-5 error on the validation split; each image counted once across ranks."""
+    def _validate(self, loader: Any = None) -> dict[str, float]:
+        """Loss and top-1/top-5 error on the validation split (or `loader`'s); each image counted once
+        across ranks."""
         ctx = self.ctx
         self.model.eval()
         sums = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 correct, top-5 correct, n
-        for images, targets in self.val_loader:
+        for images, targets in loader or self.val_loader:
             with torch.autocast(
                 ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):

@@ -194,6 +194,7 @@ RESUME_POLICY: dict[str, str] = {
             "data.mean",
             "data.divide_std",
             "data.raw_pixels",
+            "data.val_fraction",
         ),
         MUST_MATCH,
     ),
@@ -211,7 +212,7 @@ RESUME_POLICY: dict[str, str] = {
         ),
         MUST_MATCH,
     ),
-    **dict.fromkeys(("init.scheme", "init.mode", "init.std", "init.fc_std"), MUST_MATCH),
+    **dict.fromkeys(("init.scheme", "init.mode", "init.a", "init.std", "init.fc_std"), MUST_MATCH),
     # The parameter groups and the scheduler's kind shape the saved state itself.
     "optim.decay_bias": MUST_MATCH,
     "optim.schedule": MUST_MATCH,

@@ -26,7 +26,6 @@ from typing import Any
 from rectifiers.experiments.common import (
     PRESETS,
     Context,
-    clear_runs,
     command_line,
     default_training_data,
     fallback_banner,
@@ -79,6 +78,7 @@ def run_experiment(
     out: str | Path = "results",
     seeds: int | None = None,
     say: Callable[[str], None] | None = None,
+    fresh: bool = False,
 ) -> Path:
     """Run experiment `name` with `preset` and write `out/name/` (results.json, table.md, figure).
 
@@ -90,6 +90,9 @@ def run_experiment(
             table.md's header notes as a fallback; smoke: tiny fake images).
         seeds: how many seeds (training runs per setting, or random draws for `variance`).
         say: receives progress lines.
+        fresh: delete the training runs of earlier invocations; by default a finished run with the
+            same settings is reused and an interrupted one continued from its checkpoint (a run of
+            other settings is refused). Raises `RunNotFinished` when a run stops early (Ctrl-C).
 
     Returns the path of `table.md`. Bad arguments raise ValueError.
     """
@@ -120,10 +123,10 @@ def run_experiment(
         seeds=list(range(settings["seeds"])) if "seeds" in settings else [],
         say=say or (lambda text: None),
         data_note=note,
+        fresh=fresh,
     )
     if note:
         ctx.say(fallback_banner(note))
-    clear_runs(ctx)
     started = time.perf_counter()
     outcome = module.run(ctx)
     wall = time.perf_counter() - started
