@@ -103,6 +103,24 @@ def test_valid_keys_cover_every_section():
     assert sections == {"data", "model", "init", "optim", "train"}
 
 
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("optim.weight_deacy", "optim.weight_decay"), ("train.epoch", "train.epochs"), ("lr", "optim.lr")],
+)
+def test_unknown_key_suggests_the_closest(typo, meant):
+    with pytest.raises(ValueError) as info:
+        load_config(None, {typo: "3"})
+    message = str(info.value)
+    assert f"did you mean {meant}?" in message
+    assert "train.tensorboard" not in message  # not the whole list of keys on one line
+
+
+def test_unknown_key_without_a_close_match_lists_the_keys_by_section():
+    with pytest.raises(ValueError, match=r"valid keys:\n  data\.\{spec, crop") as info:
+        load_config(None, {"qqqq.zzzz": "3"})
+    assert "did you mean" not in str(info.value)
+
+
 def test_a_preset_name_is_not_shadowed_by_a_folder_of_that_name(tmp_path: Path, monkeypatch):
     (tmp_path / "cifar10").mkdir()  # e.g. the data set itself, unpacked in the working directory
     monkeypatch.chdir(tmp_path)

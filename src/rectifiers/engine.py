@@ -5,9 +5,13 @@ slopes (Sec. 2.1), lr 1e-2 divided by 10 when the validation error plateaus, min
 dropout 0.5 on fc1/fc2, He initialization in its backward form (Eq. 14).
 
 What a run writes (main process only) into `train.out`:
+    run.txt          the run header of each start: model, data, device, precision and why, kernel
     config.json      the resolved RunConfig, and under "resolved" the precision trained in and why
     init_report.md   what `initialize` did to each layer
-    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s
+    test.json        with data.val_fraction: the final model's error on the spec's own val split
+    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s, for a
+                     net with PReLU the mean slope of each (`prelu_slopes`), and a partial-epoch
+                     line ("partial": true) where train.max_steps stops inside an epoch
     checkpoints/     the last `keep_last` epoch checkpoints
     last.pt best.pt  the newest checkpoint and the one with the lowest val top-1 error
     curves.png       loss and error against epoch
@@ -21,11 +25,13 @@ states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a request to sto
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 import random
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from rectifiers import __version__, distributed
+from rectifiers.activations import PReLU
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.checkpoint import FORMAT, CheckpointError, remove_stale_temp_files, resume_candidates
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
+from rectifiers.holdout import hold_out, val_is_test_split
 from rectifiers.init import initialize
 from rectifiers.loader import make_loader
 from rectifiers.metrics import error_from_counts, topk_correct
@@ -54,8 +62,9 @@ from rectifiers.run_checkpoints import (
     save_run_checkpoint,
 )
 from rectifiers.run_lock import run_lock
-from rectifiers.run_log import RunLog
+from rectifiers.run_log import RunLog, position, prelu_kernel_status
 from rectifiers.runtime import torch_flags_kept
+from rectifiers.sizes_from_data import fill_from_data
 from rectifiers.step_tally import READ_EVERY, StepTally
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
@@ -69,6 +78,7 @@ __all__ = [
     "TrainingStopped",
     "fit",
     "model_args_from_config",
+    "prelu_slopes",
     "resolve_amp",
 ]
 
@@ -93,9 +103,11 @@ def fit(
     instead of opening `config.data.spec`; both or neither.
 
     status is "completed", "max_steps" (stopped at train.max_steps) or "interrupted" (SIGINT/SIGTERM;
-    a checkpoint was saved first). Raises NonFiniteLossError on a NaN/inf loss, keeping the last good
-    checkpoint, and RunDirectoryBusyError (a ValueError) when another run holds `train.out`. torch's
-    deterministic and cuDNN flags are as the caller left them when it returns.
+    a checkpoint was saved first). With `data.val_fraction`, a completed run also returns the final
+    model's test_loss, test_top1_err, test_top5_err and test_images on the spec's own val split.
+    Raises NonFiniteLossError on a NaN/inf loss, keeping the last good checkpoint, and
+    RunDirectoryBusyError (a ValueError) when another run holds `train.out`. torch's deterministic
+    and cuDNN flags are as the caller left them when it returns.
     """
     if (train_set is None) != (val_set is None):
         raise ValueError("fit: pass both train_set and val_set, or neither (config.data.spec is then opened)")
@@ -136,6 +148,15 @@ def model_args_from_config(config: RunConfig, num_classes: int, in_chans: int) -
     return args
 
 
+def prelu_slopes(model: nn.Module) -> dict[str, float]:
+    """The mean slope of every PReLU in `model`, keyed by the module's name (Table 1's numbers)."""
+    return {
+        name: float(module.weight.detach().float().mean())
+        for name, module in model.named_modules()
+        if isinstance(module, PReLU)
+    }
+
+
 class Trainer:
     """The state of one run. `run()` is the whole job; the methods below are its steps."""
 
@@ -146,7 +167,8 @@ class Trainer:
         model: nn.Module | None = None,
         datasets: tuple[ImageDataset, ImageDataset] | None = None,
     ) -> None:
-        self.config = config
+        # Sizes and batch left at 0 come from the training images.
+        self.config = config = fill_from_data(config, datasets[0] if datasets else None)
         self.ctx = ctx
         self.given_model = model  # a user's module in place of config.model (see `fit`)
         self.given_datasets = datasets  # (train, val) in place of config.data.spec
@@ -181,17 +203,25 @@ class Trainer:
         )
         self.normalization = normalize.state_dict()
         self._build_model(train_set)
+        kernel = prelu_kernel_status(self.model, ctx.device, self.run_log.say)
         self._build_optimizer()
         self._build_loaders(train_set, val_set, normalize)
         self.amp_choice = self._resolve_amp()  # .reason: why this precision (config.json, header)
         self.amp = self.amp_choice.dtype
+        amp_why = self.amp_choice.reason
         # Built before the restore, which gives an fp16 run back its loss scale.
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp is torch.float16)
         if resume_state is not None:
             self._restore(resume_state)
+            if self.epoch >= cfg.train.epochs:
+                self.run_log.say(
+                    f"already complete: {self.epoch} of {cfg.train.epochs} epochs done; nothing to train "
+                    "(raise --epochs to train further)"
+                )
         else:
             self._seed_rank(cfg.train.seed)
         self.train_model = self._wrap(self.model)
+        self.run_log.header(cfg, self.model, (train_set, val_set), ctx.device, (self.amp, amp_why), kernel)
         if ctx.is_main:
             self._write_run_files()
         with self.stop_signals.installed():
@@ -227,6 +257,16 @@ class Trainer:
         if list(train_set.classes) != list(val_set.classes):
             raise ValueError(f"{spec}: the train and val splits have different classes")
         self.classes = list(train_set.classes)
+        self.test_set: ImageDataset | None = None  # the spec's own val split, once val is held out
+        if self.config.data.val_fraction:
+            self.test_set = val_set
+            train_set, val_set = hold_out(train_set, self.config.data.val_fraction)
+        elif self.given_datasets is None and val_is_test_split(spec):
+            warnings.warn(
+                f"{spec}: its val split is the test split, so the lr schedule and best.pt are chosen on "
+                "the test set; set data.val_fraction (e.g. 0.1) to hold out a validation split from train",
+                stacklevel=2,
+            )
         self.data_sizes = {"train": len(train_set), "val": len(val_set)}  # checked on resume
         skipped = len(train_set.skipped) + len(val_set.skipped)
         self.skipped_files = skipped
@@ -251,6 +291,7 @@ class Trainer:
             model,
             scheme=i.scheme,
             mode=i.mode,
+            a=i.a,
             std=i.std if i.scheme == "gaussian" else None,
             fc_std=tuple(i.fc_std) if i.fc_std else None,
         )
@@ -281,6 +322,12 @@ class Trainer:
                 f"processes ({ctx.world_size}); the paper keeps the global batch fixed"
             )
         per_rank = t.batch_size // ctx.world_size
+        if per_rank > len(train_set) // ctx.world_size:  # training drops the last, partial batch
+            raise ValueError(
+                f"{d.spec}: {len(train_set)} training images make no full batch of train.batch_size "
+                f"({t.batch_size}): lower it (--batch-size {max(1, len(train_set) // 4)}), or train with "
+                "--config images, which takes the batch size from the data"
+            )
         train_tf = TrainTransform(
             d.crop, (d.scale_min, d.scale_max), flip=d.flip, pca_std=d.pca_std, normalize=normalize
         )
@@ -295,6 +342,11 @@ class Trainer:
         }
         self.train_loader = make_loader(train_set, per_rank, train=True, transform=train_tf, **common)
         self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
+        self.test_loader = (
+            None
+            if self.test_set is None
+            else make_loader(self.test_set, per_rank, train=False, transform=eval_tf, **common)
+        )
 
     def _restore(self, state: dict[str, Any]) -> None:
         check_same_data(state, self.resume_path, self.classes, self.data_sizes, self.in_chans)
@@ -378,13 +430,11 @@ class Trainer:
                     train_metrics = self._train_epoch()
                 except TrainingStopped as stop:
                     self._save(mid_epoch=True)
-                    self.run_log.say(
-                        f"stopped by {stop}: checkpoint saved at epoch {self.epoch + 1}, batch "
-                        f"{self.batch}, step {self.step}; continue with --resume auto"
-                    )
-                    return self._result("interrupted", metrics, signum=stop.signum)
-                if train_metrics is None:  # max_steps reached mid-epoch
+                    return self._stopped(stop, metrics)
+                if self.batch < len(self.train_loader):  # train.max_steps reached mid-epoch
                     self._save(mid_epoch=True)
+                    metrics = self._partial_epoch_metrics(train_metrics)
+                    self._log(metrics, writer)
                     return self._result("max_steps", metrics)
                 val_metrics = self._validate()
                 self.epoch += 1
@@ -397,18 +447,58 @@ class Trainer:
                     **val_metrics,
                     "time": time.time(),
                 }
+                slopes = prelu_slopes(self.model)
+                if slopes:  # how the learned slopes move, epoch by epoch
+                    metrics["prelu_slopes"] = slopes
                 improved = metrics["val_top1_err"] < self.best_err
                 if improved:
                     self.best_err = metrics["val_top1_err"]
                 self._schedule(metrics["val_top1_err"])
                 self._log(metrics, writer)
                 self._save(best=improved)
+                # A signal during the epoch's last batch or its validation stops here, after the
+                # epoch's checkpoint: a resume never starts with an epoch that has no batches left.
+                if self.epoch < cfg.epochs and self._stop_requested():
+                    return self._stopped(TrainingStopped(self.stop_signals.signum or signal.SIGTERM), metrics)
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     status = "max_steps"
                     break
-        return self._result(status, metrics)
+        result = self._result(status, metrics)
+        if status == "completed" and self.test_loader is not None:
+            result.update(self._test())
+        return result
 
-    def _train_epoch(self) -> dict[str, float] | None:
+    def _test(self) -> dict[str, float]:
+        """The final model on the test split, once, after the last epoch (written to test.json)."""
+        found = {
+            "test_" + key.removeprefix("val_"): value
+            for key, value in self._validate(self.test_loader).items()
+        }
+        if self.ctx.is_main:
+            (self.run_dir / "test.json").write_text(json.dumps({"epoch": self.epoch, **found}) + "\n")
+        return found
+
+    def _stopped(self, stop: TrainingStopped, metrics: dict[str, Any]) -> dict[str, Any]:
+        where = position(self.epoch, self.batch, self.step)
+        self.run_log.say(f"stopped by {stop}: checkpoint saved {where}; continue with --resume auto")
+        return self._result("interrupted", metrics, signum=stop.signum)
+
+    def _partial_epoch_metrics(self, train_metrics: dict[str, float]) -> dict[str, Any]:
+        # The running epoch's line, marked partial (a smoke run shows what it did); its epoch number is
+        # the running one, so a resume from the saved state (epoch - 1 done) drops it again.
+        return {
+            "epoch": self.epoch + 1,
+            "partial": True,
+            "batch": self.batch,
+            "batches": len(self.train_loader),
+            "step": self.step,
+            "lr": self._lr(),
+            **train_metrics,
+            **self._validate(),
+            "time": time.time(),
+        }
+
+    def _train_epoch(self) -> dict[str, float]:
         cfg, ctx = self.config.train, self.ctx
         self.train_model.train()
         # A mid-epoch resume starts at the saved batch with that batch's own shuffle and augmentation.
@@ -444,9 +534,7 @@ class Trainer:
             if save_now:
                 self._save(mid_epoch=True)
             if at_max_steps:
-                if bar is not None:
-                    bar.close()
-                return None
+                break
         if len(self.tally):
             self._read_tally(bar, started, seen)
         if bar is not None:
@@ -459,6 +547,10 @@ class Trainer:
             "images_per_s": seen * ctx.world_size / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
         }
+
+    def _stop_requested(self) -> bool:
+        requested = self.stop_signals.signum is not None
+        return distributed.any_rank(requested, self.ctx.device) if self.ctx.distributed else requested
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         """Note this step's loss; `_read_tally` checks it (a method of its own so that tests can inject
@@ -489,17 +581,19 @@ class Trainer:
                 img_s=f"{rate:.0f}",
                 refresh=False,
             )
-        if reading.stop:
-            # Under torchrun the signal may have reached another rank only.
+        if reading.stop and self.batch < len(self.train_loader):
+            # Under torchrun the signal may have reached another rank only. At the epoch's last batch
+            # `_loop` stops after the epoch's checkpoint instead.
             raise TrainingStopped(self.stop_signals.signum or signal.SIGTERM)
 
     @torch.no_grad()
-    def _validate(self) -> dict[str, float]:
-        """Loss and top-1/top-5 error on the validation split; each image counted once across ranks."""
+    def _validate(self, loader: Any = None) -> dict[str, float]:
+        """Loss and top-1/top-5 error on the validation split (or `loader`'s); each image counted once
+        across ranks."""
         ctx = self.ctx
         self.model.eval()
         sums = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 correct, top-5 correct, n
-        for images, targets in self.val_loader:
+        for images, targets in loader or self.val_loader:
             with torch.autocast(
                 ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):

@@ -51,7 +51,7 @@ from torch import Tensor
 
 from rectifiers.runtime import cache_root
 
-__all__ = ["DTYPES", "PReLUKernel", "cache_dir", "load"]
+__all__ = ["DTYPES", "PReLUKernel", "cache_dir", "load", "needs_build"]
 
 # dtype codes shared with the C++ source
 DTYPES: dict[torch.dtype, int] = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
@@ -555,19 +555,24 @@ def _cpu_signature() -> str:
     return platform.processor() or platform.machine()
 
 
-def _build(compiler: str) -> dict[str, Path]:
-    """Build every variant of the library (or find it in the cache); variant name -> path."""
+def _library_paths(compiler: str) -> dict[str, Path]:
+    """Variant name -> where its library is cached, in a folder named by the hash of the build's inputs."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     flags = " ".join(_FLAGS) + repr(sorted(_VARIANTS.items()))
     key = hashlib.sha256("\n".join([_SOURCE, flags, compiler, version, _cpu_signature()]).encode())
     folder = cache_dir() / key.hexdigest()[:16]
-    source = folder / "prelu_cpu.cpp"
-    paths = {}
+    return {name: folder / f"libprelu_cpu_{name}.so" for name in _VARIANTS}
+
+
+def _build(compiler: str) -> dict[str, Path]:
+    """Build every variant of the library (or find it in the cache); variant name -> path."""
+    paths = _library_paths(compiler)
     for name, extra in _VARIANTS.items():
-        target = folder / f"libprelu_cpu_{name}.so"
-        paths[name] = target
+        target = paths[name]
         if target.is_file():
             continue
+        folder = target.parent
+        source = folder / "prelu_cpu.cpp"
         folder.mkdir(parents=True, exist_ok=True)
         if not source.is_file():
             source.write_text(_SOURCE)
@@ -654,14 +659,25 @@ class PReLUKernel:
             raise RuntimeError(f"prelu kernel: unsupported dtypes {src.dtype}, {weight.dtype}")
 
 
+def needs_build() -> bool:
+    """Whether the next `load()` compiles the kernel (its first use with this compiler and CPU)."""
+    if load.cache_info().currsize or _disabled():
+        return False
+    compiler = _compiler()
+    return compiler is not None and not all(path.is_file() for path in _library_paths(compiler).values())
+
+
+def _disabled() -> bool:
+    off = os.environ.get("RECTIFIERS_NO_KERNEL", "") not in ("", "0")
+    return off or sys.platform not in ("linux", "darwin")
+
+
 @functools.cache
 def load() -> PReLUKernel | None:
     """The compiled kernel (built on the first call of a process if the cache lacks it), or None
     where it cannot be had: ``RECTIFIERS_NO_KERNEL=1``, not Linux/macOS, no C++ compiler, a failed
     build. A failure warns once; callers then use ATen's PReLU, which gives the same results."""
-    if os.environ.get("RECTIFIERS_NO_KERNEL", "") not in ("", "0"):
-        return None
-    if sys.platform not in ("linux", "darwin"):
+    if _disabled():
         return None
     compiler = _compiler()
     if compiler is None:

@@ -34,6 +34,7 @@ from rectifiers.checkpoint import (
     save_checkpoint,
 )
 from rectifiers.config import RunConfig, flatten
+from rectifiers.run_log import position
 
 
 class CheckpointWriteError(OSError):
@@ -67,7 +68,8 @@ def load_resume_state(config: RunConfig, say: Callable[[str], None]) -> tuple[Pa
     if missing:
         raise CheckpointError(f"{path}: cannot resume from it, missing keys: {', '.join(missing)}")
     _check_same_run(config, state, path)
-    say(f"resuming from {path} (epoch {state['epoch']}, batch {state.get('batch', 0)}, step {state['step']})")
+    where = position(int(state["epoch"]), int(state.get("batch", 0)), int(state["step"]))
+    say(f"resuming from {path} {where}")
     for key, (saved, new) in resume_overrides(config, state).items():
         say(f"{key} = {new!r} replaces the checkpoint's {saved!r}")
     return path, state
@@ -192,6 +194,7 @@ RESUME_POLICY: dict[str, str] = {
             "data.mean",
             "data.divide_std",
             "data.raw_pixels",
+            "data.val_fraction",
         ),
         MUST_MATCH,
     ),
@@ -209,7 +212,7 @@ RESUME_POLICY: dict[str, str] = {
         ),
         MUST_MATCH,
     ),
-    **dict.fromkeys(("init.scheme", "init.mode", "init.std", "init.fc_std"), MUST_MATCH),
+    **dict.fromkeys(("init.scheme", "init.mode", "init.a", "init.std", "init.fc_std"), MUST_MATCH),
     # The parameter groups and the scheduler's kind shape the saved state itself.
     "optim.decay_bias": MUST_MATCH,
     "optim.schedule": MUST_MATCH,

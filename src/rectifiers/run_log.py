@@ -1,6 +1,7 @@
 """What a training run writes besides its checkpoints, and what it shows on the console.
 
 Files, in the run directory (`train.out`), written by the main process only:
+    run.txt          the header of each start of the run: model, data, device, precision, threads, kernel
     config.json      the resolved RunConfig
     init_report.md   what `initialize` did to each layer
     metrics.jsonl    one JSON line per epoch; on a resume, cut back to the epochs the checkpoint holds
@@ -14,15 +15,48 @@ over the epoch's batches when stderr is a terminal.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
+from rectifiers import prelu_kernel
+from rectifiers.activations import PReLU
 from rectifiers.config import RunConfig
+from rectifiers.data import ImageDataset, InMemoryDataset
+from rectifiers.models import Net
 from rectifiers.plots import plot_curves, read_jsonl
+
+
+def prelu_kernel_status(model: nn.Module, device: torch.device, say: Callable[[str], None]) -> str:
+    """Load the fused PReLU kernel where `model` will use it, announcing a first-use build through
+    `say` (a silent pause of ~10 s otherwise); returns what the run header says about it."""
+    if not any(isinstance(m, PReLU) for m in model.modules()):
+        return "not used (the model has no PReLU)"
+    if device.type != "cpu":
+        return f"not used on {device.type} (ATen's PReLU)"
+    if prelu_kernel.needs_build():
+        say("building the fused PReLU kernel (first use, ~10 s)")
+    if prelu_kernel.load() is None:
+        return "unavailable (RECTIFIERS_NO_KERNEL or no C++ compiler): ATen's PReLU, same results"
+    return "ready"
+
+
+def position(epochs_done: int, batch: int, step: int) -> str:
+    """Where a run (or its checkpoint) stands, with epochs numbered from 1 as on the console.
+
+    `epochs_done` whole epochs and `batch` batches of the next: "at epoch 2, batch 5, step 36" inside
+    an epoch, "after epoch 1, step 31" at its end.
+    """
+    if batch:
+        return f"at epoch {epochs_done + 1}, batch {batch}, step {step}"
+    return f"after epoch {epochs_done}, step {step}"
 
 
 class RunLog:
@@ -37,6 +71,7 @@ class RunLog:
         self.epochs = t.epochs
         self.use_tensorboard = t.tensorboard
         self.title = f"{config.model.name} ({config.model.act}) on {config.data.spec}"
+        self.num_classes = 0  # known once the data is open (`header`); top-5 is shown above 5 classes
 
     def say(self, text: str) -> None:
         """Print `text` on stderr (main process, unless quiet)."""
@@ -61,6 +96,54 @@ class RunLog:
             leave=False,
             dynamic_ncols=True,
         )
+
+    def header(
+        self,
+        config: RunConfig,
+        model: nn.Module,
+        data: tuple[ImageDataset, ImageDataset],
+        device: torch.device,
+        precision: tuple[torch.dtype | None, str],
+        kernel: str,
+    ) -> None:
+        """Say what this run trains, on what, and how; append the same lines to run.txt.
+
+        `precision` is the autocast dtype (None: float32) and why it was chosen; `kernel` is what
+        `prelu_kernel_status` returned.
+        """
+        train_set, val_set = data
+        self.num_classes = len(train_set.classes)
+        if not self.is_main:
+            return
+        d, m = config.data, config.model
+        params = sum(p.numel() for p in model.parameters())
+        registry = isinstance(model, Net)  # else a module of the user's, which config.model does not describe
+        what = f"{m.name} ({m.act}, {m.stem} stem, width {m.width:g})" if registry else type(model).__name__
+        names = f" ({', '.join(train_set.classes)})" if self.num_classes <= 10 else ""
+        size = (
+            "{}x{} px".format(*train_set.image_size)
+            if isinstance(train_set, InMemoryDataset)
+            else "mixed sizes, decoded from files"
+        )
+        dtype, reason = precision
+        lines = [
+            f"model: {what}, {params:,} parameters",
+            f"data: {train_set.source}: {len(train_set):,} train / {len(val_set):,} val images, "
+            f"{self.num_classes} classes{names}, {train_set.num_channels} channel(s), {size}",
+            f"input: crops of {d.crop} px from shorter side {d.scale_min}..{d.scale_max}, flips {d.flip:g}, "
+            f"colour {d.pca_std:g}; val: shorter side {d.eval_resize}, center crop {d.crop}",
+            f"device: {device}, {torch.get_num_threads()} threads; batch {config.train.batch_size}, "
+            f"lr {config.optim.lr:g}, {config.train.epochs} epochs",
+            f"precision: {'float32' if dtype is None else str(dtype).removeprefix('torch.')} ({reason})",
+            f"fused PReLU kernel: {kernel}",
+            f"run directory: {self.run_dir}",
+        ]
+        for line in lines:
+            self.say(line)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        with open(self.run_dir / "run.txt", "a") as handle:
+            handle.write(f"started {started}\n" + "".join(f"  {line}\n" for line in lines))
 
     def write_run_files(self, config: dict[str, Any], init_report: str) -> None:
         """Create the run directory and write config.json and init_report.md (markdown) into it."""
@@ -128,12 +211,14 @@ class RunLog:
         epoch = metrics["epoch"]
         if writer is not None:
             for key, value in metrics.items():
-                if key not in ("epoch", "time") and isinstance(value, (int, float)):
+                if key not in ("epoch", "time", "partial") and isinstance(value, (int, float)):
                     writer.add_scalar(key, value, epoch)
+        part = f" (batch {metrics['batch']} of {metrics['batches']})" if metrics.get("partial") else ""
+        # Top-5 of five classes or fewer is always 0: noise on the console (metrics.jsonl keeps it).
+        top5 = f"top-5 err {100 * metrics['val_top5_err']:.2f}%  " if self.num_classes > 5 else ""
         self.say(
-            f"epoch {epoch}/{self.epochs}  step {metrics['step']}  lr {metrics['lr']:g}  "
+            f"epoch {epoch}/{self.epochs}{part}  step {metrics['step']}  lr {metrics['lr']:g}  "
             f"train loss {metrics['train_loss']:.4f}  val loss {metrics['val_loss']:.4f}  "
-            f"val top-1 err {100 * metrics['val_top1_err']:.2f}%  "
-            f"top-5 err {100 * metrics['val_top5_err']:.2f}%  "
+            f"val top-1 err {100 * metrics['val_top1_err']:.2f}%  {top5}"
             f"{metrics['images_per_s']:.0f} img/s"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rectifiers.cli.common import SubParsers
 
@@ -19,7 +20,11 @@ def add(sub: SubParsers) -> None:
         "rectifiers[export] (onnx, onnxruntime, onnxscript).",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file (.pt)")
-    p.add_argument("--onnx", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    p.add_argument(
+        "--onnx",
+        metavar="FILE.onnx",
+        help="the ONNX file to write (default: beside the checkpoint, e.g. runs/default/best.onnx)",
+    )
     p.add_argument(
         "--dynamic-size",
         action="store_true",
@@ -44,10 +49,12 @@ def add(sub: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from rectifiers.export import export_checkpoint
 
+    # The default keeps the file with its checkpoint, in the run directory, not in the working tree.
+    onnx_path = args.onnx or str(Path(args.checkpoint).with_suffix(".onnx"))
     try:
         report = export_checkpoint(
             args.checkpoint,
-            args.onnx,
+            onnx_path,
             dynamic_size=args.dynamic_size,
             opset=args.opset,
             include_normalization=args.include_normalization,

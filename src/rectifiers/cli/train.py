@@ -40,7 +40,9 @@ def add(sub: SubParsers) -> None:
     )
     p.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     p.add_argument(
-        "--data", help="data spec: mnist5k | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:k=v,..]"
+        "--data",
+        help="data spec: mnist5k | cifar10[:PATH] | idx:PATH | folder:PATH | tinyimagenet:PATH | "
+        "fake[:k=v,..]",
     )
     p.add_argument("--model", help="model name (see `rectifiers models`)")
     p.add_argument("--act", help="relu | prelu | prelu_shared | leaky_relu")
@@ -101,10 +103,21 @@ def run(args: argparse.Namespace) -> int:
         return 4
     if result["status"] == "interrupted":
         return 128 + int(result["signal"])
-    metrics = result["metrics"]
-    if metrics and not config.train.quiet:
-        print(
-            f"done: {result['epoch']} epochs, {result['step']} steps; best val top-1 error "
-            f"{100 * result['best_val_top1_err']:.2f}%; run directory {result['run_dir']}"
-        )
+    if result["metrics"] and not config.train.quiet:
+        print(_end_line(result, config.train.max_steps))
     return 0
+
+
+def _end_line(result: dict, max_steps: int) -> str:
+    metrics, where = result["metrics"], f"run directory {result['run_dir']}"
+    if metrics.get("partial"):
+        return (
+            f"done: stopped at train.max_steps = {max_steps} (epoch {metrics['epoch']}, batch "
+            f"{metrics['batch']} of {metrics['batches']}); val top-1 error "
+            f"{100 * metrics['val_top1_err']:.2f}% after {result['step']} steps; {where}"
+        )
+    stopped = f"stopped at train.max_steps = {max_steps}, " if result["status"] == "max_steps" else ""
+    return (
+        f"done: {stopped}{result['epoch']} epochs, {result['step']} steps; best val top-1 error "
+        f"{100 * result['best_val_top1_err']:.2f}%; {where}"
+    )

@@ -26,9 +26,9 @@ from typing import Any
 from rectifiers.experiments.common import (
     PRESETS,
     Context,
-    clear_runs,
     command_line,
     default_training_data,
+    fallback_banner,
     write_outputs,
 )
 
@@ -78,16 +78,21 @@ def run_experiment(
     out: str | Path = "results",
     seeds: int | None = None,
     say: Callable[[str], None] | None = None,
+    fresh: bool = False,
 ) -> Path:
     """Run experiment `name` with `preset` and write `out/name/` (results.json, table.md, figure).
 
     Args:
         preset: "smoke" (seconds, for tests), "quick" (about a minute on 2 CPU cores) or "full"
             (what the README reports).
-        data: a data spec for the experiments that train (default: the preset's: CIFAR-10 from the
-            shared data folder when present, else mnist5k; smoke: tiny fake images).
+        data: a data spec for the experiments that train (default: the preset's: CIFAR-10 from
+            $RECTIFIERS_CIFAR10 or the shared data folder, else mnist5k, which `say` announces and
+            table.md's header notes as a fallback; smoke: tiny fake images).
         seeds: how many seeds (training runs per setting, or random draws for `variance`).
         say: receives progress lines.
+        fresh: delete the training runs of earlier invocations; by default a finished run with the
+            same settings is reused and an interrupted one continued from its checkpoint (a run of
+            other settings is refused). Raises `RunNotFinished` when a run stops early (Ctrl-C).
 
     Returns the path of `table.md`. Bad arguments raise ValueError.
     """
@@ -103,9 +108,11 @@ def run_experiment(
     settings = dict(module.PRESETS[preset])
     if seeds is not None:
         settings["seeds"] = seeds
-    spec = None
+    spec, note = None, ""
     if module.USES_DATA:
-        spec = data or settings.get("data") or default_training_data()
+        spec = data or settings.get("data")
+        if spec is None:
+            spec, note = default_training_data()
     ctx = Context(
         name=name,
         preset=preset,
@@ -115,8 +122,11 @@ def run_experiment(
         data=spec,
         seeds=list(range(settings["seeds"])) if "seeds" in settings else [],
         say=say or (lambda text: None),
+        data_note=note,
+        fresh=fresh,
     )
-    clear_runs(ctx)
+    if note:
+        ctx.say(fallback_banner(note))
     started = time.perf_counter()
     outcome = module.run(ctx)
     wall = time.perf_counter() - started

@@ -5,40 +5,45 @@ The paper's reading of its Table 1: conv1's slopes (0.681 shared, 0.596 channel-
 "significantly greater than 0" (its filters are Gabor-like, both signs of response are kept), and
 in the channel-wise version deeper conv layers generally have smaller slopes ("more nonlinear").
 
-The models are Table 2's (`relu_vs_prelu`): `net14`, small-image form, the same data, epochs and
-schedule, trained by `rectifiers.engine.fit`; the slopes are read from the final checkpoint
-(`rectifiers.load_model`). The claims are tested by one rule applied to the paper's numbers and ours
-alike: conv1's slope against 0 and against the mean of the stage-3 conv layers (conv3_1..conv3_6),
-and Spearman's rank correlation between conv depth (1..11) and slope.
+The models are Table 2's: the PReLU runs of `relu_vs_prelu`, the same run directories (one set of
+runs, two tables; whichever experiment runs first trains them, the other reuses them). The slopes
+are read from the final checkpoint (`rectifiers.load_model`), and their course from the per-epoch
+`prelu_slopes` of each run's metrics.jsonl, plotted against training steps so that a reader sees
+whether they settled. The paper's readings are put as per-seed statistics, each read by
+`verdict`: conv1's slope minus 0.1 ("clearly > 0"), conv1's slope minus the mean of the stage-3
+conv layers (conv3_1..conv3_6), and Spearman's rank correlation between conv depth (1..11) and
+slope; the same statistics of the paper's Table 1 give the sign and size to compare with.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 from rectifiers.experiments import relu_vs_prelu
-from rectifiers.experiments.common import Context, Outcome, describe_data, markdown_table, mean_std
+from rectifiers.experiments.common import (
+    Context,
+    Outcome,
+    describe_data,
+    markdown_table,
+    mean_std,
+    runs_made_with,
+    schedule_text,
+)
+from rectifiers.experiments.verdict import trained_out, verdict
 
 TITLE = "Table 1: learned PReLU coefficients of the 14-layer net"
 PAPER = "Table 1 (Sec. 2.1)"
 USES_DATA = True
 USES_SEEDS = True
 
-# Table 2's recipe and data sizes, with fewer seeds (here the slopes are the result, not an error
-# difference that needs a noise estimate)
-_SEEDS = {"smoke": 1, "quick": 1, "full": 2}
-_SUMMARY = {
-    "smoke": "1 epoch on 64 fake images, tiny net",
-    "quick": "1 seed, 2 epochs of 2,000 images",
-    "full": "2 seeds, 6 epochs of 5,000 images",
-}
-PRESETS: dict[str, dict[str, Any]] = {
-    preset: {**settings, "seeds": _SEEDS[preset], "summary": _SUMMARY[preset]}
-    for preset, settings in relu_vs_prelu.PRESETS.items()
-}
+# Table 2's presets: the same runs
+PRESETS: dict[str, dict[str, Any]] = relu_vs_prelu.PRESETS
 ACTS = {"prelu_shared": "channel-shared", "prelu": "channel-wise"}
 INIT_SLOPE = 0.25
+CONVS = ["conv1", *[f"conv2_{i}" for i in range(1, 5)], *[f"conv3_{i}" for i in range(1, 7)]]
 # Table 1: layer -> (channel-shared a, channel-wise mean a)
 PAPER_SLOPES: dict[str, tuple[float, float]] = {
     "conv1": (0.681, 0.596),
@@ -56,23 +61,32 @@ PAPER_SLOPES: dict[str, tuple[float, float]] = {
     "fc2": (0.031, 0.075),
 }
 CLEARLY_POSITIVE = 0.1  # "clearly larger than 0"
-SETTLED = 0.05  # below this largest change from the initial 0.25, the slopes have not moved
+SETTLED = 0.02  # a layer's mean slope has settled when it moved less than this over the last 3 epochs
+
+
+def layer_name(module_name: str) -> str:
+    """Table 1's name of the layer a PReLU follows: `features.act2_1` follows conv2_1, `head.act1`
+    follows fc1."""
+    part, act = module_name.split(".")
+    return act.replace("act", "conv" if part == "features" else "fc")
 
 
 def layer_slopes(checkpoint: str) -> dict[str, float]:
-    """Mean slope of every PReLU of a trained model, keyed by the layer before it: `features.act2_1`
-    follows conv2_1, `head.act1` follows fc1."""
-    from rectifiers.activations import PReLU
+    """Mean slope of every PReLU of a trained model, keyed by the layer before it."""
     from rectifiers.checkpoint import load_model
+    from rectifiers.engine import prelu_slopes
 
-    model = load_model(checkpoint)
-    slopes = {}
-    for name, module in model.named_modules():
-        if isinstance(module, PReLU):
-            part, act = name.split(".")
-            layer = act.replace("act", "conv" if part == "features" else "fc")
-            slopes[layer] = float(module.weight.detach().float().mean())
-    return slopes
+    return {layer_name(k): v for k, v in prelu_slopes(load_model(checkpoint)).items()}
+
+
+def slope_course(run: dict[str, Any]) -> tuple[list[int], dict[str, list[float]]]:
+    """(steps, layer -> mean slope after each epoch) of a run, from its metrics."""
+    steps = [m["step"] for m in run["metrics"]]
+    course: dict[str, list[float]] = {}
+    for m in run["metrics"]:
+        for name, value in m["prelu_slopes"].items():
+            course.setdefault(layer_name(name), []).append(value)
+    return steps, course
 
 
 def _ranks(values: list[float]) -> list[float]:
@@ -98,20 +112,22 @@ def spearman(x: list[float], y: list[float]) -> float:
     return cov / norm if norm else float("nan")
 
 
-def claims(slopes: dict[str, float]) -> dict[str, Any]:
-    """The paper's three readings of Table 1, measured on one set of per-layer slopes."""
-    convs = [name for name in PAPER_SLOPES if name.startswith("conv")]
-    deep = [slopes[n] for n in convs if n.startswith("conv3_")]
-    values = [slopes[n] for n in convs]
-    rho = spearman(list(range(1, len(convs) + 1)), values)
-    return {
-        "conv1": slopes["conv1"],
-        "conv1_clearly_positive": slopes["conv1"] > CLEARLY_POSITIVE,
-        "deep_mean": statistics.fmean(deep),
-        "conv1_above_deep": slopes["conv1"] > statistics.fmean(deep),
-        "spearman_depth": rho,
-        "deeper_smaller": rho < 0,
-    }
+# The paper's readings: (label, per-seed statistic of a layer -> slope map, the sign it claims)
+CLAIMS: list[tuple[str, Any, int]] = [
+    (f"conv1's slope clearly > 0 (conv1 − {CLEARLY_POSITIVE})", lambda s: s["conv1"] - CLEARLY_POSITIVE, 1),
+    (
+        "conv1 above the deep conv layers (conv1 − mean of conv3_x)",
+        lambda s: s["conv1"] - statistics.fmean(s[n] for n in CONVS if n.startswith("conv3_")),
+        1,
+    ),
+    ("deeper conv layers have smaller slopes (Spearman ρ of depth and slope)", lambda s: depth_rho(s), -1),
+]
+
+
+def depth_rho(slopes: dict[str, float]) -> float:
+    """Spearman's ρ of conv depth (1..11) and slope; 0 (no order) where every slope is the same."""
+    rho = spearman(list(range(1, len(CONVS) + 1)), [slopes[n] for n in CONVS])
+    return rho if math.isfinite(rho) else 0.0
 
 
 def run(ctx: Context) -> Outcome:
@@ -121,11 +137,25 @@ def run(ctx: Context) -> Outcome:
     }
     layers = list(PAPER_SLOPES)
     mean = {act: {n: statistics.fmean(s[n] for s in per_seed[act]) for n in layers} for act in ACTS}
+    out = {act: all(trained_out(relu_vs_prelu.val_curve(r)) for r in runs[act]) for act in ACTS}
+    courses = {act: [slope_course(r) for r in runs[act]] for act in ACTS}
+    settled = {
+        act: all(
+            max(abs(c[-1] - v) for v in c[-3:]) < SETTLED
+            for _, course in courses[act]
+            for c in course.values()
+        )
+        and all(len(steps) >= 3 for steps, _ in courses[act])
+        for act in ACTS
+    }
     results: dict[str, Any] = {
         "data": spec,
         "sizes": sizes,
         "slopes_per_seed": per_seed,
         "slopes_mean": mean,
+        "slope_courses": {act: [{"steps": st, "slopes": c} for st, c in courses[act]] for act in ACTS},
+        "trained_out": out,
+        "settled": settled,
         "paper": {n: {"prelu_shared": v[0], "prelu": v[1]} for n, v in PAPER_SLOPES.items()},
         "run_dirs": {act: [r["run_dir"] for r in act_runs] for act, act_runs in runs.items()},
     }
@@ -155,91 +185,70 @@ def run(ctx: Context) -> Outcome:
         rows,
         "lrrrr",
     )
-
-    verdicts = {}
-    claim_rows, notes = [], []
+    claim_rows, notes, verdicts = [], [], {}
     for i, (act, label) in enumerate(ACTS.items()):
-        paper = claims({n: v[i] for n, v in PAPER_SLOPES.items()})
-        ours = claims(mean[act])
-        verdicts[act] = {"paper": paper, "ours": ours}
-        checks = [
-            (
-                f"{label}: conv1's slope clearly > 0 (> {CLEARLY_POSITIVE})",
-                f"{paper['conv1']:.3f}",
-                f"{ours['conv1']:.3f}",
-                paper["conv1_clearly_positive"],
-                ours["conv1_clearly_positive"],
-            ),
-            (
-                f"{label}: conv1 above the deep conv layers' mean (conv3_x)",
-                f"{paper['conv1']:.3f} vs {paper['deep_mean']:.3f}",
-                f"{ours['conv1']:.3f} vs {ours['deep_mean']:.3f}",
-                paper["conv1_above_deep"],
-                ours["conv1_above_deep"],
-            ),
-            (
-                f"{label}: deeper conv layers have smaller slopes (Spearman ρ of depth and slope < 0)",
-                f"ρ = {paper['spearman_depth']:+.2f}",
-                f"ρ = {ours['spearman_depth']:+.2f}",
-                paper["deeper_smaller"],
-                ours["deeper_smaller"],
-            ),
-        ]
-        for claim, p, o, p_ok, o_ok in checks:
-            claim_rows.append([claim, p, o, "yes" if o_ok == p_ok else "**no**"])
-            if o_ok != p_ok:
-                notes.append(f"**Disagrees**: {claim} — the paper {p}, ours {o}.")
-            else:
-                notes.append(f"Agrees: {claim} — the paper {p}, ours {o}.")
+        paper_slopes = {n: v[i] for n, v in PAPER_SLOPES.items()}
+        verdicts[act] = []
+        for claim, statistic, sign in CLAIMS:
+            paper = statistic(paper_slopes)
+            values = [statistic(seed) for seed in per_seed[act]]
+            v = verdict(values, sign=sign, paper=paper, trained_out=out[act])
+            verdicts[act].append({"claim": claim, "paper": paper, "per_seed": values, "verdict": v.kind})
+            claim_rows.append([f"{label}: {claim}", f"{paper:+.3f}", v.describe(scale=1, unit="", digits=3)])
     results["claims"] = verdicts
-    moved = {act: max(abs(v - INIT_SLOPE) for v in mean[act].values()) for act in ACTS}
-    results["max_change_from_init"] = moved
-    change = ", ".join(f"{moved[a]:.3f} ({label})" for a, label in ACTS.items())
-    notes.append(f"Largest change of a layer's mean slope from the initial 0.25: {change}.")
-    for i, (act, label) in enumerate(ACTS.items()):
-        conv1 = mean[act]["conv1"]
-        if abs(conv1 - INIT_SLOPE) < SETTLED:
-            notes.append(
-                f"{label}: conv1's slope stayed near its initial 0.25 ({conv1:.3f}), where the paper's rose "
-                f'to {PAPER_SLOPES["conv1"][i]:.3f}; "clearly > 0" then holds from the start and '
-                "shows nothing."
-            )
-    still = [label for a, label in ACTS.items() if moved[a] < SETTLED]
-    if still:
-        note = (
-            f"**The {' and '.join(still)} slopes barely moved** from their initial 0.25 (every layer's mean "
-            f"within {SETTLED} of it): this run is too short to say where they settle, so those verdicts say "
-            "little."
+    for act, label in ACTS.items():
+        notes.append(
+            f"{label}: runs trained out (held-out val error of the last 3 epochs within 1 point): "
+            f"{'yes' if out[act] else 'no'}; slopes settled (every layer's mean moved less than {SETTLED} "
+            f"over the last 3 epochs): {'yes' if settled[act] else 'no'}; their course is in the figure."
         )
-        if still == [ACTS["prelu"]]:
-            note += (
-                " A channel-wise slope's gradient sums over one channel's positions, a shared slope's over "
-                "all channels of the layer (Eq. 2), so at one learning rate the channel-wise slopes move "
-                "about as many times slower as the layer has channels."
-            )
-        notes.insert(0, note)
     notes.append(
-        "Scale: the paper's slopes come from 75 ImageNet epochs of the full-width net; ours from a short CPU "
-        "run of a narrow net on small images (see setup), so the pattern, not the values, is comparable."
+        "Scale: the paper's slopes come from 75 ImageNet epochs of the full-width net; ours from a narrow "
+        "net on small images (see setup), so the pattern, not the values, is comparable."
     )
+    figure = _plot(ctx, courses)
     table = "\n\n".join(
         [
-            f"Learned slopes after training (ours: mean over {len(ctx.seeds)} seed(s)"
+            f"Learned slopes of the final checkpoints (ours: mean over {len(ctx.seeds)} seed(s)"
             + (", ± std" if len(ctx.seeds) > 1 else "")
             + "; channel-wise: the mean over the layer's channels, as Table 1 shows):",
             slope_table,
-            "The paper's readings, tested by the same rule on its numbers and ours:",
-            markdown_table(["claim", "paper", "ours", "same outcome"], claim_rows, "llll"),
+            "The paper's readings as per-seed statistics (± standard error), the verdict by "
+            "`experiments/verdict.py` against the same statistic of the paper's Table 1:",
+            markdown_table(["claim", "paper", "ours"], claim_rows, "lrl"),
         ]
     )
     s = ctx.settings
     setup = [
         describe_data(ctx.data, spec, sizes) + ".",
-        "Net and recipe: those of `relu-vs-prelu` (Table 2's models): `net14`, small-image stem, "
-        f"{s['epochs']} epochs, lr 0.01"
-        + (f" → 0.001 after epoch {', '.join(map(str, s['milestones']))}" if s["milestones"] else " constant")
-        + ", momentum 0.9, weight decay 5e-4 except on the slopes (Sec. 2.1), slopes initialised to 0.25; "
+        "Runs: the PReLU runs of `relu-vs-prelu` (Table 2's models, the same run directories): `net14`, "
+        f"small-image stem, {s['epochs']} epochs, {schedule_text(s)}, momentum 0.9, weight decay 5e-4 "
+        "except on the slopes (Sec. 2.1), slopes initialised to 0.25; "
         "seeds " + ", ".join(map(str, ctx.seeds)) + ".",
-        "Slopes read from each run's final checkpoint (last.pt).",
+        "Slopes read from each run's final checkpoint (last.pt); their course from metrics.jsonl.",
+        runs_made_with([r for act_runs in runs.values() for r in act_runs]),
     ]
-    return Outcome(results=results, table=table, notes=notes, setup=setup)
+    return Outcome(results=results, table=table, notes=notes, setup=setup, figures=[figure])
+
+
+def _plot(ctx: Context, courses: dict[str, list[tuple[list[int], dict[str, list[float]]]]]) -> Path:
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(ACTS), squeeze=False)[0]
+    for ax, (act, label) in zip(axes, ACTS.items(), strict=True):
+        seeds = courses[act]
+        steps = seeds[0][0]
+        for k, layer in enumerate(PAPER_SLOPES):
+            curve = [statistics.fmean(course[layer][e] for _, course in seeds) for e in range(len(steps))]
+            color = colormaps["viridis"](k / (len(PAPER_SLOPES) - 1))
+            ax.plot([0, *steps], [INIT_SLOPE, *curve], "-", color=color, label=layer, lw=1.2)
+        ax.set(xlabel="training step", ylabel="mean slope", title=f"{label} (mean of {len(seeds)} seed(s))")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7, ncol=2)
+    fig.suptitle("Learned PReLU slopes per layer against training steps (Table 1's runs)")
+    path = ctx.out / f"{ctx.name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

@@ -8,7 +8,8 @@ An experiment writes `OUT/NAME/`:
     table.md      the paper's numbers beside ours, the command that made ours, and plainly where
                   they disagree
     NAME.png      the figure, where the paper has one
-    runs/         the training runs it made (`rectifiers.engine.fit` run directories)
+    runs/PRESET/  the training runs it made (`rectifiers.engine.fit` run directories), kept: a
+                  second invocation reuses the finished ones and continues an interrupted one
 
 Nothing here trains by itself: `train` hands a `RunConfig` to `rectifiers.engine.fit`.
 """
@@ -32,15 +33,19 @@ from typing import Any
 
 import torch
 
+from rectifiers import cifar10
 from rectifiers.bench import cpu_model
 
 PRESETS = ("smoke", "quick", "full")
 
 # The recipe of every training experiment, on top of the `default` preset (small-image net14
-# family, width 0.25, fc 256, He init in its Eq. 10 form on every layer, SGD lr 0.01, momentum 0.9,
-# weight decay 5e-4 except on slopes, batch 128). The input side follows Table 2's "resized so that
-# the shorter side is 256 ... each view is 224": shorter side 32, crops of 28 (the same 0.875), no
-# scale jitter; half the training crops flipped (Sec. 3). Validation is the center crop of the
+# family, width 0.25, fc 256, SGD lr 0.01, momentum 0.9, weight decay 5e-4 except on slopes, batch
+# 128). He's init in its Eq. 10 form with a = 0 on every layer, conv1 included: the paper's choice
+# ("we also adopt Eq. (10) in the first layer for simplicity"), and one std per layer for ReLU and
+# PReLU alike, so runs of one seed start from the same weights whatever the activation.
+# The input side follows Table 2's "resized so that the shorter side is 256 ... each view is 224":
+# shorter side 32, crops of 28 (the same 0.875), no scale jitter; half the training crops flipped
+# (Sec. 3). Validation is the center crop of the
 # 32-px image; ten-view testing takes its four corners and center, each flipped.
 RECIPE: dict[str, Any] = {
     "data.crop": 28,
@@ -54,6 +59,7 @@ RECIPE: dict[str, Any] = {
     "model.fc_width": 256,
     "init.scheme": "he",
     "init.mode": "fan_in",
+    "init.a": 0.0,
     "train.batch_size": 128,
 }
 
@@ -67,10 +73,29 @@ def shared_data_dir() -> Path:
     return Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
-def default_training_data() -> str:
-    """CIFAR-10 from the shared data folder when it is there, else the embedded mnist5k."""
-    cifar = shared_data_dir() / "cifar10" / "CIFAR-10-images.zip"
-    return f"folder:{cifar}" if cifar.is_file() else "mnist5k"
+def default_training_data() -> tuple[str, str]:
+    """The data of the experiments that train, and a note when it is not CIFAR-10 ("" when it is).
+
+    CIFAR-10 as distributed, where $RECTIFIERS_CIFAR10 points at it; else the copy in the shared data
+    folder beside this checkout; else the embedded mnist5k, whose numbers the README's tables (made
+    on CIFAR-10) cannot be compared with: hence the note, which the run says and table.md keeps.
+    """
+    if os.environ.get(cifar10.ENV):
+        return "cifar10", ""
+    shared = shared_data_dir() / "cifar10" / "CIFAR-10-images.zip"
+    if shared.is_file():
+        return f"folder:{shared}", ""
+    return "mnist5k", (
+        f"no CIFAR-10 found (set {cifar10.ENV} to cifar-10-python.tar.gz, see the README's CIFAR-10 "
+        "section, or pass --data): this run trained on mnist5k instead, so its numbers are not "
+        "comparable with the README's tables"
+    )
+
+
+def fallback_banner(note: str) -> str:
+    """`note` framed so that it stands out among the progress lines."""
+    rule = "!" * 100
+    return f"{rule}\nDATA FALLBACK: {note}\n{rule}"
 
 
 # --------------------------------------------------------------------------------------- context
@@ -88,6 +113,12 @@ class Context:
     data: str | None = None  # the data spec (None for experiments without data)
     seeds: list[int] = field(default_factory=list)
     say: Callable[[str], None] = lambda text: None  # progress lines (the CLI prints them)
+    data_note: str = ""  # set when the data is a fallback for the data the experiment is meant for
+    fresh: bool = False  # delete the training runs of earlier invocations instead of reusing them
+
+    def run_dir(self, name: str) -> Path:
+        """Where this experiment keeps its training run `name` of this preset."""
+        return self.out / "runs" / self.preset / name
 
 
 @dataclass
@@ -148,7 +179,18 @@ def machine() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    info["amx"] = _has_amx()
     return info
+
+
+def _has_amx() -> bool | None:
+    """Whether the CPU has AMX tiles for bf16 (they speed up bf16 training severalfold); None where
+    /proc/cpuinfo is missing."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return "amx_bf16" in text.split()
 
 
 def metadata() -> dict[str, Any]:
@@ -192,6 +234,7 @@ def write_outputs(ctx: Context, title: str, paper_ref: str, outcome: Outcome, wa
         "preset": ctx.preset,
         "command": ctx.command,
         "data": ctx.data,
+        "data_note": ctx.data_note,
         "seeds": ctx.seeds,
         "settings": ctx.settings,
         "setup": outcome.setup,
@@ -217,6 +260,8 @@ def write_outputs(ctx: Context, title: str, paper_ref: str, outcome: Outcome, wa
         "```",
         "",
     ]
+    if ctx.data_note:
+        lines += [f"> **Data fallback:** {ctx.data_note}.", ""]
     if outcome.setup:
         lines += ["Setup:", "", *[f"- {s}" for s in outcome.setup], ""]
     lines += [outcome.table.rstrip(), ""]
@@ -227,13 +272,18 @@ def write_outputs(ctx: Context, title: str, paper_ref: str, outcome: Outcome, wa
         lines.append("")
     m = meta["machine"]
     lines.append(
-        f"_Preset `{ctx.preset}`; {wall_s / 60:.1f} min wall time on {m['cpu']} ({m['torch_threads']} torch "
-        f"threads); torch {meta['torch']}, rectifiers {meta['rectifiers']}, git {revision}; "
-        f"{meta['date']}._"
+        f"_Preset `{ctx.preset}`; {wall_s / 60:.1f} min wall time on {m['cpu']} ({_amx_text(m)}"
+        f"{m['torch_threads']} torch threads); torch {meta['torch']}, rectifiers {meta['rectifiers']}, "
+        f"git {revision}; {meta['date']}._"
     )
     path = ctx.out / "table.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _amx_text(machine_info: dict[str, Any]) -> str:
+    amx = machine_info.get("amx")
+    return "" if amx is None else ("with AMX, " if amx else "no AMX, ")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
@@ -341,19 +391,69 @@ def _write_folder(splits: dict[str, Any], picks: dict[str, torch.Tensor], root: 
 
 # ------------------------------------------------------------------------------------------ train
 
+# Settings that do not change what a finished run computed: where it lives, how it was resumed,
+# whether it printed, where an earlier invocation asked it to pause.
+_NOT_SETTINGS = {"train": ("out", "resume", "quiet", "max_steps")}
+FINISHED = "finished.json"  # written into a run directory once its training completed
 
-def train(ctx: Context, run_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+
+class RunNotFinished(RuntimeError):
+    """A training run stopped before its last epoch (a stop signal, train.max_steps); its checkpoint
+    is kept, and the same command continues it."""
+
+
+def revision() -> str:
+    """`git describe` of this checkout (with "-dirty" for local changes), else the package version."""
+    from rectifiers import __version__
+
+    repo = Path(__file__).resolve().parents[3]
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), "describe", "--tags", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        done = None
+    if done is not None and done.returncode == 0 and done.stdout.strip():
+        return done.stdout.strip()
+    return f"rectifiers {__version__}"
+
+
+def run_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config without the entries that `_NOT_SETTINGS` names: what two runs must share to be
+    the same run."""
+    return {
+        section: {k: v for k, v in values.items() if k not in _NOT_SETTINGS.get(section, ())}
+        for section, values in config.items()
+    }
+
+
+def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    from rectifiers.config import flatten
+
+    a, b = flatten(run_settings(saved)), flatten(run_settings(wanted))
+    return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
+
+
+def train(ctx: Context, run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """One `rectifiers.engine.fit` run of the experiment's recipe: the `default` preset, `RECIPE`,
-    the preset's own `overrides` setting, then `overrides`; written to `ctx.out/runs/run_name`.
+    the preset's own `overrides` setting, then `overrides`; kept in `run_dir`.
 
-    Returns {"config", "result" (fit's return value), "metrics" (one dict per epoch), "run_dir"}.
+    A run that finished in an earlier invocation with the same settings is reused as it is; an
+    unfinished one continues from its newest checkpoint (`train.resume = auto`); one made with other
+    settings is refused (ValueError naming them). `ctx.fresh` deletes the run first. Raises
+    RunNotFinished when the run stops before its last epoch.
+
+    Returns {"config", "result" (fit's return value), "metrics" (one dict per epoch), "run_dir",
+    "revision" (of the code that finished the run)}.
     """
     from rectifiers.config import load_config
     from rectifiers.engine import fit
     from rectifiers.plots import read_jsonl
 
-    run_dir = ctx.out / "runs" / run_name
-    if run_dir.exists():  # a run of an earlier invocation: this one starts afresh
+    if ctx.fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     values = {
         **RECIPE,
@@ -361,27 +461,77 @@ def train(ctx: Context, run_name: str, overrides: dict[str, Any]) -> dict[str, A
         **ctx.settings.get("overrides", {}),
         **overrides,
         "train.out": str(run_dir),
+        "train.resume": "auto",
         "train.quiet": True,
         "train.keep_last": 1,
     }
     config = load_config("default", values)
-    ctx.say(
-        f"[{ctx.name}] training {run_name} ({config.model.name}, {config.model.act}, "
-        f"{config.init.scheme} {config.init.mode}, {config.train.epochs} epochs)"
-    )
-    result = fit(config)
+    wanted = config.to_dict()
+    finished = run_dir / FINISHED
+    for earlier in (finished, run_dir / "config.json"):
+        if earlier.is_file():
+            saved = json.loads(earlier.read_text())
+            differ = _differences(saved.get("config", saved), wanted)
+            if differ:
+                raise ValueError(
+                    f"{run_dir} holds a run made with other settings ({', '.join(differ)}); "
+                    "pass --fresh to start the experiment over, or --out for another folder"
+                )
+            break
+    if finished.is_file():
+        record = json.loads(finished.read_text())
+        ctx.say(f"[{ctx.name}] reusing the finished run {run_dir.name} (revision {record['revision']})")
+    else:
+        ctx.say(
+            f"[{ctx.name}] training {run_dir.name} ({config.model.name}, {config.model.act}, "
+            f"{config.init.scheme} {config.init.mode}, {config.train.epochs} epochs)"
+        )
+        result = fit(config)
+        if result["status"] != "completed":
+            raise RunNotFinished(
+                f"{run_dir} stopped ({result['status']}) at epoch {result['epoch']}, step {result['step']}; "
+                "its checkpoint is kept: run the same command again to continue it"
+            )
+        record = {"revision": revision(), "config": wanted, "result": result}
+        finished.write_text(json.dumps(_jsonable(record), indent=1) + "\n")
     metrics = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
     if metrics:
         last = metrics[-1]
         ctx.say(
-            f"[{ctx.name}]   done: val top-1 err {pct(last['val_top1_err'])}%, "
-            f"{last['images_per_s']:.0f} img/s"
+            f"[{ctx.name}]   {run_dir.name}: val top-1 err {pct(last['val_top1_err'])}% after epoch "
+            f"{last['epoch']}"
         )
-    return {"config": config.to_dict(), "result": result, "metrics": metrics, "run_dir": str(run_dir)}
+    return {
+        "config": record["config"],
+        "result": record["result"],
+        "metrics": metrics,
+        "run_dir": str(run_dir),
+        "revision": record["revision"],
+    }
 
 
-def clear_runs(ctx: Context) -> None:
-    """Remove the training runs of an earlier invocation of this experiment."""
-    runs = ctx.out / "runs"
-    if runs.exists():
-        shutil.rmtree(runs)
+def schedule(settings: dict[str, Any]) -> dict[str, Any]:
+    """A preset's fixed-epoch lr schedule (its "milestones": lr ÷ 10 after each), as config overrides."""
+    if settings["milestones"]:
+        return {"optim.schedule": "milestones", "optim.milestones": settings["milestones"]}
+    return {"optim.schedule": "constant"}
+
+
+def schedule_text(settings: dict[str, Any]) -> str:
+    """'lr 0.01 ÷ 10 after epochs 5, 7' or 'lr 0.01 constant'."""
+    if settings["milestones"]:
+        return f"lr 0.01 ÷ 10 after epochs {', '.join(map(str, settings['milestones']))}"
+    return "lr 0.01 constant"
+
+
+def runs_made_with(runs: Sequence[dict[str, Any]]) -> str:
+    """The setup's sentence on the code revisions that finished `runs`."""
+    revisions = sorted({r["revision"] for r in runs})
+    if len(revisions) == 1:
+        return f"All {len(runs)} runs finished at revision `{revisions[0]}`."
+    by = {rev: [Path(r["run_dir"]).name for r in runs if r["revision"] == rev] for rev in revisions}
+    return (
+        "Runs finished at several revisions: "
+        + "; ".join(f"`{rev}`: {', '.join(names)}" for rev, names in by.items())
+        + "."
+    )

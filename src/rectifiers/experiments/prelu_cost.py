@@ -23,6 +23,7 @@ the model by `rectifiers.complexity`.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from typing import Any
 
@@ -194,10 +195,11 @@ def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     spec = f"fake:n={batch * steps},val={batch},size={SIZE},classes=10,channels=3"
     speed: dict[str, dict[str, list[float]]] = {amp: {act: [] for act in ACTS} for amp in s["amps"]}
     variants = [(amp, act) for amp in s["amps"] for act in ACTS]
+    timing = dataclasses.replace(ctx, fresh=True)  # a throughput is measured now, never reused
     for amp, act in balanced_schedule(variants, s["repeats"]):
         run = train(
-            ctx,
-            f"{act}-{amp}-r{len(speed[amp][act])}",
+            timing,
+            ctx.run_dir(f"{act}-{amp}-r{len(speed[amp][act])}"),
             {
                 "data.spec": spec,
                 "model.name": "net14",

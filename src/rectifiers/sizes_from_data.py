@@ -1,0 +1,88 @@
+"""Input sizes and batch size taken from the training images: the settings a config leaves at 0.
+
+`data.crop`, `data.scale_min`, `data.scale_max`, `data.eval_resize` and `train.batch_size` may be 0,
+meaning "from the data" (the `images` preset does this, for a folder of the user's own photos of any
+size and count). `fill_from_data` replaces each 0 before training, from the median shorter side of the
+training images and their number:
+
+- crop: 0.875 of the median shorter side (the paper's 224 of 256, Table 2), a multiple of 8 within
+  16..64 px (small nets on a CPU: larger photos are scaled down);
+- eval_resize and scale_min: crop / 0.875, so validation sees the whole center of the resized image;
+  scale_max: 1.25 x scale_min (scale jitter, Sec. 3);
+- batch: the largest power of two up to 128 (the paper's) that gives at least 4 steps per epoch, so
+  that a folder of 40 images trains with batches of 8 instead of failing on one of 128.
+
+The same data gives the same numbers, so a resumed run matches the settings its checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import statistics
+
+from rectifiers import decode
+from rectifiers.config import RunConfig
+from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset, open_dataset
+
+SIZE_KEYS = ("crop", "scale_min", "scale_max", "eval_resize")
+CROP_FRACTION = 0.875  # crop / shorter side: 224 / 256 in the paper
+SCALE_JITTER = 1.25  # scale_max / scale_min
+CROP_RANGE = (16, 64)
+MAX_BATCH = 128
+MIN_STEPS_PER_EPOCH = 4
+_PROBED_FILES = 2000  # headers read to estimate the median of a large mixed-size folder
+
+
+def needs_data(config: RunConfig) -> bool:
+    """Whether any setting of `config` is left to the data (0)."""
+    return config.train.batch_size == 0 or any(getattr(config.data, key) == 0 for key in SIZE_KEYS)
+
+
+def fill_from_data(config: RunConfig, train_set: ImageDataset | None = None) -> RunConfig:
+    """A copy of `config` whose settings left at 0 hold values measured on its training images
+    (`train_set`, or the train split of `config.data.spec`)."""
+    if not needs_data(config):
+        return config
+    if train_set is None:
+        train_set = open_dataset(config.data.spec, "train")
+    filled = copy.deepcopy(config)
+    d = filled.data
+    d.crop = d.crop or suggested_crop(median_shorter_side(train_set))
+    d.scale_min = d.scale_min or round(d.crop / CROP_FRACTION)
+    d.scale_max = d.scale_max or round(SCALE_JITTER * d.scale_min)
+    d.eval_resize = d.eval_resize or round(d.crop / CROP_FRACTION)
+    if filled.train.batch_size == 0:
+        filled.train.batch_size = suggested_batch(len(train_set))
+    filled.validate()
+    return filled
+
+
+def suggested_crop(shorter_side: float) -> int:
+    """The training crop for images whose typical shorter side is `shorter_side` px."""
+    lo, hi = CROP_RANGE
+    return min(hi, max(lo, 8 * round(CROP_FRACTION * shorter_side / 8)))
+
+
+def suggested_batch(num_images: int) -> int:
+    """The largest power of two <= MAX_BATCH with at least MIN_STEPS_PER_EPOCH full batches (>= 1)."""
+    batch = 1
+    while batch * 2 <= MAX_BATCH and batch * 2 * MIN_STEPS_PER_EPOCH <= num_images:
+        batch *= 2
+    return batch
+
+
+def median_shorter_side(ds: ImageDataset) -> float:
+    """The median shorter side of the images of `ds` (a sample of the headers of a large file set)."""
+    if isinstance(ds, InMemoryDataset):
+        return float(min(ds.image_size))
+    if not isinstance(ds, FileDataset):
+        raise ValueError(f"{ds.source}: cannot measure the image sizes of a {type(ds).__name__}")
+    step = max(1, len(ds.names) // _PROBED_FILES)
+    names = [ds.names[i] for i in range(0, len(ds.names), step)]
+    probe = functools.partial(decode.probe_names, max_pixels=ds.max_pixels)
+    sizes = decode.map_files(probe, ds.store, names, workers=1)
+    sides = [min(s) for s in sizes if not isinstance(s, str)]
+    if not sides:
+        raise ValueError(f"{ds.source}: no readable image to measure")
+    return float(statistics.median(sides))
