@@ -51,7 +51,7 @@ _CALIBRATION_VERSION = 2  # 2: CPU time
 
 @dataclass(frozen=True)
 class AmpChoice:
-    """The precision a run trains in and the reason, as the run header and config.json show them."""
+    """The precision a run trains in and the reason, as the run header (run.txt) shows them."""
 
     dtype: torch.dtype | None  # the autocast dtype; None: plain float32
     reason: str  # e.g. "no AMX; bf16 step measured 0.62x fp32's speed, under the 1.05x it needs (...)"

@@ -6,7 +6,7 @@ dropout 0.5 on fc1/fc2, He initialization in its backward form (Eq. 14).
 
 What a run writes (main process only) into `train.out`:
     run.txt          the run header of each start: model, data, device, precision and why, kernel
-    config.json      the resolved RunConfig, and under "resolved" the precision trained in and why
+    config.json      the resolved RunConfig
     init_report.md   what `initialize` did to each layer
     test.json        with data.val_fraction: the final model's error on the spec's own val split
     metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s, for a
@@ -206,7 +206,7 @@ class Trainer:
         kernel = prelu_kernel_status(self.model, ctx.device, self.run_log.say)
         self._build_optimizer()
         self._build_loaders(train_set, val_set, normalize)
-        self.amp_choice = self._resolve_amp()  # .reason: why this precision (config.json, header)
+        self.amp_choice = self._resolve_amp()  # .reason: why this precision (the run header)
         self.amp = self.amp_choice.dtype
         amp_why = self.amp_choice.reason
         # Built before the restore, which gives an fp16 run back its loss scale.
@@ -410,10 +410,7 @@ class Trainer:
         return distributed.broadcast_object(choice) if ctx.distributed else choice
 
     def _write_run_files(self) -> None:
-        resolved = {"amp": self.amp_choice.name, "amp_reason": self.amp_choice.reason}
-        self.run_log.write_run_files(
-            {**self.config.to_dict(), "resolved": resolved}, self.init_report.to_markdown()
-        )
+        self.run_log.write_run_files(self.config.to_dict(), self.init_report.to_markdown())
         for folder in (self.run_dir, self.run_dir / "checkpoints"):
             remove_stale_temp_files(folder)
         self.run_log.trim_metrics(self.epoch)
@@ -527,7 +524,9 @@ class Trainer:
             save_now = bool(cfg.save_every) and self.step % cfg.save_every == 0 and self.batch < total
             at_max_steps = bool(cfg.max_steps) and self.step >= cfg.max_steps and self.batch < total
             # Read before a save too: a checkpoint never holds a step whose loss was not checked.
-            if save_now or at_max_steps or len(self.tally) >= READ_EVERY:
+            # One process reads its own stop flag for free, every step; ranks agree on it at reads.
+            stop_now = not ctx.distributed and self.batch < total and self._stop_requested()
+            if save_now or at_max_steps or stop_now or len(self.tally) >= READ_EVERY:
                 self._read_tally(bar, started, seen)
             if bar is not None:
                 bar.update(1)
@@ -562,7 +561,8 @@ class Trainer:
         NonFiniteLossError naming the first step whose loss was not finite on any rank, or
         TrainingStopped when a rank was asked to stop (SIGINT/SIGTERM)."""
         unchecked = len(self.tally)
-        reading = self.tally.read(self.stop_signals.signum is not None, distributed.all_reduce_sum)
+        asked = self.stop_signals.signum is not None if self.ctx.distributed else self._stop_requested()
+        reading = self.tally.read(asked, distributed.all_reduce_sum)
         if reading.first_non_finite is not None:
             step = self.step - unchecked + 1 + reading.first_non_finite
             kept = resume_candidates(self.run_dir)
