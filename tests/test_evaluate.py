@@ -627,3 +627,13 @@ def test_torchrun_eval_counts_each_image_once(tmp_path: Path):
     scores = load_scores(out / "scores.pt")
     assert scores["indices"].tolist() == list(range(21))
     torch.testing.assert_close(scores["scores"], one["scores"]["scores"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("classes", [2, 5, 6])
+def test_the_table_shows_top5_only_where_it_can_be_missed(tmp_path: Path, classes: int):
+    # With 5 classes or fewer every image is in its top 5: a top-5 column of 0.00% says nothing.
+    spec = f"fake:n=40,val=12,size=16,classes={classes},channels=1,seed=3"
+    ck = make_checkpoint(tmp_path / "a.pt", spec=spec, classes=classes)
+    table = format_results(evaluate([ck], open_dataset(spec, "val"), views="single", batch_size=8))
+    assert ("top-5" in table) == (classes > 5)
+    assert "top-1 err" in table

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from rectifiers import distributed
 from rectifiers.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
 from rectifiers.data import ImageDataset, open_dataset
-from rectifiers.metrics import error_from_counts, per_class_counts, topk_correct
+from rectifiers.metrics import error_from_counts, per_class_counts, top5_is_informative, topk_correct
 from rectifiers.transforms import Normalize
 from rectifiers.view_batches import ViewBatch, ViewPlan, view_batches
 from rectifiers.views import MAX_WINDOWS, VIEWS, feature_window, score_views
@@ -535,19 +535,21 @@ def format_results(results: dict[str, Any], worst: int = 5) -> str:
     final = "ensemble" if multi_model else ("multi-scale" if len(results["scales"]) > 1 else "result")
     rows.append((final, results["top1_err"], results["top5_err"]))
     width = max(len(r[0]) for r in rows)
-    lines.append(f"{'':{width}}  top-1 err  top-5 err")
-    lines += [f"{name:{width}}   {_pct(t1)}   {_pct(t5)}" for name, t1, t5 in rows]
+    top5 = top5_is_informative(results["num_classes"])
+    lines.append(f"{'':{width}}  top-1 err" + ("  top-5 err" if top5 else ""))
+    lines += [f"{name:{width}}   {_pct(t1)}" + (f"   {_pct(t5)}" if top5 else "") for name, t1, t5 in rows]
     per_class = results["per_class_err"]
     seen = [i for i, n in enumerate(results["per_class_images"]) if n > 0]
     if len(seen) > 1:
         names = results["classes"]
         order = sorted(seen, key=lambda i: per_class[i], reverse=True)[:worst]
-        zero5 = sum(1 for i in seen if results["per_class_top5_err"][i] == 0)
         lines += [
             "",
             "worst classes (top-1 err): " + ", ".join(f"{names[i]} {100 * per_class[i]:.1f}%" for i in order),
-            f"classes with zero top-5 error: {zero5} of {len(seen)}",
         ]
+        if top5:
+            zero5 = sum(1 for i in seen if results["per_class_top5_err"][i] == 0)
+            lines.append(f"classes with zero top-5 error: {zero5} of {len(seen)}")
     skipped = results.get("skipped") or []
     if skipped:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")

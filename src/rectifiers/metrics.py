@@ -34,3 +34,8 @@ def per_class_counts(logits: torch.Tensor, targets: torch.Tensor, num_classes: i
 def error_from_counts(correct: float, total: float) -> float:
     """1 - correct/total as a plain float (nan for an empty split)."""
     return float("nan") if total == 0 else 1.0 - correct / total
+
+
+def top5_is_informative(num_classes: int) -> bool:
+    """Whether a top-5 error is worth showing: with 5 classes or fewer every image is in its top 5."""
+    return num_classes > 5

@@ -30,6 +30,7 @@ from rectifiers import prelu_kernel
 from rectifiers.activations import PReLU
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, InMemoryDataset
+from rectifiers.metrics import top5_is_informative
 from rectifiers.models import Net
 from rectifiers.plots import plot_curves, read_jsonl
 
@@ -215,7 +216,11 @@ class RunLog:
                     writer.add_scalar(key, value, epoch)
         part = f" (batch {metrics['batch']} of {metrics['batches']})" if metrics.get("partial") else ""
         # Top-5 of five classes or fewer is always 0: noise on the console (metrics.jsonl keeps it).
-        top5 = f"top-5 err {100 * metrics['val_top5_err']:.2f}%  " if self.num_classes > 5 else ""
+        top5 = (
+            f"top-5 err {100 * metrics['val_top5_err']:.2f}%  "
+            if top5_is_informative(self.num_classes)
+            else ""
+        )
         self.say(
             f"epoch {epoch}/{self.epochs}{part}  step {metrics['step']}  lr {metrics['lr']:g}  "
             f"train loss {metrics['train_loss']:.4f}  val loss {metrics['val_loss']:.4f}  "
