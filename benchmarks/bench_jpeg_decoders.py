@@ -32,12 +32,16 @@ from bench_decode import make_folder
 from rectifiers.transforms import TrainTransform
 
 
-def pillow(data: bytes, min_short: int | None) -> np.ndarray:
+def pillow_image(data: bytes, min_short: int | None) -> Image.Image:
     im = Image.open(io.BytesIO(data))
     if min_short is not None:
         ratio = min_short / min(im.size)
         im.draft("RGB", (math.ceil(im.width * ratio), math.ceil(im.height * ratio)))
-    return np.asarray(im.convert("RGB"))
+    return im.convert("RGB")
+
+
+def pillow(data: bytes, min_short: int | None) -> np.ndarray:
+    return np.asarray(pillow_image(data, min_short))
 
 
 def rate(decode: Callable[[bytes], np.ndarray], files: list[bytes], seconds: float = 3.0) -> float:
@@ -84,7 +88,8 @@ def main() -> None:
         b = rate(lambda f, m=min_short: turbo(f, m), files)
         what = "full decode" if min_short is None else f"reduced, shorter side >= {min_short}"
         print(f"{what:42s}: Pillow {a:6.0f} images/s, simplejpeg {b:6.0f} images/s ({b / a:.2f}x)")
-    # A loader worker's whole work per image: the decode, then the training crop's resize and crop.
+    # A loader worker's whole work per image: the decode, then the training crop's resize and crop
+    # (of the decoded PIL image; simplejpeg's array wrapped in one, as a decode path using it would).
     train = TrainTransform(224, (256, 512), pca_std=0)
     table = train.sample_params(len(files), torch.Generator().manual_seed(0))
     rows = [
@@ -94,7 +99,7 @@ def main() -> None:
         )
     ]
     index = {id(f): i for i, f in enumerate(files)}
-    a = rate(lambda f: train.prepare_image(Image.fromarray(pillow(f, None)), rows[index[id(f)]]), files)
+    a = rate(lambda f: train.prepare_image(pillow_image(f, None), rows[index[id(f)]]), files)
     b = rate(lambda f: train.prepare_image(Image.fromarray(turbo(f, None)), rows[index[id(f)]]), files)
     what = "decode + 224 training crop (s 256-512)"
     print(f"{what:42s}: Pillow {a:6.0f} images/s, simplejpeg {b:6.0f} images/s ({b / a:.2f}x)")
