@@ -31,7 +31,7 @@ from rectifiers.data import FileDataset, open_dataset
 from rectifiers.transforms import EvalTransform, TrainTransform
 
 
-def make_folder(root: Path, n: int, seed: int = 0) -> None:
+def make_folder(root: Path, n: int, seed: int = 0, split: str = "train") -> None:
     rng = np.random.default_rng(seed)
     for i in range(n):
         short = int(rng.integers(160, 321))
@@ -39,7 +39,7 @@ def make_folder(root: Path, n: int, seed: int = 0) -> None:
         w, h = (round(short * aspect), short) if aspect >= 1 else (short, round(short / aspect))
         grid = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
         im = Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC)
-        folder = root / "train" / f"c{i % 10}"
+        folder = root / split / f"c{i % 10}"
         folder.mkdir(parents=True, exist_ok=True)
         im.save(folder / f"{i}.jpg", quality=90)
 

@@ -246,6 +246,35 @@ def test_rgb_pca_of_a_data_set() -> None:
         rgb_pca(open_dataset("fake:n=8,channels=1"))
 
 
+def test_rgb_pca_of_large_jpegs_decodes_them_reduced(tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos" / "train" / "a"
+    folder.mkdir(parents=True)
+    for i in range(6):
+        grid = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(grid).resize((1000, 800), Image.Resampling.BICUBIC).save(
+            folder / f"{i}.jpg", quality=90
+        )
+    ds = open_dataset(f"folder:{tmp_path / 'photos'}", "train", cache_dir=tmp_path / "cache", memory_budget=0)
+    load = ds.load
+    shorter: list[int] = []
+
+    def recorded(i, min_short=None, substitute=True):
+        im, label = load(i, min_short, substitute)
+        shorter.append(min(im.size))
+        return im, label
+
+    monkeypatch.setattr(ds, "load", recorded)
+    full_vals, full_vecs = rgb_pca(ds, min_short=None)
+    assert shorter == [800] * 6
+    shorter.clear()
+    vals, vecs = rgb_pca(ds)  # by default down to the paper's smallest training scale, 256
+    assert shorter == [400] * 6  # 800 / 2: reduced by 2, as 800 / 4 < 256
+    # The colour covariance hardly depends on the scale the photo is decoded at.
+    assert torch.allclose(vals, full_vals, rtol=0.03)
+    assert torch.allclose((vecs * full_vecs).sum(0).abs(), torch.ones(3), atol=1e-3)
+
+
 # --------------------------------------------------------------------------------------------------
 # Views
 

@@ -190,15 +190,21 @@ class Trainer:
         resume_state = self._resume_state()
         self._seed(cfg.train.seed)
         train_set, val_set = self._datasets()
-        normalize = (
-            Normalize.from_state_dict(resume_state["normalization"])
+        # Rank 0 computes the statistics (a file set decodes up to 10,000 images for them) and the
+        # others take its result: ranks on other nodes share no cache folder with it.
+        normalize = Normalize.from_state_dict(
+            resume_state["normalization"]
             if resume_state
-            else Normalize.from_dataset(
-                train_set,
-                mode=cfg.data.mean,
-                divide_std=cfg.data.divide_std,
-                size=cfg.data.crop,
-                scale=1.0 if cfg.data.raw_pixels else 1 / 255,
+            else distributed.broadcast_object(
+                Normalize.from_dataset(
+                    train_set,
+                    mode=cfg.data.mean,
+                    divide_std=cfg.data.divide_std,
+                    size=cfg.data.crop,
+                    scale=1.0 if cfg.data.raw_pixels else 1 / 255,
+                ).state_dict()
+                if ctx.is_main
+                else None
             )
         )
         self.normalization = normalize.state_dict()
