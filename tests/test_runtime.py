@@ -42,3 +42,14 @@ def test_one_cache_root_for_kernels_and_measurements(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_root() == tmp_path / ".cache" / "rectifiers"
+
+
+def test_every_cache_lives_under_the_one_cache_root(tmp_path, monkeypatch) -> None:
+    from rectifiers import data, prelu_kernel, runtime
+
+    monkeypatch.delenv("RECTIFIERS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = runtime.cache_root()
+    assert root == tmp_path / "rectifiers"
+    assert data._cache_dir(None) == root
+    assert prelu_kernel.cache_dir().is_relative_to(root)

@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rectifiers import cifar10, decode, layouts
+from rectifiers import cifar10, decode, layouts, runtime
 
 _SPEC_FORMS = (
     "mnist5k",
@@ -331,8 +331,7 @@ def _memory_budget() -> int:
 def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    env = os.environ.get("RECTIFIERS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rectifiers"
+    return runtime.cache_root()
 
 
 # --------------------------------------------------------------------------------------------------

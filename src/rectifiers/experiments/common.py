@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from rectifiers import cifar10
+from rectifiers import cifar10, runtime
 from rectifiers.bench import cpu_model
 
 PRESETS = ("smoke", "quick", "full")
@@ -325,10 +325,6 @@ def describe_data(data: str, spec: str, sizes: dict[str, int]) -> str:
     return f"Data: `{data}` ({counts})"
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("RECTIFIERS_CACHE", "~/.cache/rectifiers")).expanduser()
-
-
 def subset(spec: str, n_train: int | None, n_val: int | None, seed: int = 0) -> tuple[str, dict[str, int]]:
     """A class-balanced subset of `spec`: at most `n_train` / `n_val` images (None: all), the same
     number from every class, picked by a seeded permutation.
@@ -359,7 +355,7 @@ def subset(spec: str, n_train: int | None, n_val: int | None, seed: int = 0) -> 
     if all(sizes[s] == len(splits[s]) for s in splits):
         return spec, sizes
     key = hashlib.sha1(f"{spec}|{n_train}|{n_val}|{seed}".encode()).hexdigest()[:16]
-    root = _cache_root() / "subsets" / key
+    root = runtime.cache_root() / "subsets" / key
     if not (root / "done").is_file():
         _write_folder(splits, picks, root)
     return f"folder:{root}", sizes
