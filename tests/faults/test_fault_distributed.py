@@ -27,16 +27,7 @@ BOUND_S = 180  # far above a normal stop (seconds), far below the 600 s collecti
 )
 def test_one_rank_raising_stops_both(tmp_path: Path, rank: int, step: int):
     run = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node=2",
-        "--nnodes=1",
-        f"--master-port={free_port()}",
-        str(kit.LAUNCHER),
-        *kit.train_args(run, **{"train.epochs": "2"}),
-    ]
+    command = _two_ranks(*kit.train_args(run, **{"train.epochs": "2"}))
     env = kit.subprocess_env(tmp_path, FAULT_RAISE_AT_STEP=str(step), FAULT_RAISE_RANK=str(rank))
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=BOUND_S, env=env, cwd=tmp_path)
@@ -58,16 +49,7 @@ def test_resume_without_shared_storage_fails_loudly_on_every_rank(tmp_path: Path
     assert first.returncode == 0, first.stderr[-3000:]
 
     def resume(**fault: str) -> subprocess.CompletedProcess[str]:
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node=2",
-            "--nnodes=1",
-            f"--master-port={free_port()}",
-            str(kit.LAUNCHER),
-            *kit.train_args(Path("run"), **{"train.epochs": "2", "train.resume": "auto"}),
-        ]
+        command = _two_ranks(*kit.train_args(Path("run"), **{"train.epochs": "2", "train.resume": "auto"}))
         env = kit.subprocess_env(tmp_path, **fault)
         try:
             return subprocess.run(
@@ -88,3 +70,9 @@ def test_resume_without_shared_storage_fails_loudly_on_every_rank(tmp_path: Path
     assert done.returncode == 0, done.stderr[-4000:]
     kit.TALLY["runs recovered"] += 1
     assert [line["epoch"] for line in kit.metric_lines(node0 / "run")] == [1, 2]
+
+
+def _two_ranks(*train_args: str) -> list[str]:
+    """The fault launcher under torchrun, two processes on this node."""
+    torchrun = ["-m", "torch.distributed.run", "--nproc-per-node=2", "--nnodes=1"]
+    return [sys.executable, *torchrun, f"--master-port={free_port()}", str(kit.LAUNCHER), *train_args]
