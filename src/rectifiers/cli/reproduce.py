@@ -44,7 +44,7 @@ def add(sub: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rectifiers.experiments import PRESETS, describe, list_experiments, run_experiment
-    from rectifiers.experiments.common import RunNotFinished
+    from rectifiers.experiments.runs import RunNotFinished
 
     if args.list:
         for name in list_experiments():

@@ -23,14 +23,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from rectifiers.experiments.common import (
-    PRESETS,
-    Context,
-    command_line,
-    default_training_data,
-    fallback_banner,
-    write_outputs,
-)
+from rectifiers.experiments.context import PRESETS, Context, command_line
+from rectifiers.experiments.outputs import write_outputs
+from rectifiers.experiments.recipe import default_training_data, fallback_banner
 
 # name -> module under rectifiers.experiments
 EXPERIMENTS: dict[str, str] = {

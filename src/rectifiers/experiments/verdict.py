@@ -26,6 +26,7 @@ SHOWN_BEYOND_SE = 2.0  # a claim is shown only beyond this many standard errors 
 SIZE_FACTOR = 2.0  # our size within [1/2, 2] times the paper's counts as the same size
 FLAT_EPOCHS = 3  # "trained out": the last three epochs' validation error ...
 FLAT_SPREAD = 0.01  # ... within 1 point of each other
+TRAINED_OUT = f"held-out val error of the last {FLAT_EPOCHS} epochs within {100 * FLAT_SPREAD:g} point"
 
 KINDS = ("shown", "size disagrees", "opposite sign", "refuted", "within noise", "no noise estimate")
 

@@ -1,33 +1,39 @@
-"""The `full` presets of the training experiments: trained-out runs, each experiment within 2 hours
-alone on the 2-core CPU.
+"""The presets the training experiments share: `smoke` (seconds, what the test suite runs) and the
+`full` ones, whose runs the README reports.
 
 What "full" promises: every run ends trained out (`verdict.trained_out`: the held-out validation
 error of the last 3 epochs within 1 point; a run that does not is reported so, never re-run longer)
 on CIFAR-10's training set less 10% of every class held out for validation (45,000 images), tested
 once on its 10,000 test images, with the paper's recipe scaled down: SGD momentum 0.9, weight decay
 5e-4 never on slopes, lr 0.01 divided by 10 at the fixed epochs below (the same for every arm),
-batch 128, dropout 0.5. To fit the budget the nets are narrower (width 0.125, fc 128), the images
-stay CIFAR's 32 px (crops of 28), and the epochs and milestones were fixed before any full run.
-
-Sizing, measured. A first set of presets (8 epochs for Table 2, 6 for Figures 2/3) was run for Table 2
-(git 380d995, 2026-11-29, AMD EPYC without AMX, bf16): 46.7 min wall for its 9 runs, partly shared
-with other jobs; alone, an epoch of net14 at width 0.125 took 13-14 s (about 3,300 img/s). Those
-runs were not trained out: training error was still 43-56% and the validation error fell 1-5 points
-an epoch until the first drop of the learning rate froze it. So, before any further full run, the
-schedules were tripled (twice for Figures 2/3), keeping the narrow nets:
-
-    Table 2 (and Table 1, the same runs): 9 runs x 24 epochs x 45,000 images at ~14 s an epoch:
-        ~50 min, plus validation each epoch and the ten-view test: ~70 min alone.
-    Figures 2/3: 2 seeds x 2 inits x 12 epochs on net22 and on net30 (about 1.6x and 2.2x net14's
-        time an epoch): ~50 min, plus validation and test: ~60 min alone.
-
-The tables' footers give the wall time each experiment really took. Where one exceeds 2 hours on
-the idle machine, the remedy is a narrower net (width 0.0625), not fewer epochs.
+batch 128, dropout 0.5. To fit each experiment within 2 hours alone on a 2-core CPU the nets are
+narrower (width 0.125, fc 128) and the images stay CIFAR's 32 px (crops of 28); the epochs and
+milestones were fixed before any full run (their sizing is in benchmarks/RESULTS.md). Where an
+experiment exceeds 2 hours on an idle machine, the remedy is a narrower net, not fewer epochs.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+SMOKE_DATA = "fake:n=64,val=32,size=32,classes=4,channels=3"
+SMOKE_MODEL: dict[str, Any] = {"model.width": 0.0625, "model.fc_width": 16, "train.batch_size": 32}
+
+
+def smoke(summary: str) -> dict[str, Any]:
+    """The smoke preset of a training experiment: one epoch of one seed, tiny fake images, tiny nets."""
+    return {
+        "seeds": 1,
+        "epochs": 1,
+        "milestones": [],
+        "n_train": None,
+        "n_val": None,
+        "val_fraction": 0.25,
+        "data": SMOKE_DATA,
+        "overrides": SMOKE_MODEL,
+        "summary": summary,
+    }
+
 
 VAL_FRACTION = 0.1  # of every class of CIFAR-10's 50,000 training images, held out for validation
 NARROW = {"model.width": 0.125, "model.fc_width": 128}
