@@ -12,8 +12,8 @@ import rectifiers.engine
 from rectifiers.cli import main
 from rectifiers.experiments import run_experiment
 from rectifiers.experiments.context import Context
-from rectifiers.experiments.presets import SMOKE_DATA, SMOKE_MODEL
 from rectifiers.experiments.provenance import revision
+from rectifiers.experiments.recipe import SMOKE_DATA, SMOKE_MODEL
 from rectifiers.experiments.runs import RunNotFinished, train
 
 # 64 fake images, a quarter held out: 48 to train on, one full batch of 32 per epoch

@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rectifiers.experiments.context import Context, Outcome
-from rectifiers.experiments.presets import FULL_CONVERGENCE, smoke
-from rectifiers.experiments.recipe import holdout_text, schedule_text
+from rectifiers.experiments.recipe import FULL_CONVERGENCE, holdout_text, schedule_text, smoke
 from rectifiers.experiments.runs import Run, runs_made_with, train_arms, val_curve
 from rectifiers.experiments.subsets import describe_data
 from rectifiers.experiments.tables import markdown_table, pct, pct_pm, seeds_text

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rectifiers.experiments.context import Context
-from rectifiers.experiments.presets import FULL_TABLE2, smoke
+from rectifiers.experiments.recipe import FULL_TABLE2, smoke
 from rectifiers.experiments.runs import Run, train_arms
 
 EXPERIMENT = "relu-vs-prelu"  # whose output folder keeps the runs
