@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-PRESETS = ("smoke", "quick", "full")
+Preset = Literal["smoke", "quick", "full"]
+PRESETS: tuple[Preset, ...] = get_args(Preset)
 
 
 def same_for_every_preset(summary: str) -> dict[str, dict[str, Any]]:
