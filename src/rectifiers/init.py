@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ __all__ = [
     "he_uniform_",
     "initialize",
     "rectifier_gain",
+    "variance_chain",
     "weight_layers",
     "xavier_normal_",
     "xavier_std",
@@ -394,6 +395,25 @@ def _linear_if_none(slope: float | None) -> float:
     return 1.0 if slope is None else slope
 
 
+def variance_chain(layers: Iterable[tuple[float, float, float | None]], start: float = 1.0) -> list[float]:
+    """The layer product of Eq. 9 and Eq. 13, layer by layer: ``start`` and then ``start`` times the
+    running product of ½(1 + a_l²) · n_l · Var[w_l] over the ``(n_l, Var[w_l], a_l)`` given.
+
+    Forward (Eq. 9): n_l = fan_in and a_l the rectifier before layer l, in forward order, from
+    ``start`` = Var[y] of the layer before the first. Backward (Eq. 13): n̂_l = fan_out and a_l the
+    rectifier after layer l, from the last layer back, from ``start`` = Var[Δx] after the last.
+    ``a_l = None`` (no rectifier there) is the linear case, a = 1.
+
+    >>> [round(v, 4) for v in variance_chain([(576, 2 / 576, 0.0), (1152, 1e-4, 0.25)])]
+    [1.0, 1.0, 0.0612]
+    """
+    values = [start]
+    for n, var_w, a in layers:
+        slope = _linear_if_none(a)
+        values.append(values[-1] * 0.5 * (1 + slope * slope) * n * var_w)
+    return values
+
+
 @dataclass
 class InitRow:
     """One weight layer of an `InitReport`.
@@ -483,15 +503,14 @@ class InitReport:
         i, j = self.index(start), self.index(end)
         if i > j:
             raise ValueError(f"layer {start!r} comes after {end!r} in forward order")
-        factor = 1.0
-        for row in self.rows[i : j + 1]:
-            if direction == "backward":
-                n, a = row.fan_out, _linear_if_none(row.slope_out)
-            else:
-                n, a = row.fan_in, _linear_if_none(row.slope_in)
-            sigma = row.std if std is None else std
-            factor *= sigma * math.sqrt(n) / rectifier_gain(a)
-        return factor
+        rows = self.rows[i : j + 1]
+        sigmas = [row.std if std is None else std for row in rows]
+        if direction == "backward":
+            layers = [(r.fan_out, s * s, r.slope_out) for r, s in zip(rows, sigmas, strict=True)]
+        else:
+            layers = [(r.fan_in, s * s, r.slope_in) for r, s in zip(rows, sigmas, strict=True)]
+        # He's std gives each layer a factor of 1, so the chain is already relative to He's init.
+        return math.sqrt(variance_chain(layers)[-1])
 
     def _table(self) -> tuple[list[str], list[list[str]]]:
         header = ["layer", "kind", "weight shape", "n", "a", "std", "measured", "rule"]
