@@ -41,7 +41,7 @@ import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -67,8 +67,11 @@ __all__ = [
     "xavier_uniform_",
 ]
 
-MODES = ("fan_in", "fan_out", "fan_avg")
-SCHEMES = ("he", "xavier", "gaussian", "torch")
+# The fans Eq. 15 can divide by and the schemes `initialize` knows; the config and the CLI offer these.
+InitMode = Literal["fan_in", "fan_out", "fan_avg"]
+InitScheme = Literal["he", "xavier", "gaussian", "torch"]
+MODES: tuple[InitMode, ...] = get_args(InitMode)
+SCHEMES: tuple[InitScheme, ...] = get_args(InitScheme)
 # The layers `initialize` and the diagnostics treat as the paper's weight layers (Eq. 5).
 WEIGHT_LAYER_TYPES = (
     nn.Conv1d,
@@ -131,7 +134,7 @@ def _layer_fans(module: nn.Module) -> tuple[float, float]:
     return per_output / math.prod(module.stride), per_input
 
 
-def _fan(fan_in: float, fan_out: float, mode: str, shape: tuple[int, ...]) -> float:
+def _fan(fan_in: float, fan_out: float, mode: InitMode, shape: tuple[int, ...]) -> float:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
@@ -190,7 +193,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; choose one of {', '.join(GAINS)}")
 
 
-def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, groups: int = 1) -> float:
+def he_std(
+    tensor_or_shape: ShapeLike, a: float = 0.0, mode: InitMode = "fan_in", *, groups: int = 1
+) -> float:
     """``sqrt(2 / ((1 + a²) · n))`` (Eq. 10, 14, 15), with n the fan chosen by ``mode``.
 
     >>> round(he_std((64, 64, 3, 3), mode="fan_out"), 4)  # VGG model B, 64 filters (Sec. 2.2)
@@ -200,7 +205,7 @@ def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, 
     return rectifier_gain(a) / math.sqrt(_fan(fan_in, fan_out, mode, _shape(tensor_or_shape)))
 
 
-def xavier_std(tensor_or_shape: ShapeLike, mode: str = "fan_avg", *, groups: int = 1) -> float:
+def xavier_std(tensor_or_shape: ShapeLike, mode: InitMode = "fan_avg", *, groups: int = 1) -> float:
     """``sqrt(1 / n)``: Xavier's n · Var[w] = 1, the a = 1 case of Eq. 15. ``mode="fan_in"`` is
     Caffe's "xavier" filler (the paper's baseline); ``"fan_avg"`` is Glorot's 2 / (fan_in + fan_out)."""
     return he_std(tensor_or_shape, a=1.0, mode=mode, groups=groups)
@@ -252,7 +257,7 @@ def _he_slope(a: float, nonlinearity: str) -> float:
 def he_normal_(
     tensor: Tensor,
     a: float = 0.0,
-    mode: str = "fan_in",
+    mode: InitMode = "fan_in",
     nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
@@ -277,7 +282,7 @@ def he_normal_(
 def he_uniform_(
     tensor: Tensor,
     a: float = 0.0,
-    mode: str = "fan_in",
+    mode: InitMode = "fan_in",
     nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
@@ -291,7 +296,7 @@ def he_uniform_(
     return _uniform_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
 
 
-def _xavier_std(tensor: Tensor, gain: float, mode: str, groups: int) -> float:
+def _xavier_std(tensor: Tensor, gain: float, mode: InitMode, groups: int) -> float:
     if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain >= 0 or math.isinf(gain):
         raise ValueError(f"gain must be a finite non-negative number, got {gain!r}")
     return gain * xavier_std(tensor, mode, groups=groups)
@@ -302,7 +307,7 @@ def xavier_normal_(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    mode: str = "fan_avg",
+    mode: InitMode = "fan_avg",
     groups: int = 1,
 ) -> Tensor:
     """Fill ``tensor`` from N(0, gain² / n) (`xavier_std`), ``torch.nn.init.xavier_normal_``'s
@@ -317,7 +322,7 @@ def xavier_uniform_(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    mode: str = "fan_avg",
+    mode: InitMode = "fan_avg",
     groups: int = 1,
 ) -> Tensor:
     """Fill ``tensor`` from U(-b, b), b = √3 · gain · `xavier_std` (``"fan_avg"``: Glorot's uniform),
@@ -600,8 +605,8 @@ def _warn_of_other_activations(layers: list[WeightLayer], mode: str, uses_slope:
 
 def initialize(
     model: nn.Module,
-    scheme: str = "he",
-    mode: str = "fan_out",
+    scheme: InitScheme = "he",
+    mode: InitMode = "fan_out",
     a: float | str = "auto",
     fc_std: float | Sequence[float] | None = None,
     std: float | None = None,
