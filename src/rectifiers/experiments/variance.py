@@ -42,7 +42,6 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.experiments.common import Context, Outcome, markdown_table
-from rectifiers.init import variance_chain
 
 TITLE = "Signal variance vs depth: the 22- and 30-layer nets under He, Xavier and std 0.01"
 PAPER = "Sec. 2.2, Eq. 9 (forward) and Eq. 13 (backward)"
@@ -111,6 +110,8 @@ def _build(name: str, settings: dict[str, Any], padding: str) -> nn.Module:
 def _law(rows: Sequence[Any], lo: int, hi: int) -> tuple[float, float]:
     """The paper's forward and backward products over layers lo..hi (row indices, inclusive) with
     the nominal stds: forward Π_{l=lo+1..hi} ½(1+a²) n σ², backward Π_{l=lo..hi-1} ½(1+a²) n̂ σ²."""
+    from rectifiers.init import variance_chain
+
     forward = variance_chain((r.fan_in, r.std**2, r.slope_in) for r in rows[lo + 1 : hi + 1])
     backward = variance_chain((r.fan_out, r.std**2, r.slope_out) for r in rows[lo:hi])
     return forward[-1], backward[-1]
