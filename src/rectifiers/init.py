@@ -214,7 +214,7 @@ def xavier_std(tensor_or_shape: ShapeLike, mode: InitMode = "fan_avg", *, groups
 def gaussian_(tensor: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
     """Fill ``tensor`` in place from the untruncated N(0, std²) and return it (the paper's filler).
 
-    A truncated normal would shrink the variance (pitfall 4), so none is used here.
+    Not truncated: a truncated normal has a smaller variance than std², which Eq. 15 sets exactly.
     """
     if not std >= 0:
         raise ValueError(f"std must be a non-negative number, got {std!r}")
@@ -622,7 +622,7 @@ def initialize(
         ``"gaussian"``: N(0, std²) for every layer (``std=`` required), e.g. the 0.01 of Sec. 2.2.
         ``"torch"``: each layer's own ``reset_parameters()`` (PyTorch's default, for comparison;
             biases keep PyTorch's default too). Its target std is 1/sqrt(3 · fan_in), from
-            ``kaiming_uniform_(a=√5)``, which is not He's init (pitfall 1).
+            ``kaiming_uniform_(a=√5)``, which is not He's init despite the name.
 
     ``a="auto"`` takes each layer's slope from the rectifier module next to it (`weight_layers`):
     for ``"fan_out"`` / ``"fan_avg"`` the rectifier after the layer (the f′ of Eq. 12), for
