@@ -68,3 +68,8 @@ def test_models_rejects_an_unknown_activation_or_stem(capsys: pytest.CaptureFixt
             main(argv)
         assert stop.value.code == 2
         assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_bad_device_ends_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--device", "gpu0", "--max-steps", "1"]) == 2
+    assert "error: train.device must be auto or a torch device" in capsys.readouterr().err

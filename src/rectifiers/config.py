@@ -22,6 +22,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+import torch
+
 from rectifiers.init import MODES, SCHEMES
 from rectifiers.layers import ACTIVATIONS
 from rectifiers.models import STEMS
@@ -139,6 +141,7 @@ class RunConfig:
             raise ValueError(f"init.a must be 'auto' or a number, got {i.a!r}")
         _choice("optim.schedule", o.schedule, SCHEDULES)
         _choice("train.amp", t.amp, AMP_MODES)
+        _device("train.device", t.device)
         _choice("data.mean", d.mean, MEAN_MODES)
         sizes = [d.crop, d.scale_min, d.scale_max, d.eval_resize]
         for key, value in zip(("crop", "scale_min", "scale_max", "eval_resize"), sizes, strict=True):
@@ -343,6 +346,16 @@ def _type_name(hint: Any) -> str:
 def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+
+
+def _device(key: str, value: str) -> None:
+    if value == "auto":
+        return
+    try:
+        torch.device(value)
+    except RuntimeError:
+        msg = f"{key} must be auto or a torch device (cpu, cuda, cuda:N, ...); got {value!r}"
+        raise ValueError(msg) from None
 
 
 def _positive(key: str, value: float) -> None:
