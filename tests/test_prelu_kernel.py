@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -76,3 +77,12 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("RECTIFIERS_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert prelu_kernel.cache_dir() == tmp_path / "xdg" / "rectifiers" / "kernels"
+
+
+def test_a_missing_source_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(prelu_kernel, "SOURCE", tmp_path / "prelu_kernel.cpp")  # an install without it
+    monkeypatch.setattr(prelu_kernel, "_compiler", lambda: "c++")
+    monkeypatch.setattr(prelu_kernel.load, "cache_info", lambda: functools.cache(int).cache_info())
+    assert prelu_kernel.needs_build() is False
+    with pytest.warns(RuntimeWarning, match="prelu_kernel.cpp"):
+        assert prelu_kernel.load.__wrapped__() is None

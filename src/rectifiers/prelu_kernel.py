@@ -95,9 +95,10 @@ def _cpu_signature() -> str:
 def _library_paths(compiler: str) -> dict[str, Path]:
     """Variant name -> where its library is cached, in a folder named by the hash of the build's inputs
     (the source's text, not its path: a reinstall of the same source reuses the build)."""
+    source = SOURCE.read_text()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     flags = " ".join(_FLAGS) + repr(sorted(_VARIANTS.items()))
-    inputs = [SOURCE.read_text(), flags, compiler, version, _cpu_signature()]
+    inputs = [source, flags, compiler, version, _cpu_signature()]
     folder = cache_dir() / hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:16]
     return {name: folder / f"libprelu_cpu_{name}.so" for name in _VARIANTS}
 
@@ -200,7 +201,9 @@ def needs_build() -> bool:
     if load.cache_info().currsize or _disabled():
         return False
     compiler = _compiler()
-    return compiler is not None and not all(path.is_file() for path in _library_paths(compiler).values())
+    if compiler is None or not SOURCE.is_file():  # `load` then warns and falls back
+        return False
+    return not all(path.is_file() for path in _library_paths(compiler).values())
 
 
 def _disabled() -> bool:
