@@ -32,7 +32,7 @@ from rectifiers.init import (
 @pytest.mark.parametrize(
     ("layer", "fan_in", "fan_out"),
     [
-        (nn.Linear(300, 70), 300, 70),  # weight (out, in): fan_in is dim 1, not dim 0 (pitfall 3)
+        (nn.Linear(300, 70), 300, 70),  # weight (out, in): fan_in is dim 1, not dim 0
         (nn.Conv1d(16, 32, 5), 5 * 16, 5 * 32),
         (nn.Conv2d(3, 64, 7), 7 * 7 * 3, 7 * 7 * 64),
         (nn.Conv2d(64, 128, (3, 2)), 3 * 2 * 64, 3 * 2 * 128),
