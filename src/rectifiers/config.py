@@ -66,6 +66,26 @@ class ModelConfig:
     depths: list[int] = field(default_factory=list)  # per-stage conv counts; empty = the family's own
     spp_levels: list[int] = field(default_factory=list)  # SPP bins per side; empty = the family's own
 
+    def create_args(self, num_classes: int, in_chans: int) -> dict[str, Any]:
+        """The `create_model` keyword arguments this section stands for, for a data set of
+        `num_classes` classes and `in_chans` channels. Checkpoints store them as `model_args`, which
+        rebuild the model without reading the config."""
+        args: dict[str, Any] = {
+            "name": self.name,
+            "num_classes": num_classes,
+            "in_chans": in_chans,
+            "act": self.act,
+            "stem": self.stem,
+            "width": self.width,
+            "fc_width": self.fc_width,
+            "dropout": self.dropout,
+        }
+        if self.depths:
+            args["depths"] = tuple(self.depths)
+        if self.spp_levels:
+            args["spp_levels"] = tuple(self.spp_levels)
+        return args
+
 
 @dataclass
 class InitConfig:

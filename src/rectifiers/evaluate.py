@@ -1,7 +1,8 @@
 """Evaluate trained models: single-view, 10-view and dense multi-scale testing, ensembles, exact metrics.
 
-`evaluate(checkpoints, dataset, views=..., scales=...)` scores every image of a split with one of the
-view functions of `rectifiers.views` at each scale, and combines softmax probabilities by averaging:
+`evaluate(checkpoints, dataset, EvalOptions(views=..., scales=...))` scores every image of a split
+with one of the view functions of `rectifiers.views` at each scale, and combines softmax
+probabilities by averaging:
 
     member score   = mean over scales of its view scores (dense at one scale already averages its
                      windows and the mirrored image; "single" / "ten" at several scales average the
@@ -16,22 +17,25 @@ once, so under `torchrun` (rank r scores images r, r + W, r + 2W, ...) every ima
 
 Views are made per image in the loader's workers and scored in whole batches (`view_batches`), so a
 val folder of mixed-size photos runs at full batch size. Mirrored views (10-view, dense) follow each
-model's training (`Member.flip`, from the checkpoint's data.flip), unless `flip=` overrides it. A file
-that cannot be decoded is skipped and named in `results["skipped"]`; no other image stands in for it.
+model's training (`Member.flip`, from the checkpoint's data.flip), unless `EvalOptions.flip` says
+otherwise. A file that cannot be decoded is skipped and named in `results["skipped"]`; no other image
+stands in for it.
 
-The paper leaves open the stride of the dense windows and the set of scales (notes 1.11): the
-stride defaults to 1 (every window position, OverFeat's and VGG's dense evaluation), the scales to
-the checkpoint's own validation resize; Table 4's combination is scales=(256, 384, 480).
+The paper leaves open the stride of the dense windows and the set of scales: the stride defaults
+to 1 (every window position, OverFeat's and VGG's dense evaluation), the scales to the checkpoint's
+own validation resize; Table 4's combination is scales=(256, 384, 480).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,7 @@ import torch.utils.data
 from torch import Tensor, nn
 
 from rectifiers import distributed
-from rectifiers.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
+from rectifiers.checkpoint.inference import Member, as_member, borrowed
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.metrics import error_from_counts, per_class_counts, top5_is_informative, topk_correct
 from rectifiers.transforms import Normalize
@@ -49,71 +53,6 @@ from rectifiers.views import MAX_WINDOWS, VIEWS, feature_window, score_views
 
 SCORES_FILE = "scores.pt"
 RESULTS_FILE = "results.json"
-
-
-# ------------------------------------------------------------------------------------------ members
-
-
-@dataclass
-class Member:
-    """One model of an evaluation (an ensemble has several) and how it sees images."""
-
-    model: nn.Module  # in eval mode, on the evaluation device
-    crop: int  # its training crop side: the view size, and the dense window's size in pixels
-    normalize: Normalize | None = None  # its input normalization (None: float pixel values)
-    name: str = "model"  # shown in results (a checkpoint's path)
-    eval_resize: int | None = None  # the shorter side its training run validated at
-    data_spec: str | None = None  # the data it was trained on
-    classes: list[str] | None = None  # its class names, index = label
-    flip: bool = True  # trained on mirrored images too (data.flip > 0): 10-view and dense add mirrors
-    window: tuple[int, int] = field(default=(0, 0))  # last-conv-map size of a crop (set by evaluate)
-
-
-def load_member(path: str | Path, device: str | torch.device = "cpu") -> Member:
-    """A checkpoint's model (rebuilt from its `model_args`), crop, normalization and class names.
-
-    Raises FileNotFoundError for a missing file and CheckpointError (a ValueError) naming the file
-    for a truncated, corrupt or incomplete one.
-    """
-    state = load_checkpoint(path)
-    model = build_model_from_checkpoint(state, path)
-    try:
-        data = state["config"]["data"]
-        crop, eval_resize, spec = int(data["crop"]), int(data["eval_resize"]), str(data["spec"])
-        flip = float(data["flip"]) > 0
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(
-            f"{path}: its config lacks data.crop / data.eval_resize / data.spec / data.flip"
-        ) from None
-    if state.get("normalization") is None:
-        raise CheckpointError(f"{path}: no input normalization stored in the checkpoint")
-    try:
-        normalize = Normalize.from_state_dict(state["normalization"])
-    except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: unusable normalization: {err}") from None
-    return Member(
-        model=model.to(device).eval(),
-        crop=crop,
-        normalize=normalize,
-        name=str(path),
-        eval_resize=eval_resize,
-        data_spec=spec,
-        classes=[str(c) for c in state["classes"]],
-        flip=flip,
-    )
-
-
-def _as_member(
-    item: str | Path | Member | nn.Module, crop: int | None, normalize: Normalize | None, device: torch.device
-) -> Member:
-    if isinstance(item, Member):
-        item.model.to(device).eval()
-        return item
-    if isinstance(item, nn.Module):
-        if crop is None:
-            raise ValueError("evaluating a bare nn.Module needs crop= (its training crop side)")
-        return Member(item.to(device).eval(), crop, normalize, name=type(item).__name__)
-    return load_member(item, device)
 
 
 def _check_member(member: Member, dataset: ImageDataset) -> None:
@@ -289,109 +228,116 @@ def metrics_from_scores(scores: Tensor, targets: Tensor, classes: Sequence[str] 
 # --------------------------------------------------------------------------------------- evaluate
 
 
-def _resolve_scales(scales: Sequence[int] | None, members: list[Member]) -> tuple[int, ...]:
-    if scales is None or len(scales) == 0:
-        first = members[0]
-        return (first.eval_resize or first.crop,)
-    out = tuple(scales)
-    for s in out:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ValueError(f"scales must be positive integers, got {list(out)}")
-    return out
+@dataclass(frozen=True)
+class EvalOptions:
+    """How `evaluate` scores a split; the defaults are `rectifiers eval`'s, but for the device."""
+
+    split: str = "val"  # the split opened when `dataset` is a data spec or None
+    views: str = "single"  # single (center crop) | ten (10 views) | dense (`rectifiers.views`)
+    # shorter sides to test at (the resize before the crops, or dense's s), scores averaged over
+    # them; empty: the first model's validation resize (else its crop)
+    scales: tuple[int, ...] = ()
+    # images read at a time and crops per forward pass (per process): 10-view and dense pass
+    # proportionally fewer images at once
+    batch_size: int = 64
+    stride: int = 1  # dense windows' step on the conv map
+    device: str | torch.device = "cpu"  # cpu | cuda | cuda:N | auto
+    save_scores: bool = False  # also return per-image probabilities under "scores" (`write_results`)
+    workers: int = 0  # decoding processes for image files that are not held in memory
+    max_windows: int = MAX_WINDOWS  # dense windows per call of the fc layers (a memory bound)
+    channels_last: bool = True  # run the conv layers channels-last, as the trainer does; same results
+    # mirrored views for ten and dense: None as each model was trained (a checkpoint with
+    # data.flip = 0 never saw a mirror, so gets none), True or False for every model
+    flip: bool | None = None
+    crop: int | None = None  # a bare module's training crop side
+    normalize: Normalize | None = None  # a bare module's input normalization
+
+    def __post_init__(self) -> None:
+        if self.views not in VIEWS:
+            raise ValueError(f"unknown views {self.views!r}; choose one of {', '.join(VIEWS)}")
+        for key in ("batch_size", "stride"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        scales = tuple(self.scales or ())
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in scales):
+            raise ValueError(f"scales must be positive integers, got {list(scales)}")
+        object.__setattr__(self, "scales", scales)
 
 
 def evaluate(
     models: Sequence[str | Path | Member | nn.Module],
     dataset: ImageDataset | str | None = None,
-    *,
-    split: str = "val",
-    views: str = "single",
-    scales: Sequence[int] | None = None,
-    batch_size: int = 64,
-    stride: int = 1,
-    device: str | torch.device = "cpu",
-    save_scores: bool = False,
-    crop: int | None = None,
-    normalize: Normalize | None = None,
-    workers: int = 0,
-    max_windows: int = MAX_WINDOWS,
-    channels_last: bool = True,
-    flip: bool | None = None,
+    options: EvalOptions | None = None,
 ) -> dict[str, Any]:
     """Score `dataset` with one model or an ensemble and return the metrics as a dict.
 
     Args:
         models: checkpoint paths (each rebuilds its own model, crop and normalization), `Member`s, or
-            bare modules (then `crop` and `normalize` say how they see images). All must output the
-            data set's class count; a mismatch is a ValueError naming the model.
-        dataset: an `ImageDataset`, a data spec (its `split` is opened), or None for the first
-            checkpoint's training data.
-        views: "single" (center crop), "ten" (10 views) or "dense" (dense windows on the conv map,
-            image and mirror), see `rectifiers.views`.
-        scales: shorter sides to test at (the resize before the crops, or dense's s); scores are
-            averaged over them. Default: the first checkpoint's validation resize (else its crop).
-        batch_size: images read at a time and crops per forward pass (per process): 10-view and dense
-            testing pass proportionally fewer images at once.
-        stride: dense windows' step on the conv map.
-        device: "cpu", "cuda", "cuda:N" or "auto".
-        save_scores: also return per-image probabilities under "scores" (see `write_results`).
-        workers: decoding processes for image files that are not held in memory.
-        max_windows: dense windows per call of the fc layers (a memory bound).
-        channels_last: put the models' conv weights in channels-last memory format (as the trainer
-            does): on this project's CPU, 2x faster convolutions and max pooling; same results.
-        flip: whether 10-view and dense testing add mirrored views. Default: as each model was
-            trained (a checkpoint with data.flip = 0 never saw a mirror, so gets none); True or
-            False overrides that for every model.
+            bare modules (then `options.crop` and `options.normalize` say how they see images). All
+            must output the data set's class count; a mismatch is a ValueError naming the model.
+        dataset: an `ImageDataset`, a data spec (its `options.split` is opened), or None for the
+            first checkpoint's training data.
+        options: views, scales, batch size, device and the rest (`EvalOptions`).
+
+    The given modules and `Member`s are left as they were: each is moved, put in eval mode and
+    channels-last only for the length of the call.
 
     Returns a dict with top1_err, top5_err (fractions), n_images, views, scales, stride, per_class_err
     (top-1, by class index), per_class_top5_err, confusion (true × predicted counts), per_scale and
     per_model errors, images_per_s, flip (per model), skipped (files that could not be decoded:
     never replaced, never counted); under torchrun every rank gets the same totals.
     """
-    if views not in VIEWS:
-        raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    o = options or EvalOptions()
     if not models:
         raise ValueError("evaluate needs at least one model or checkpoint")
-    dev = distributed.resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    members = [_as_member(m, crop, normalize, dev) for m in models]
-    if channels_last:
-        for m in members:
-            m.model.to(memory_format=torch.channels_last)
+    dev = o.device if isinstance(o.device, torch.device) else distributed.resolve_device(str(o.device))
+    members = [as_member(m, crop=o.crop, normalize=o.normalize, device=dev) for m in models]
+    fmt = torch.channels_last if o.channels_last else torch.preserve_format
+    with contextlib.ExitStack() as lent:
+        for member in members:
+            lent.enter_context(borrowed(member.model, dev, fmt))
+        data = _dataset(dataset, members, o.split)
+        scales = o.scales or (members[0].eval_resize or members[0].crop,)
+        for i, member in enumerate(members):
+            _check_member(member, data)
+            if o.views != "dense" and min(scales) < member.crop:
+                raise ValueError(
+                    f"{member.name}: {o.views}-view testing crops {member.crop} px, so every scale must "
+                    f"be >= {member.crop}; got {list(scales)}"
+                )
+            if o.views == "dense":
+                window = feature_window(member.model, member.crop, data.num_channels)
+                members[i] = dataclasses.replace(member, window=window)
+        return _score_split(members, data, scales, o, dev)
+
+
+def _dataset(dataset: ImageDataset | str | None, members: list[Member], split: str) -> ImageDataset:
     if dataset is None:
         dataset = members[0].data_spec
         if dataset is None:
             raise ValueError("no data set given and the first model is not a checkpoint that names one")
-    if isinstance(dataset, str):
-        dataset = open_dataset(dataset, split)
-    scales = _resolve_scales(scales, members)
-    for member in members:
-        _check_member(member, dataset)
-        if views != "dense" and min(scales) < member.crop:
-            raise ValueError(
-                f"{member.name}: {views}-view testing crops {member.crop} px, so every scale must be >= "
-                f"{member.crop}; got {list(scales)}"
-            )
-        if views == "dense":
-            member.window = feature_window(member.model, member.crop, dataset.num_channels)
+    return open_dataset(dataset, split) if isinstance(dataset, str) else dataset
 
+
+def _score_split(
+    members: list[Member], dataset: ImageDataset, scales: tuple[int, ...], o: EvalOptions, dev: torch.device
+) -> dict[str, Any]:
+    """Every image of `dataset` (this rank's share) through every member, counted and all-reduced."""
     rank, world = (
         (torch.distributed.get_rank(), torch.distributed.get_world_size())
         if torch.distributed.is_available() and torch.distributed.is_initialized()
         else (0, 1)
     )
-    flips = [m.flip if flip is None else flip for m in members]
-    plan = ViewPlan(views, scales, [(m.crop, f) for m, f in zip(members, flips, strict=True)])
+    flips = [m.flip if o.flip is None else o.flip for m in members]
+    plan = ViewPlan(o.views, scales, [(m.crop, f) for m, f in zip(members, flips, strict=True)])
     k = len(dataset.classes)
     counts = _Counts(len(members), len(scales), k)
     indices = torch.arange(rank, len(dataset), world)
     kept: list[tuple[Tensor, Tensor, Tensor]] = []  # (indices, ensemble scores, member scores)
     skipped: list[str] = []
     started = time.perf_counter()
-    for batch in view_batches(dataset, indices, plan, batch_size, workers):
+    for batch in view_batches(dataset, indices, plan, o.batch_size, o.workers):
         skipped += batch.skipped
         if len(batch) == 0:
             continue
@@ -402,9 +348,9 @@ def evaluate(
                 batch,
                 plan,
                 flip=f,
-                stride=stride,
-                max_windows=max_windows,
-                batch_size=batch_size,
+                stride=o.stride,
+                max_windows=o.max_windows,
+                batch_size=o.batch_size,
                 device=dev,
             )
             if scores.shape[-1] != k:
@@ -414,7 +360,7 @@ def evaluate(
             per_member.append(scores)  # (S, B, K)
         per_view = torch.stack(per_member)  # (M, S, B, K)
         ensemble = counts.add(per_view, batch.targets.to(dev))
-        if save_scores:
+        if o.save_scores:
             kept.append((batch.indices, ensemble.cpu(), per_view.mean(dim=1).cpu()))
     elapsed = time.perf_counter() - started
     counts.all_reduce(dev)
@@ -424,9 +370,9 @@ def evaluate(
     )
 
     results: dict[str, Any] = {
-        "views": views,
+        "views": o.views,
         "scales": list(scales),
-        "stride": stride if views == "dense" else None,
+        "stride": o.stride if o.views == "dense" else None,
         "data": dataset.source,
         "models": [m.name for m in members],
         "flip": flips,
@@ -450,7 +396,7 @@ def evaluate(
     results["world_size"] = world
     results["time_s"] = elapsed
     results["images_per_s"] = n / elapsed if elapsed > 0 else math.nan
-    if save_scores:
+    if o.save_scores:
         results["scores"] = _gather_scores(kept, dataset, members)
     return results
 
@@ -558,61 +504,4 @@ def format_results(results: dict[str, Any], worst: int = 5) -> str:
         f"{results['images_per_s']:,.1f} images/s ({results['time_s']:.1f} s, "
         f"{results['world_size']} process(es))"
     )
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------ compare
-
-
-def compare_methods(
-    checkpoint: str | Path | Member,
-    dataset: ImageDataset | str | None,
-    methods: Sequence[tuple[str, Sequence[int]]],
-    *,
-    repeats: int = 1,
-    **kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Evaluate one model with several (views, scales) methods, e.g.
-    `[("ten", [36]), ("dense", [32]), ("dense", [32, 40, 48])]`: one row per method with its top-1 /
-    top-5 error, images/s and seconds. The methods run `repeats` times in turn (interleaved, so a
-    busy machine slows them alike) and a row keeps its fastest pass. Keyword arguments go to `evaluate`."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    member = (
-        checkpoint if isinstance(checkpoint, Member) else load_member(checkpoint, kwargs.get("device", "cpu"))
-    )
-    split = kwargs.pop("split", "val")
-    if isinstance(dataset, str) or dataset is None:
-        dataset = open_dataset(dataset or member.data_spec or "", split)
-    rows: list[dict[str, Any]] = [{} for _ in methods]
-    for _ in range(repeats):
-        for row, (views, scales) in zip(rows, methods, strict=True):
-            r = evaluate([member], dataset, views=views, scales=list(scales), **kwargs)
-            if row and row["time_s"] <= r["time_s"]:
-                continue
-            row.update(
-                views=views,
-                scales=list(scales),
-                top1_err=r["top1_err"],
-                top5_err=r["top5_err"],
-                images_per_s=r["images_per_s"],
-                time_s=r["time_s"],
-                n_images=r["n_images"],
-            )
-    return rows
-
-
-def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
-    """`compare_methods` rows as a markdown table."""
-    names = {"single": "single-view", "ten": "10-view", "dense": "dense"}
-    lines = [
-        "| method | scales | top-1 err | top-5 err | images/s | time (s) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        method = names[r["views"]] + (" multi-scale" if len(r["scales"]) > 1 else "")
-        lines.append(
-            f"| {method} | {', '.join(map(str, r['scales']))} | {100 * r['top1_err']:.2f}% | "
-            f"{100 * r['top5_err']:.2f}% | {r['images_per_s']:,.0f} | {r['time_s']:.1f} |"
-        )
     return "\n".join(lines)

@@ -38,17 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rectifiers import distributed
-    from rectifiers.evaluate import evaluate, format_results, write_results
+    from rectifiers.evaluate import EvalOptions, evaluate, format_results, write_results
 
-    scales = parse_ints(args.scales, "--scales") if args.scales else None
+    scales = parse_ints(args.scales, "--scales") if args.scales else ()
     ctx = distributed.setup(args.device)
     try:
-        results = evaluate(
-            args.checkpoints,
-            args.data,
+        options = EvalOptions(
             split=args.split,
             views=args.views,
-            scales=scales,
+            scales=tuple(scales),
             batch_size=args.batch_size,
             stride=args.stride,
             device=ctx.device,
@@ -56,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             flip=args.flip,
         )
+        results = evaluate(args.checkpoints, args.data, options)
     finally:
         distributed.teardown()
     if ctx.is_main:

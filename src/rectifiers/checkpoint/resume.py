@@ -1,7 +1,7 @@
 """A run directory's checkpoints: which one a run continues from, and writing the next one.
 
-`rectifiers.checkpoint` has the mechanics (atomic writes, safe loading, names, links, pruning); this
-module has the trainer's policy on top of them:
+`store` has the mechanics (atomic writes, safe loading, names, links, pruning); this module has the
+trainer's policy on top of them:
 
 - resuming: `train.resume` = "auto" continues from the newest checkpoint that loads, a path from that
   file, "" starts fresh but refuses a directory that already holds checkpoints (nothing is overwritten).
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from rectifiers import distributed
-from rectifiers.checkpoint import (
+from rectifiers.checkpoint.store import (
     CheckpointError,
     epoch_checkpoint_name,
     find_resumable,
@@ -32,6 +32,7 @@ from rectifiers.checkpoint import (
     prune_checkpoints,
     resume_candidates,
     save_checkpoint,
+    saved_config,
 )
 from rectifiers.config import RunConfig, flatten
 from rectifiers.run_log import position
@@ -329,11 +330,7 @@ def _check_same_run(config: RunConfig, state: dict[str, Any], path: Path) -> Non
 
 
 def _flat_configs(config: RunConfig, state: dict[str, Any], path: Path) -> tuple[dict, dict]:
-    try:
-        saved = flatten(RunConfig.from_dict(state["config"]).to_dict())
-    except (ValueError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{path}: unusable config in the checkpoint: {err}") from None
-    return saved, flatten(config.to_dict())
+    return flatten(saved_config(state, path).to_dict()), flatten(config.to_dict())
 
 
 def _short(names: list[str]) -> str:
