@@ -111,7 +111,7 @@ def make_checkpoint(
         "dropout": 0.5,
     }
     torch.manual_seed(seed)
-    model = create_model(**args, init="he_fc")
+    model = create_model(**args, init=True)
     config = RunConfig()
     config.data.spec, config.data.crop = spec, crop
     config.data.scale_min = config.data.scale_max = crop

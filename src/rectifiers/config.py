@@ -15,7 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from rectifiers.init import InitReport
 
 try:
     import tomllib
@@ -96,6 +101,20 @@ class InitConfig:
     a: float | str = "auto"
     std: float = 0.01  # the fixed std of scheme "gaussian"
     fc_std: list[float] = field(default_factory=list)  # std of the Linear layers; paper: [0.01, 0.01, 0.001]
+
+    def apply(self, model: nn.Module) -> InitReport:
+        """Initialize `model` as this section says, through `rectifiers.init.initialize`, whose
+        defaults are this section's (so `Net(init=True)` and the trainer's default agree)."""
+        from rectifiers.init import initialize
+
+        return initialize(
+            model,
+            scheme=self.scheme,
+            mode=self.mode,
+            a=self.a,
+            std=self.std if self.scheme == "gaussian" else None,
+            fc_std=tuple(self.fc_std) if self.fc_std else None,
+        )
 
 
 @dataclass

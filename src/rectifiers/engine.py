@@ -55,7 +55,6 @@ from rectifiers.checkpoint.store import FORMAT, CheckpointError, remove_stale_te
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.holdout import hold_out, val_is_test_split
-from rectifiers.init import initialize
 from rectifiers.loader import make_loader
 from rectifiers.metrics import error_from_counts, topk_correct
 from rectifiers.models import create_model
@@ -271,15 +270,7 @@ class Trainer:
         else:
             self.model_args = cfg.model.create_args(len(self.classes), self.in_chans)
             model = create_model(**self.model_args, init=False)
-        i = cfg.init
-        self.init_report = initialize(
-            model,
-            scheme=i.scheme,
-            mode=i.mode,
-            a=i.a,
-            std=i.std if i.scheme == "gaussian" else None,
-            fc_std=tuple(i.fc_std) if i.fc_std else None,
-        )
+        self.init_report = cfg.init.apply(model)
         fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.model = model.to(self.ctx.device, memory_format=fmt)
         self.memory_format = fmt
