@@ -522,6 +522,19 @@ def test_mixed_size_jpeg_folder_trains_and_evaluates_end_to_end(
         assert 0.0 <= r["top1_err"] <= 1.0
 
 
+def test_a_checkpoints_config_is_read_through_run_config(tmp_path: Path):
+    """load_member takes crop, resize, data and mirroring from RunConfig.from_dict: a value it would
+    refuse in a config file is refused here too, naming the file and the key."""
+    member = load_member(make_checkpoint(tmp_path / "a.pt", crop=16, eval_resize=18, flip=0.0))
+    assert (member.crop, member.eval_resize, member.data_spec, member.flip) == (16, 18, FAKE, False)
+    bad = make_checkpoint(tmp_path / "bad.pt")
+    state = torch.load(bad, weights_only=True)
+    state["config"]["data"]["crop"] = "sixteen"
+    save_checkpoint(state, bad)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: unusable config in the checkpoint: .*data\.crop"):
+        load_member(bad)
+
+
 def test_mismatched_and_broken_checkpoints_are_refused_by_name(tmp_path: Path):
     ds = open_dataset(FAKE, "val")
     wrong = make_checkpoint(tmp_path / "five_classes.pt", classes=5)

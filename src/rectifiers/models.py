@@ -49,9 +49,10 @@ small-scale experiments use
 (conv channels 16/32/64, fc 256: 0.52 M parameters and 31 M multiply-adds per 28-px image for
 net14 with a 10-class head).
 
-Initialization: by default every model is initialized as the trainer initializes it, by
-`rectifiers.initialize` with its defaults: He init in the Eq. 14 (fan_out) form on every conv and fc
-layer, a taken from the activation after each layer (Eq. 15; a = 1 for the classifier), biases 0.
+Initialization: by default every model is initialized by `rectifiers.initialize` with its defaults,
+which are also the trainer's (`InitConfig()`; presets may change them): He init in the Eq. 14
+(fan_out) form on every conv and fc layer, a taken from the activation after each layer (Eq. 15;
+a = 1 for the classifier), biases 0.
 The paper's fixed fc stds (0.01, 0.01, 0.001, Sec. 2.2) are `initialize(model, fc_std=...)`, or
 `init.fc_std` in a config. `init=False` leaves the layers as PyTorch constructs them (and is what
 building on the meta device needs).
@@ -163,8 +164,8 @@ class Net(nn.Module):
         depths: convs per stage, one entry per stage (None or empty: the spec's).
         stem: "imagenet" (the paper's first layers) or "small" (3×3 stride-1 conv1, no first pool).
         spp_levels: SPP bins per side (None or empty: the spec's, or its small-stem levels).
-        init: True: `rectifiers.initialize` with its defaults, as the trainer's default config
-            does (He's Eq. 14 on every layer); False: PyTorch's own init.
+        init: True: `rectifiers.initialize` with its defaults, those of `InitConfig()` (He's Eq. 14
+            on every layer); False: PyTorch's own init.
     """
 
     def __init__(
