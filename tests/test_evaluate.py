@@ -21,14 +21,8 @@ from rectifiers.checkpoint.store import FORMAT, CheckpointError, save_checkpoint
 from rectifiers.cli import main
 from rectifiers.config import RunConfig, load_config
 from rectifiers.data import FileDataset, open_dataset
-from rectifiers.evaluate import (
-    EvalOptions,
-    evaluate,
-    format_results,
-    load_scores,
-    metrics_from_scores,
-    write_results,
-)
+from rectifiers.eval_results import format_results, load_scores, metrics_from_scores, write_results
+from rectifiers.evaluate import EvalOptions, evaluate
 from rectifiers.layers import SpatialPyramidPool2d
 from rectifiers.models import create_model
 from rectifiers.transforms import Normalize

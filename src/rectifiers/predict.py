@@ -39,10 +39,10 @@ from torch import Tensor, nn
 
 from rectifiers import decode, distributed
 from rectifiers.checkpoint.inference import Member, as_member, borrowed
-from rectifiers.evaluate import member_scores
+from rectifiers.evaluate import EvalOptions, member_scores
 from rectifiers.transforms import Normalize, pil_to_tensor
 from rectifiers.view_batches import ViewPlan, image_views
-from rectifiers.views import VIEWS, feature_window
+from rectifiers.views import feature_window
 
 CSV_FIELDS = ("path", "rank", "class", "index", "probability", "error")
 
@@ -118,12 +118,9 @@ def predict(
         flip: whether 10-view and dense add mirrored views (default: as the checkpoint trained,
             `Member.flip`).
     """
-    if views not in VIEWS:
-        raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    checked = EvalOptions(views=views, scales=tuple(scales or ()), batch_size=batch_size)
     dev = device if isinstance(device, torch.device) else distributed.resolve_device(str(device))
     member = as_member(
         model_or_checkpoint, crop=crop, normalize=normalize, device=dev, purpose="predicting with"
@@ -132,9 +129,7 @@ def predict(
         member.classes = [str(c) for c in classes]
     if resize is not None:
         member.eval_resize = resize
-    scales = tuple(scales) if scales else (member.eval_resize or member.crop,)
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in scales):
-        raise ValueError(f"scales must be positive integers, got {list(scales)}")
+    scales = checked.scales or (member.eval_resize or member.crop,)
     if views != "dense" and min(scales) < member.crop:
         raise ValueError(f"every scale must be at least the crop ({member.crop}), got {list(scales)}")
     if flip is not None:

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rectifiers import distributed
-    from rectifiers.evaluate import EvalOptions, evaluate, format_results, write_results
+    from rectifiers.eval_results import format_results, write_results
+    from rectifiers.evaluate import EvalOptions, evaluate
 
     scales = parse_ints(args.scales, "--scales") if args.scales else ()
     ctx = distributed.setup(args.device)
