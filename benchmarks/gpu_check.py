@@ -73,7 +73,7 @@ def _same_weights(a: Path, b: Path) -> str:
     """ "" when the two checkpoints' weights are bitwise equal, else the first differing tensors."""
     import torch
 
-    from rectifiers.checkpoint import load_checkpoint
+    from rectifiers.checkpoint.store import load_checkpoint
 
     wa, wb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
     differ = [k for k in wa if k not in wb or not torch.equal(wa[k], wb[k])]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rectifiers.checkpoint import (
+from rectifiers.checkpoint.store import (
     FORMAT,
     CheckpointError,
     epoch_checkpoint_name,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import free_port, tiny_overrides
-from rectifiers.checkpoint import load_checkpoint
+from rectifiers.checkpoint.store import load_checkpoint
 from rectifiers.config import flatten, load_config
 
 pytestmark = pytest.mark.distributed

@@ -13,7 +13,7 @@ import torch
 
 from helpers import free_port, tiny_overrides
 from own_images import make_photo_folder
-from rectifiers.checkpoint import load_checkpoint
+from rectifiers.checkpoint.store import load_checkpoint
 
 pytestmark = pytest.mark.distributed
 

@@ -8,7 +8,7 @@ import torch
 
 from helpers import tiny_overrides
 from rectifiers.activations import PReLU
-from rectifiers.checkpoint import load_checkpoint
+from rectifiers.checkpoint.store import load_checkpoint
 from rectifiers.config import load_config
 from rectifiers.engine import NonFiniteLossError, Trainer, fit
 
@@ -170,7 +170,7 @@ def test_resume_restores_the_loss_scale(tmp_path: Path, monkeypatch: pytest.Monk
     """An fp16 run resumes with the GradScaler state it saved, not at the default scale of 2**16."""
     import rectifiers.engine as engine
     from rectifiers.amp import AmpChoice
-    from rectifiers.checkpoint import save_checkpoint
+    from rectifiers.checkpoint.store import save_checkpoint
 
     out = tmp_path / "run"
     fit(load_config(None, tiny_overrides(out, **{"train.epochs": "1", "train.amp": "off"})))
@@ -227,8 +227,8 @@ def _restored(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_every_config_field_has_a_resume_policy():
+    from rectifiers.checkpoint.resume import OVERRIDE, OVERRIDE_KEYS, RESUME_POLICY
     from rectifiers.config import valid_keys
-    from rectifiers.run_checkpoints import OVERRIDE, OVERRIDE_KEYS, RESUME_POLICY
 
     assert sorted(RESUME_POLICY) == sorted(valid_keys())
     assert sorted(OVERRIDE_KEYS) == sorted(k for k, v in RESUME_POLICY.items() if v == OVERRIDE)
@@ -299,7 +299,7 @@ def test_new_optimizer_and_plateau_values_apply_on_top_of_the_saved_state(tmp_pa
 
 
 def test_unchanged_values_keep_the_saved_schedule(tmp_path, saved_run, monkeypatch):
-    from rectifiers.checkpoint import save_checkpoint
+    from rectifiers.checkpoint.store import save_checkpoint
 
     state = load_checkpoint(saved_run)
     for group in state["optimizer"]["param_groups"]:

@@ -16,18 +16,13 @@ from PIL import Image
 from torch import nn
 
 from helpers import free_port, tiny_overrides
-from rectifiers.checkpoint import FORMAT, CheckpointError, save_checkpoint
+from rectifiers.checkpoint.inference import load_member
+from rectifiers.checkpoint.store import FORMAT, CheckpointError, save_checkpoint
 from rectifiers.cli import main
 from rectifiers.config import RunConfig, load_config
 from rectifiers.data import FileDataset, open_dataset
-from rectifiers.evaluate import (
-    evaluate,
-    format_results,
-    load_member,
-    load_scores,
-    metrics_from_scores,
-    write_results,
-)
+from rectifiers.eval_results import format_results, load_scores, metrics_from_scores, write_results
+from rectifiers.evaluate import EvalOptions, evaluate
 from rectifiers.layers import SpatialPyramidPool2d
 from rectifiers.models import create_model
 from rectifiers.transforms import Normalize
@@ -74,7 +69,7 @@ class ToyNet(nn.Module):
 def small_net(in_chans: int = 3, classes: int = 5, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     net = create_model(
-        "net14", stem="small", width=0.125, fc_width=16, num_classes=classes, in_chans=in_chans, init="he_fc"
+        "net14", stem="small", width=0.125, fc_width=16, num_classes=classes, in_chans=in_chans, init=True
     )
     return net.eval()
 
@@ -110,7 +105,7 @@ def make_checkpoint(
         "dropout": 0.5,
     }
     torch.manual_seed(seed)
-    model = create_model(**args, init="he_fc")
+    model = create_model(**args, init=True)
     config = RunConfig()
     config.data.spec, config.data.crop = spec, crop
     config.data.scale_min = config.data.scale_max = crop
@@ -297,7 +292,7 @@ def test_ensemble_of_one_checkpoint_equals_that_checkpoint(tmp_path: Path):
     a = make_checkpoint(tmp_path / "a.pt", seed=0)
     b = make_checkpoint(tmp_path / "b.pt", seed=1)
     ds = open_dataset(FAKE, "val")
-    one = evaluate([a], ds, views="dense", scales=[16, 20], batch_size=8, save_scores=True)
+    one = evaluate([a], ds, EvalOptions(views="dense", scales=[16, 20], batch_size=8, save_scores=True))
     member = load_member(a)
     x = ds.images
     window = member.model.feature_size(16)
@@ -309,10 +304,10 @@ def test_ensemble_of_one_checkpoint_equals_that_checkpoint(tmp_path: Path):
     assert one["top1_err"] == reference["top1_err"] and one["top5_err"] == reference["top5_err"]
     assert one["confusion"] == reference["confusion"]
     # the same checkpoint twice changes nothing; two models average their scores
-    twice = evaluate([a, a], ds, views="dense", scales=[16, 20], batch_size=8, save_scores=True)
+    twice = evaluate([a, a], ds, EvalOptions(views="dense", scales=[16, 20], batch_size=8, save_scores=True))
     torch.testing.assert_close(twice["scores"]["scores"], one["scores"]["scores"])
-    pair = evaluate([a, b], ds, views="dense", scales=[16, 20], batch_size=8, save_scores=True)
-    other = evaluate([b], ds, views="dense", scales=[16, 20], batch_size=8, save_scores=True)
+    pair = evaluate([a, b], ds, EvalOptions(views="dense", scales=[16, 20], batch_size=8, save_scores=True))
+    other = evaluate([b], ds, EvalOptions(views="dense", scales=[16, 20], batch_size=8, save_scores=True))
     mean = (one["scores"]["scores"] + other["scores"]["scores"]) / 2
     torch.testing.assert_close(pair["scores"]["scores"], mean)
     assert [m["top1_err"] for m in pair["per_model"]] == [one["top1_err"], other["top1_err"]]
@@ -320,7 +315,7 @@ def test_ensemble_of_one_checkpoint_equals_that_checkpoint(tmp_path: Path):
 
 def test_results_file_and_saved_scores_round_trip(tmp_path: Path):
     ck = make_checkpoint(tmp_path / "a.pt")
-    results = evaluate([ck], None, views="ten", scales=[18], batch_size=5, save_scores=True)
+    results = evaluate([ck], None, EvalOptions(views="ten", scales=[18], batch_size=5, save_scores=True))
     assert results["data"] == FAKE  # the checkpoint's own data by default
     path = write_results(results, tmp_path / "out")
     saved = json.loads(path.read_text())
@@ -348,7 +343,7 @@ def test_file_images_of_different_sizes_are_each_counted(tmp_path: Path):
     assert isinstance(ds, FileDataset)
     ck = make_checkpoint(tmp_path / "a.pt", spec=spec, classes=2, in_chans=3, names=["a", "b"])
     for views in ("single", "ten", "dense"):
-        r = evaluate([ck], ds, views=views, scales=[18, 20], batch_size=4)
+        r = evaluate([ck], ds, EvalOptions(views=views, scales=[18, 20], batch_size=4))
         assert r["n_images"] == 10 and sum(r["per_class_images"]) == 10
 
 
@@ -389,7 +384,9 @@ def test_mixed_size_files_are_scored_in_full_batches(tmp_path: Path, views: str,
     ds = open_dataset(spec, "val", cache=False, workers=0)
     assert isinstance(ds, FileDataset)
     model = _BatchSizes().eval()
-    r = evaluate([model], ds, views=views, scales=[18], batch_size=5 * per_image, crop=16, workers=1)
+    r = evaluate(
+        [model], ds, EvalOptions(views=views, scales=[18], batch_size=5 * per_image, crop=16, workers=1)
+    )
     assert r["n_images"] == 10 and model.sizes == [5 * per_image, 5 * per_image]
 
 
@@ -417,7 +414,7 @@ def test_training_time_validation_and_single_view_eval_agree_on_non_square_image
     loader = make_loader(ds, 4, train=False, transform=EvalTransform(37, 32, normalize=member.normalize))
     with torch.no_grad():
         trained_val = torch.cat([F.softmax(member.model(x), dim=1) for x, _ in loader])
-    r = evaluate([ck], ds, views="single", batch_size=4, save_scores=True, channels_last=False)
+    r = evaluate([ck], ds, EvalOptions(views="single", batch_size=4, save_scores=True, channels_last=False))
     torch.testing.assert_close(r["scores"]["scores"], trained_val, rtol=0, atol=1e-6)
     val_err = (trained_val.argmax(1) != ds.targets).double().mean().item()
     assert r["top1_err"] == pytest.approx(val_err)
@@ -432,7 +429,7 @@ def test_a_broken_val_file_is_skipped_named_and_never_replaced(tmp_path: Path):
     ck = make_checkpoint(tmp_path / "a.pt", spec=spec, classes=2, in_chans=3, names=["a", "b"])
     for views in ("single", "ten", "dense"):
         with pytest.warns(UserWarning, match="truncated"):
-            r = evaluate([ck], ds, views=views, scales=[18, 20], batch_size=4, save_scores=True)
+            r = evaluate([ck], ds, EvalOptions(views=views, scales=[18, 20], batch_size=4, save_scores=True))
         assert r["n_images"] == 5 and r["per_class_images"] == [2, 3]
         assert r["skipped"] == [str(broken)]
         targets = r["scores"]["targets"]
@@ -473,7 +470,7 @@ def test_mirrored_views_follow_the_checkpoints_training(tmp_path: Path, views: s
         }
     assert (direct[True] - direct[False]).abs().max() > 1e-4  # the mirrors change this model's scores
     for flip, expected in ((None, direct[False]), (False, direct[False]), (True, direct[True])):
-        r = evaluate([no_flip], ds, views=views, scales=[18], flip=flip, save_scores=True)
+        r = evaluate([no_flip], ds, EvalOptions(views=views, scales=[18], flip=flip, save_scores=True))
         torch.testing.assert_close(r["scores"]["scores"], expected, rtol=1e-5, atol=1e-6)
         assert r["flip"] == [bool(flip)]
 
@@ -514,9 +511,22 @@ def test_mixed_size_jpeg_folder_trains_and_evaluates_end_to_end(
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["val_images"] == 16
     for views, scales in (("ten", [18]), ("dense", [16, 20])):
-        r = evaluate([out / "last.pt"], None, views=views, scales=scales, batch_size=8)
+        r = evaluate([out / "last.pt"], None, EvalOptions(views=views, scales=scales, batch_size=8))
         assert r["n_images"] == 16 and r["per_class_images"] == [8, 8] and r["skipped"] == []
         assert 0.0 <= r["top1_err"] <= 1.0
+
+
+def test_a_checkpoints_config_is_read_through_run_config(tmp_path: Path):
+    """load_member takes crop, resize, data and mirroring from RunConfig.from_dict: a value it would
+    refuse in a config file is refused here too, naming the file and the key."""
+    member = load_member(make_checkpoint(tmp_path / "a.pt", crop=16, eval_resize=18, flip=0.0))
+    assert (member.crop, member.eval_resize, member.data_spec, member.flip) == (16, 18, FAKE, False)
+    bad = make_checkpoint(tmp_path / "bad.pt")
+    state = torch.load(bad, weights_only=True)
+    state["config"]["data"]["crop"] = "sixteen"
+    save_checkpoint(state, bad)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: unusable config in the checkpoint: .*data\.crop"):
+        load_member(bad)
 
 
 def test_mismatched_and_broken_checkpoints_are_refused_by_name(tmp_path: Path):
@@ -533,14 +543,62 @@ def test_mismatched_and_broken_checkpoints_are_refused_by_name(tmp_path: Path):
     with pytest.raises(CheckpointError, match=r"broken\.pt: truncated or corrupt"):
         evaluate([good, broken], ds)
     with pytest.raises(ValueError, match="every scale must be >= 16"):
-        evaluate([good], ds, views="single", scales=[12])
+        evaluate([good], ds, EvalOptions(views="single", scales=[12]))
     with pytest.raises(ValueError, match="unknown views"):
-        evaluate([good], ds, views="five")
+        evaluate([good], ds, EvalOptions(views="five"))
     # a bare module: it must say its crop, and its output is checked against the class count
     with pytest.raises(ValueError, match="needs crop="):
         evaluate([ToyNet(in_chans=1, classes=4)], ds)
     with pytest.raises(ValueError, match="ToyNet: outputs 5 scores per image"):
-        evaluate([good, ToyNet(in_chans=1, classes=5)], ds, crop=16)
+        evaluate([good, ToyNet(in_chans=1, classes=5)], ds, EvalOptions(crop=16))
+
+
+def _module_state(model: nn.Module) -> dict[str, object]:
+    """What a caller sees of a module: every submodule's mode, every tensor's storage and layout."""
+    return {
+        "modes": [m.training for m in model.modules()],
+        "tensors": [
+            (name, t.data_ptr(), t.device, t.dtype, t.stride())
+            for name, t in [*model.named_parameters(), *model.named_buffers()]
+        ],
+    }
+
+
+@pytest.mark.parametrize("views", ["single", "dense"])
+def test_evaluate_leaves_the_given_module_as_it_was(views: str):
+    """A bare module in training mode comes back in training mode, with its own tensors (device,
+    dtype, memory format), though evaluate ran it in eval mode and channels-last."""
+    ds = open_dataset(FAKE, "val")
+    model = small_net(in_chans=1, classes=4).train()
+    before = _module_state(model)
+    expected = evaluate(
+        [model.eval()], ds, EvalOptions(views=views, scales=[16], crop=16, channels_last=False)
+    )
+    model.train()
+    r = evaluate([model], ds, EvalOptions(views=views, scales=[16], crop=16))
+    assert _module_state(model) == before
+    assert r["top1_err"] == expected["top1_err"]  # scored in eval mode all the same
+
+
+def test_evaluate_leaves_a_given_member_as_it_was(tmp_path: Path):
+    ds = open_dataset(FAKE, "val")
+    member = load_member(make_checkpoint(tmp_path / "a.pt"))
+    member.model.train()
+    before = _module_state(member.model)
+    evaluate([member], ds, EvalOptions(views="dense", scales=[16]))
+    assert member.window == (0, 0) and _module_state(member.model) == before
+
+
+def test_eval_options_refuse_bad_values():
+    for kwargs, match in (
+        ({"views": "five"}, "unknown views"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"stride": True}, "stride must be a positive integer"),
+        ({"scales": (16, 0)}, "scales must be positive integers"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            EvalOptions(**kwargs)
+    assert EvalOptions(scales=[16, 20]).scales == (16, 20)
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -619,7 +677,7 @@ def test_torchrun_eval_counts_each_image_once(tmp_path: Path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = json.loads((out / "results.json").read_text())
-    one = evaluate([ck], FAKE, views="dense", scales=[16, 20], save_scores=True)
+    one = evaluate([ck], FAKE, EvalOptions(views="dense", scales=[16, 20], save_scores=True))
     assert ddp["world_size"] == 2
     assert ddp["n_images"] == one["n_images"] == 21
     assert ddp["top1_err"] == one["top1_err"] and ddp["top5_err"] == one["top5_err"]
@@ -634,6 +692,8 @@ def test_the_table_shows_top5_only_where_it_can_be_missed(tmp_path: Path, classe
     # With 5 classes or fewer every image is in its top 5: a top-5 column of 0.00% says nothing.
     spec = f"fake:n=40,val=12,size=16,classes={classes},channels=1,seed=3"
     ck = make_checkpoint(tmp_path / "a.pt", spec=spec, classes=classes)
-    table = format_results(evaluate([ck], open_dataset(spec, "val"), views="single", batch_size=8))
+    table = format_results(
+        evaluate([ck], open_dataset(spec, "val"), EvalOptions(views="single", batch_size=8))
+    )
     assert ("top-5" in table) == (classes > 5)
     assert "top-1 err" in table

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rectifiers.checkpoint import load_checkpoint
+from rectifiers.checkpoint.store import load_checkpoint
 from rectifiers.config import load_config
 from rectifiers.engine import fit
 from rectifiers.experiments.recipe import RECIPE, SMOKE_DATA, SMOKE_MODEL

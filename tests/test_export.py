@@ -14,7 +14,8 @@ pytest.importorskip("onnxscript")
 from helpers import tiny_overrides  # noqa: E402
 from rectifiers import load_model  # noqa: E402
 from rectifiers.activations import PReLU  # noqa: E402
-from rectifiers.checkpoint import load_checkpoint, save_checkpoint, swap_to_torch_modules  # noqa: E402
+from rectifiers.checkpoint.inference import swap_to_torch_modules  # noqa: E402
+from rectifiers.checkpoint.store import load_checkpoint, save_checkpoint  # noqa: E402
 from rectifiers.cli import main  # noqa: E402
 from rectifiers.config import load_config  # noqa: E402
 from rectifiers.engine import fit  # noqa: E402
@@ -214,7 +215,7 @@ def test_cli_export_with_normalization_in_a_fixed_size_graph(checkpoint: Path, t
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, CROP, CROP]
     # the graph takes 0..255 pixels: equal to the model on normalized pixels
     model = load_model(checkpoint)
-    from rectifiers.evaluate import load_member
+    from rectifiers.checkpoint.inference import load_member
 
     normalize = load_member(checkpoint).normalize
     pixels = torch.randint(0, 256, (3, 1, CROP, CROP)).float()

@@ -13,7 +13,8 @@ from torch import nn
 import rectifiers
 from helpers import tiny_overrides
 from rectifiers.activations import PReLU
-from rectifiers.checkpoint import CheckpointError, load_checkpoint, load_model
+from rectifiers.checkpoint.inference import load_model
+from rectifiers.checkpoint.store import CheckpointError, load_checkpoint
 from rectifiers.config import load_config
 from rectifiers.data import InMemoryDataset
 

@@ -248,7 +248,9 @@ def _gain(a: float) -> float:
 
 
 @pytest.mark.parametrize(("act", "a"), [("relu", 0.0), ("prelu", 0.25), ("leaky_relu", 0.01)])
-def test_default_init_is_the_paper_recipe(act: str, a: float) -> None:
+def test_default_init_is_the_trainers(act: str, a: float) -> None:
+    """He's Eq. 14 on every layer, as `InitConfig()` (the trainer's default) gives it; the classifier,
+    which no rectifier follows, with a = 1."""
     torch.manual_seed(0)
     net = create_model("net14", stem="small", width=0.25, fc_width=256, num_classes=10, act=act)
     for name, m in net.features.named_children():
@@ -258,14 +260,15 @@ def test_default_init_is_the_paper_recipe(act: str, a: float) -> None:
             tolerance = 4.0 / math.sqrt(2 * m.weight.numel())  # ~4 standard errors of a sample std
             assert m.weight.std().item() == pytest.approx(expected, rel=max(tolerance, 0.02)), name
             assert m.bias.abs().max().item() == 0.0
-    for fc, std in zip((net.head.fc1, net.head.fc2, net.head.fc3), (0.01, 0.01, 0.001), strict=True):
+    fc_stds = (_gain(a) / math.sqrt(256), _gain(a) / math.sqrt(256), _gain(1.0) / math.sqrt(10))
+    for fc, std in zip((net.head.fc1, net.head.fc2, net.head.fc3), fc_stds, strict=True):
         assert fc.weight.std().item() == pytest.approx(std, rel=0.05)
         assert fc.bias.abs().max().item() == 0.0
 
 
-def test_init_he_fc_and_false() -> None:
+def test_init_true_and_false() -> None:
     torch.manual_seed(0)
-    net = create_model("net14", stem="small", width=0.25, fc_width=256, init="he_fc")
+    net = create_model("net14", stem="small", width=0.25, fc_width=256, init=True)
     fc2 = net.head.fc2
     assert fc2.weight.std().item() == pytest.approx(math.sqrt(2.0 / 256), rel=0.05)  # Eq. 14 fan_out, a = 0
     raw = create_model("net14", stem="small", width=0.25, fc_width=256, init=False)
@@ -300,7 +303,7 @@ def test_head_api_of_timm() -> None:
     torch.testing.assert_close(net.forward_head(features), net(x))
 
 
-@pytest.mark.parametrize("init", [True, "he_fc", False])
+@pytest.mark.parametrize("init", [True, False])
 def test_reset_classifier_fine_tunes_on_a_new_class_count(init) -> None:
     net = create_model("net14", stem="small", init=init, **TINY)
     before = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("head.fc3")}
@@ -312,8 +315,8 @@ def test_reset_classifier_fine_tunes_on_a_new_class_count(init) -> None:
     fc = net.get_classifier()
     if init:
         assert torch.count_nonzero(fc.bias) == 0
-    if init is True:  # the paper's 0.001 for the last fc layer (Sec. 2.2)
-        assert float(fc.weight.detach().std()) == pytest.approx(models.LAST_FC_STD, rel=0.3)
+    if init:  # Eq. 14 with a = 1 (no rectifier follows), n = the 3 outputs
+        assert float(fc.weight.detach().std()) == pytest.approx(1 / math.sqrt(3), rel=0.3)
     again = create_model(**net.build_args)  # a checkpoint's model_args rebuild the new head
     again.load_state_dict(net.state_dict())
 
@@ -361,3 +364,23 @@ def test_a_papers_net_trains_with_output_saving_prelus() -> None:
     net = create_model("net14", stem="small", act="prelu", **TINY)
     net(torch.randn(2, 3, 28, 28)).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_net_init_and_the_trainers_init_are_one_path() -> None:
+    """`Net(init=True)` and the trainer (`InitConfig().apply`, what `fit` runs on a registry model
+    built with init=False) give the same weights from the same seed."""
+    from rectifiers.config import InitConfig
+
+    kw = {"stem": "small", "width": 0.25, "fc_width": 32, "num_classes": 10}
+    torch.manual_seed(0)
+    net = create_model("net14", init=True, **kw)
+    torch.manual_seed(0)
+    trainer = create_model("net14", init=False, **kw)
+    InitConfig().apply(trainer)
+    for (name, p), q in zip(net.state_dict().items(), trainer.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_net_init_takes_only_a_bool() -> None:
+    with pytest.raises(ValueError, match="unknown init .he_fc.: True"):
+        create_model("net14", stem="small", init="he_fc", **TINY)

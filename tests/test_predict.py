@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from helpers import tiny_overrides
+from rectifiers.checkpoint.inference import load_member
 from rectifiers.cli import main
 from rectifiers.config import load_config
 from rectifiers.data import open_dataset
 from rectifiers.engine import fit
-from rectifiers.evaluate import load_member
 from rectifiers.predict import image_paths, predict
 from rectifiers.views import dense, feature_window, single_view, ten_view
 
@@ -235,3 +235,27 @@ def test_cli_takes_no_flip(checkpoint: Path, images: dict[str, Path], tmp_path: 
     assert main(argv) == 0
     direct = predict(checkpoint, [images["gray1"]], views="ten", flip=False)
     assert json.loads(out.read_text())["results"][0]["predictions"] == direct[0]["predictions"]
+
+
+def test_eval_and_predict_default_to_the_device_train_does(checkpoint: Path, images: dict[str, Path]):
+    from rectifiers.cli import build_parser
+    from rectifiers.config import TrainConfig
+
+    parser = build_parser()
+    evaluated = parser.parse_args(["eval", str(checkpoint)])
+    predicted = parser.parse_args(["predict", str(checkpoint), str(images["gray0"])])
+    assert evaluated.device == predicted.device == TrainConfig().device == "auto"
+    (auto,) = predict(checkpoint, [images["gray0"]], device="auto")  # CUDA where there is one
+    (cpu,) = predict(checkpoint, [images["gray0"]], device="cpu")
+    assert [p["index"] for p in auto["predictions"]] == [p["index"] for p in cpu["predictions"]]
+    for a, c in zip(auto["predictions"], cpu["predictions"], strict=True):
+        assert a["probability"] == pytest.approx(c["probability"], abs=1e-4)
+
+
+def test_predict_leaves_a_given_member_as_it_was(checkpoint: Path, images: dict[str, Path]):
+    member = load_member(checkpoint)
+    member.model.train()
+    params = [(p.data_ptr(), p.stride()) for p in member.model.parameters()]
+    predict(member, [images["gray0"]], views="dense", classes=["a", "b", "c", "d"], resize=20)
+    assert member.model.training and [(p.data_ptr(), p.stride()) for p in member.model.parameters()] == params
+    assert member.window == (0, 0) and member.classes == CLASSES and member.eval_resize != 20

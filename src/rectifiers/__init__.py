@@ -28,8 +28,8 @@ _EXPORTS: dict[str, str] = {
     "register_model": "models",
     "complexity": "complexity",
     "fit": "engine",
-    "load_model": "checkpoint",
-    "load_checkpoint": "checkpoint",
+    "load_model": "checkpoint.inference",
+    "load_checkpoint": "checkpoint.store",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

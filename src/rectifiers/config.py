@@ -15,7 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from rectifiers.init import InitReport
 
 try:
     import tomllib
@@ -66,6 +71,26 @@ class ModelConfig:
     depths: list[int] = field(default_factory=list)  # per-stage conv counts; empty = the family's own
     spp_levels: list[int] = field(default_factory=list)  # SPP bins per side; empty = the family's own
 
+    def create_args(self, num_classes: int, in_chans: int) -> dict[str, Any]:
+        """The `create_model` keyword arguments this section stands for, for a data set of
+        `num_classes` classes and `in_chans` channels. Checkpoints store them as `model_args`, which
+        rebuild the model without reading the config."""
+        args: dict[str, Any] = {
+            "name": self.name,
+            "num_classes": num_classes,
+            "in_chans": in_chans,
+            "act": self.act,
+            "stem": self.stem,
+            "width": self.width,
+            "fc_width": self.fc_width,
+            "dropout": self.dropout,
+        }
+        if self.depths:
+            args["depths"] = tuple(self.depths)
+        if self.spp_levels:
+            args["spp_levels"] = tuple(self.spp_levels)
+        return args
+
 
 @dataclass
 class InitConfig:
@@ -76,6 +101,20 @@ class InitConfig:
     a: float | str = "auto"
     std: float = 0.01  # the fixed std of scheme "gaussian"
     fc_std: list[float] = field(default_factory=list)  # std of the Linear layers; paper: [0.01, 0.01, 0.001]
+
+    def apply(self, model: nn.Module) -> InitReport:
+        """Initialize `model` as this section says, through `rectifiers.init.initialize`, whose
+        defaults are this section's (so `Net(init=True)` and the trainer's default agree)."""
+        from rectifiers.init import initialize
+
+        return initialize(
+            model,
+            scheme=self.scheme,
+            mode=self.mode,
+            a=self.a,
+            std=self.std if self.scheme == "gaussian" else None,
+            fc_std=tuple(self.fc_std) if self.fc_std else None,
+        )
 
 
 @dataclass

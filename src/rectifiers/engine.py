@@ -17,8 +17,8 @@ What a run writes (main process only) into `train.out`:
     curves.png       loss and error against epoch
 
 The pieces with a job of their own live beside it: `run_log` (the files above other than checkpoints,
-and the console), `run_checkpoints` (which checkpoint a run resumes from and what a resume may change;
-writing checkpoints, last.pt, best.pt), `run_lock` (one run per directory), `rng_state` (the generator
+and the console), `checkpoint.resume` (which checkpoint a run resumes from and what a resume may
+change; writing checkpoints, last.pt, best.pt), `run_lock` (one run per directory), `rng_state` (the generator
 states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a request to stop after a checkpoint).
 """
 
@@ -43,17 +43,7 @@ from torch import nn
 from rectifiers import __version__, distributed
 from rectifiers.activations import PReLU
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
-from rectifiers.checkpoint import FORMAT, CheckpointError, remove_stale_temp_files, resume_candidates
-from rectifiers.config import RunConfig
-from rectifiers.data import ImageDataset, open_dataset
-from rectifiers.holdout import hold_out, val_is_test_split
-from rectifiers.init import initialize
-from rectifiers.loader import make_loader
-from rectifiers.metrics import error_from_counts, topk_correct
-from rectifiers.models import create_model
-from rectifiers.optim import param_groups
-from rectifiers.rng_state import get_rng_state, set_rng_state
-from rectifiers.run_checkpoints import (
+from rectifiers.checkpoint.resume import (
     CheckpointWriteError,
     agree_on_resume_state,
     apply_overrides,
@@ -61,6 +51,15 @@ from rectifiers.run_checkpoints import (
     resume_overrides,
     save_run_checkpoint,
 )
+from rectifiers.checkpoint.store import FORMAT, CheckpointError, remove_stale_temp_files, resume_candidates
+from rectifiers.config import RunConfig
+from rectifiers.data import ImageDataset, open_dataset
+from rectifiers.holdout import hold_out, val_is_test_split
+from rectifiers.loader import make_loader
+from rectifiers.metrics import error_from_counts, topk_correct
+from rectifiers.models import create_model
+from rectifiers.optim import param_groups
+from rectifiers.rng_state import get_rng_state, set_rng_state
 from rectifiers.run_lock import run_lock
 from rectifiers.run_log import RunLog, position, prelu_kernel_status
 from rectifiers.runtime import torch_flags_kept
@@ -69,7 +68,7 @@ from rectifiers.step_tally import READ_EVERY, StepTally
 from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
-# CheckpointWriteError, TrainingStopped and resolve_amp live in run_checkpoints, stop_signals and amp;
+# CheckpointWriteError, TrainingStopped and resolve_amp live in checkpoint.resume, stop_signals and amp;
 # callers import them here.
 __all__ = [
     "CheckpointWriteError",
@@ -77,7 +76,6 @@ __all__ = [
     "Trainer",
     "TrainingStopped",
     "fit",
-    "model_args_from_config",
     "prelu_slopes",
     "resolve_amp",
 ]
@@ -126,26 +124,6 @@ def fit(
             return Trainer(config, ctx, model=model, datasets=given).run()
     finally:
         distributed.teardown()
-
-
-def model_args_from_config(config: RunConfig, num_classes: int, in_chans: int) -> dict[str, Any]:
-    """The `create_model` keyword arguments a run's config stands for (stored in checkpoints)."""
-    m = config.model
-    args: dict[str, Any] = {
-        "name": m.name,
-        "num_classes": num_classes,
-        "in_chans": in_chans,
-        "act": m.act,
-        "stem": m.stem,
-        "width": m.width,
-        "fc_width": m.fc_width,
-        "dropout": m.dropout,
-    }
-    if m.depths:
-        args["depths"] = tuple(m.depths)
-    if m.spp_levels:
-        args["spp_levels"] = tuple(m.spp_levels)
-    return args
 
 
 def prelu_slopes(model: nn.Module) -> dict[str, float]:
@@ -290,17 +268,9 @@ class Trainer:
             model = self.given_model
             self.model_args = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
         else:
-            self.model_args = model_args_from_config(cfg, len(self.classes), self.in_chans)
+            self.model_args = cfg.model.create_args(len(self.classes), self.in_chans)
             model = create_model(**self.model_args, init=False)
-        i = cfg.init
-        self.init_report = initialize(
-            model,
-            scheme=i.scheme,
-            mode=i.mode,
-            a=i.a,
-            std=i.std if i.scheme == "gaussian" else None,
-            fc_std=tuple(i.fc_std) if i.fc_std else None,
-        )
+        self.init_report = cfg.init.apply(model)
         fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.model = model.to(self.ctx.device, memory_format=fmt)
         self.memory_format = fmt

@@ -9,7 +9,7 @@ since 2.9). The older TorchScript exporter (`dynamo=False`) has no ONNX mapping 
 our `rectifiers.PReLU` calls (`aten::_prelu_kernel`), so it exports only after
 `swap_to_torch_modules`; it is deprecated, and the dynamo exporter handles both modules.
 
-PReLU slopes (paper Sec. 2.1; notes pitfall 13). ONNX `PRelu(X, slope)` broadcasts `slope` against
+PReLU slopes (paper Sec. 2.1). ONNX `PRelu(X, slope)` broadcasts `slope` against
 `X` unidirectionally, aligned at the right: a slope of shape (C,) against an (N, C, H, W) map would
 scale the *width* axis, so the channel-wise slopes of a conv layer must be (C, 1, 1); after an fc
 layer, on (N, C), they are (C,). The dynamo exporter writes them as (1, C, 1, 1) and (1, C): valid
@@ -361,7 +361,7 @@ def export_checkpoint(
     checkpoint's validation data (resized, center-cropped and normalized as in its evaluation) when
     that data can be opened here; with `dynamic_size`, both again at a second, non-square size.
     """
-    from rectifiers.evaluate import load_member
+    from rectifiers.checkpoint.inference import load_member
 
     member = load_member(checkpoint)
     model, normalize = member.model, member.normalize

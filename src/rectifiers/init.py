@@ -636,6 +636,10 @@ def initialize(
     (``(0.01, 0.01, 0.001)`` is the paper's fc1-fc3 choice, Sec. 2.2), or one number for all; it
     overrides the scheme for those layers in every scheme.
 
+    The defaults are the one init of this package: `InitConfig()` (the trainer's) and
+    `Net(init=True)` both come here with them. Eq. 14 is the form the paper trains with, and the fc
+    layers get it too because the paper's fixed fc stds stall a narrow head; pass ``fc_std`` for them.
+
     Works on the meta device: stds come from shapes only, and ``measured_std`` is then None.
     """
     if scheme not in SCHEMES:

@@ -49,11 +49,13 @@ small-scale experiments use
 (conv channels 16/32/64, fc 256: 0.52 M parameters and 31 M multiply-adds per 28-px image for
 net14 with a 10-class head).
 
-Initialization: by default every model applies the paper's recipe through `rectifiers.initialize`:
-He init in the Eq. 14 (fan_out) form with a taken from the activation after each layer (Eq. 15),
-biases 0, and fc std 0.01, 0.01, 0.001 (Sec. 2.2). `init="he_fc"` uses Eq. 14 on the fc layers too;
-`init=False` leaves the layers as PyTorch constructs them (and is what building on the meta device
-needs).
+Initialization: by default every model is initialized by `rectifiers.initialize` with its defaults,
+which are also the trainer's (`InitConfig()`; presets may change them): He init in the Eq. 14
+(fan_out) form on every conv and fc layer, a taken from the activation after each layer (Eq. 15;
+a = 1 for the classifier), biases 0.
+The paper's fixed fc stds (0.01, 0.01, 0.001, Sec. 2.2) are `initialize(model, fc_std=...)`, or
+`init.fc_std` in a config. `init=False` leaves the layers as PyTorch constructs them (and is what
+building on the meta device needs).
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 from rectifiers.layers import ACTIVATIONS, ActLayer, SpatialPyramidPool2d, conv_act, make_activation
@@ -111,13 +112,6 @@ SPECS: dict[str, NetSpec] = {
     "net30": NetSpec(_stages((128, 2, 4), (256, 2, 22)), **_NET),
 }
 
-# Sec. 2.2: "a std of 0.01 for the first two fc layers and 0.001 for the last"
-HIDDEN_FC_STD, LAST_FC_STD = 0.01, 0.001
-
-# values of `init` besides True (= "he") and False: "he" is the paper's recipe, He init in the Eq. 14
-# (fan_out) form on the conv layers and the fixed stds above on the fc layers; "he_fc" uses Eq. 14 on
-# the fc layers as well
-INITS = ("he", "he_fc")
 STEMS = ("imagenet", "small")
 
 
@@ -170,7 +164,8 @@ class Net(nn.Module):
         depths: convs per stage, one entry per stage (None or empty: the spec's).
         stem: "imagenet" (the paper's first layers) or "small" (3×3 stride-1 conv1, no first pool).
         spp_levels: SPP bins per side (None or empty: the spec's, or its small-stem levels).
-        init: True or "he" (the paper's recipe), "he_fc" (He on the fc layers too), False (none).
+        init: True: `rectifiers.initialize` with its defaults, those of `InitConfig()` (He's Eq. 14
+            on every layer); False: PyTorch's own init.
     """
 
     def __init__(
@@ -187,7 +182,7 @@ class Net(nn.Module):
         depths: Sequence[int] | None = None,
         stem: str = "imagenet",
         spp_levels: Sequence[int] | None = None,
-        init: bool | str = True,
+        init: bool = True,
     ) -> None:
         super().__init__()
         _check_positive_int("num_classes", num_classes)
@@ -200,8 +195,8 @@ class Net(nn.Module):
             raise ValueError(f"width must be > 0, got {width}")
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
-        if not isinstance(init, bool) and init not in INITS:
-            raise ValueError(f"unknown init {init!r}; use True, False or one of {', '.join(INITS)}")
+        if not isinstance(init, bool):
+            raise ValueError(f"unknown init {init!r}: True (rectifiers.initialize's defaults) or False")
 
         if depths:
             depths = tuple(depths)
@@ -240,8 +235,7 @@ class Net(nn.Module):
         if init:
             from rectifiers.init import initialize
 
-            fc_std = None if init == "he_fc" else (HIDDEN_FC_STD,) * len(fc_dims) + (LAST_FC_STD,)
-            initialize(self, scheme="he", mode="fan_out", a="auto", fc_std=fc_std)
+            initialize(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The conv part, (N, C_in, H, W) → (N, C, h, w); fully convolutional, any input size."""
@@ -262,8 +256,8 @@ class Net(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh classifier for ``num_classes`` classes (0: none, the model returns its pre-logits),
-        initialized as this model's `init` says: N(0, 0.001²) for the paper's recipe (Sec. 2.2), He's
-        Eq. 14 for "he_fc" (a = 1, no rectifier follows), PyTorch's default for False; bias 0."""
+        initialized as this model's `init` says: He's Eq. 14 for True (a = 1, no rectifier follows;
+        bias 0), PyTorch's default for False."""
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
         old = self.get_classifier()
@@ -273,12 +267,9 @@ class Net(nn.Module):
             reference = next(self.head.parameters())
             new = nn.Linear(self.num_features, num_classes, device=reference.device, dtype=reference.dtype)
             if self.init:
-                from rectifiers.init import gaussian_, he_std
+                from rectifiers.init import initialize
 
-                std = he_std(new.weight, a=1.0, mode="fan_out") if self.init == "he_fc" else LAST_FC_STD
-                gaussian_(new.weight, std)
-                with torch.no_grad():
-                    new.bias.zero_()
+                initialize(new)
         name = next(n for n, m in self.head.named_children() if m is old)
         setattr(self.head, name, new)
         self.num_classes = num_classes

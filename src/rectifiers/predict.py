@@ -37,11 +37,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rectifiers import decode
-from rectifiers.evaluate import Member, load_member, member_scores
+from rectifiers import decode, distributed
+from rectifiers.checkpoint.inference import Member, as_member, borrowed
+from rectifiers.evaluate import EvalOptions, member_scores
 from rectifiers.transforms import Normalize, pil_to_tensor
 from rectifiers.view_batches import ViewPlan, image_views
-from rectifiers.views import VIEWS, feature_window
+from rectifiers.views import feature_window
 
 CSV_FIELDS = ("path", "rank", "class", "index", "probability", "error")
 
@@ -75,33 +76,6 @@ def read_image(path: str | Path, channels: int, min_short: int | None = None) ->
     return pil_to_tensor(decode.decode_image(str(path), "L" if channels == 1 else "RGB", min_short=min_short))
 
 
-def _member(
-    model_or_checkpoint: str | Path | Member | nn.Module,
-    crop: int | None,
-    resize: int | None,
-    normalize: Normalize | None,
-    classes: Sequence[str] | None,
-    device: torch.device,
-) -> Member:
-    if isinstance(model_or_checkpoint, Member):
-        member = model_or_checkpoint
-    elif isinstance(model_or_checkpoint, nn.Module):
-        if crop is None:
-            raise ValueError("predicting with a bare nn.Module needs crop= (its training crop side)")
-        model = model_or_checkpoint
-        member = Member(
-            model, crop, normalize, name=type(model).__name__, classes=getattr(model, "classes", None)
-        )
-    else:
-        member = load_member(model_or_checkpoint, device)
-    member.model.to(device).eval()
-    if classes is not None:
-        member.classes = [str(c) for c in classes]
-    if resize is not None:
-        member.eval_resize = resize
-    return member
-
-
 def _in_chans(model: nn.Module) -> int:
     """The channel count the model takes: its build arguments, else its first conv layer's."""
     chans = getattr(model, "build_args", {}).get("in_chans")
@@ -132,36 +106,53 @@ def predict(
 
     Args:
         model_or_checkpoint: a checkpoint path (its model, crop, eval resize, normalization and class
-            names), an `evaluate.Member`, or a bare module (then `crop=`, and `normalize=` for the
-            inputs it was trained on; class names from `classes=` or its `classes` attribute).
+            names), a `Member` (`rectifiers.checkpoint.inference`), or a bare module (then `crop=`,
+            and `normalize=` for the inputs it was trained on; class names from `classes=` or its
+            `classes` attribute). A given module or Member is left as it was.
         top: how many classes per image (at most the class count).
         views: "single", "ten" or "dense" (see the module docstring).
         scales: shorter sides to view each image at (default: the eval resize, else the crop).
         batch_size: images decoded and scored together (their views share a forward pass).
+        device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when there is one); a given module is moved
+            there for the call only.
         flip: whether 10-view and dense add mirrored views (default: as the checkpoint trained,
             `Member.flip`).
     """
-    if views not in VIEWS:
-        raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    dev = torch.device(device)
-    member = _member(model_or_checkpoint, crop, resize, normalize, classes, dev)
-    scales = tuple(scales) if scales else (member.eval_resize or member.crop,)
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in scales):
-        raise ValueError(f"scales must be positive integers, got {list(scales)}")
+    checked = EvalOptions(views=views, scales=tuple(scales or ()), batch_size=batch_size)
+    dev = device if isinstance(device, torch.device) else distributed.resolve_device(str(device))
+    member = as_member(
+        model_or_checkpoint, crop=crop, normalize=normalize, device=dev, purpose="predicting with"
+    )
+    if classes is not None:
+        member.classes = [str(c) for c in classes]
+    if resize is not None:
+        member.eval_resize = resize
+    scales = checked.scales or (member.eval_resize or member.crop,)
     if views != "dense" and min(scales) < member.crop:
         raise ValueError(f"every scale must be at least the crop ({member.crop}), got {list(scales)}")
-    channels = _in_chans(member.model)
-    use_flip = member.flip if flip is None else flip
-    plan = ViewPlan(views, scales, [(member.crop, use_flip)])
-    if views == "dense":
-        member.window = feature_window(member.model, member.crop, channels)
-    items = image_paths(paths)
+    if flip is not None:
+        member.flip = flip
+    plan = ViewPlan(views, scales, [(member.crop, member.flip)])
+    with borrowed(member.model, dev):
+        if views == "dense":
+            member.window = feature_window(member.model, member.crop, _in_chans(member.model))
+        return _predict_files(member, image_paths(paths), plan, top, batch_size)
+
+
+def _predict_files(
+    member: Member,
+    items: list[tuple[str, str | None]],
+    plan: ViewPlan,
+    top: int,
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """The records of `items` (from `image_paths`), decoded and scored `batch_size` at a time."""
     records: list[dict[str, Any]] = [{"path": p, "predictions": [], "error": err} for p, err in items]
     todo = [i for i, (_, err) in enumerate(items) if err is None]
+    channels = _in_chans(member.model)
+    device = next(member.model.parameters()).device
     for lo in range(0, len(todo), batch_size):
         decoded: list[Tensor] = []
         index: list[int] = []
@@ -175,7 +166,7 @@ def predict(
         if not index:
             continue
         batch = image_views(decoded, plan, index)
-        scores = member_scores(member, batch, plan, flip=use_flip, batch_size=batch_size, device=dev)
+        scores = member_scores(member, batch, plan, flip=member.flip, batch_size=batch_size, device=device)
         for i, p in zip(index, scores.mean(dim=0).cpu(), strict=True):
             records[i]["predictions"] = _top(p, top, member.classes)
     return records

@@ -3,7 +3,7 @@
 Four global generators are saved: torch's CPU one (dropout among others), each CUDA device's, NumPy's
 and Python's `random`. `get_rng_state` captures them in one dict, `set_rng_state` puts them back. The
 trainer stores one such dict per rank under the checkpoint's "rng" key. The dict holds only tensors,
-numbers and lists: `rectifiers.checkpoint.load_checkpoint` reads with `weights_only=True`, which refuses
+numbers and lists: `rectifiers.load_checkpoint` reads with `weights_only=True`, which refuses
 NumPy arrays, so NumPy's key travels as an int64 tensor.
 """
 

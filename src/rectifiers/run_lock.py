@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rectifiers.checkpoint import process_alive
+from rectifiers.checkpoint.store import process_alive
 
 __all__ = ["LOCK_NAME", "RunDirectoryBusyError", "run_lock"]
 

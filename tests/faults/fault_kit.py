@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from helpers import tiny_overrides
-from rectifiers.checkpoint import load_checkpoint
+from rectifiers.checkpoint.store import load_checkpoint
 
 LAUNCHER = Path(__file__).with_name("launch.py")
 

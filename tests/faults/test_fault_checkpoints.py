@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rectifiers.checkpoint import load_checkpoint
+from rectifiers.checkpoint.store import load_checkpoint
 from rectifiers.cli import build_parser, main
 from rectifiers.models import create_model
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import fault_kit as kit
 import pytest
 
-from rectifiers.checkpoint import find_resumable
+from rectifiers.checkpoint.store import find_resumable
 
 STEPS_PER_EPOCH = 8  # tiny_overrides: 256 fake training images, batch 32
 

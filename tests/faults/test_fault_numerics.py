@@ -15,7 +15,7 @@ import fault_kit as kit
 import pytest
 import torch
 
-from rectifiers.checkpoint import load_checkpoint
+from rectifiers.checkpoint.store import load_checkpoint
 
 REFERENCE = {"train.save_every": "1", "train.epochs": "2"}
 

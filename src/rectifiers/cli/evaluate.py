@@ -38,17 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rectifiers import distributed
-    from rectifiers.evaluate import evaluate, format_results, write_results
+    from rectifiers.eval_results import format_results, write_results
+    from rectifiers.evaluate import EvalOptions, evaluate
 
-    scales = parse_ints(args.scales, "--scales") if args.scales else None
+    scales = parse_ints(args.scales, "--scales") if args.scales else ()
     ctx = distributed.setup(args.device)
     try:
-        results = evaluate(
-            args.checkpoints,
-            args.data,
+        options = EvalOptions(
             split=args.split,
             views=args.views,
-            scales=scales,
+            scales=tuple(scales),
             batch_size=args.batch_size,
             stride=args.stride,
             device=ctx.device,
@@ -56,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             flip=args.flip,
         )
+        results = evaluate(args.checkpoints, args.data, options)
     finally:
         distributed.teardown()
     if ctx.is_main:

@@ -23,7 +23,7 @@ def add(sub: SubParsers) -> None:
     add_view_arguments(p, scales_help="comma-separated shorter sides (default: the checkpoint's eval resize)")
     p.add_argument("--output", metavar="FILE", help="write FILE.csv or FILE.json instead of printing")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.set_defaults(func=run)
 
 

@@ -70,7 +70,7 @@ def layer_name(module_name: str) -> str:
 
 def layer_slopes(checkpoint: str) -> dict[str, float]:
     """Mean slope of every PReLU of a trained model, keyed by the layer before it."""
-    from rectifiers.checkpoint import load_model
+    from rectifiers.checkpoint.inference import load_model
     from rectifiers.engine import prelu_slopes
 
     return {layer_name(k): v for k, v in prelu_slopes(load_model(checkpoint)).items()}

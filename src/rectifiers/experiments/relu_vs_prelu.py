@@ -67,7 +67,7 @@ def run(ctx: Context) -> Outcome:
 def ten_view_test(ctx: Context, run: Run, test: Any) -> dict[str, Any]:
     """The ten-view error of a run's final checkpoint on `test`, kept in the run directory
     (`ten_view.json`) so that rebuilding the tables does not test a finished run again."""
-    from rectifiers.evaluate import evaluate
+    from rectifiers.evaluate import EvalOptions, evaluate
 
     kept = Path(run["run_dir"]) / "ten_view.json"
     checkpoint = Path(run["run_dir"]) / "last.pt"
@@ -76,7 +76,7 @@ def ten_view_test(ctx: Context, run: Run, test: Any) -> dict[str, Any]:
     ctx.say(f"[{ctx.name}] ten-view test of {run['run_dir']}")
     resize = run["config"]["data"]["eval_resize"]
     # 64 images (640 views) a forward pass: faster than smaller batches on a 2-core CPU
-    ev = evaluate([str(checkpoint)], test, views="ten", scales=[resize], batch_size=64)
+    ev = evaluate([str(checkpoint)], test, EvalOptions(views="ten", scales=(resize,), batch_size=64))
     found = {"top1_err": ev["top1_err"], "top5_err": ev["top5_err"], "n_images": ev["n_images"]}
     kept.write_text(json.dumps(found) + "\n")
     ctx.say(f"[{ctx.name}]   ten-view top-1 err {pct(ev['top1_err'])}%")

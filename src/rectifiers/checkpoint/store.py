@@ -1,27 +1,8 @@
-"""Checkpoints: atomic writes, loading that never executes code, auto-resume, rebuilding a model.
+"""The checkpoint file: its format, atomic writes, loading that never executes code, its names.
 
-A checkpoint is a plain dict saved with `torch.save` and read back with `weights_only=True`
-(tensors, numbers, strings, lists and dicts only: a pickle carrying code is refused, not run).
-Keys written by the trainer:
-
-    format        "rectifiers/1"
-    model         the unwrapped module's state_dict
-    optimizer     optimizer.state_dict()
-    scheduler     scheduler.state_dict() (or None)
-    scaler        the GradScaler's state (the fp16 loss scale; empty without fp16)
-    epoch         epochs completed before this save
-    batch         batches of epoch `epoch` already done (0 at an epoch end)
-    step          optimizer steps so far
-    world_size    processes of the run that saved it (a mid-epoch state resumes with as many)
-    config        RunConfig.to_dict()
-    model_args    the keyword arguments that rebuild the model with `create_model`; for a model
-                  passed to `fit`, {"class": its import path} (not rebuilt from the file)
-    classes       class names, index = label
-    data_sizes    {"train": N, "val": M} images, which a resume compares with its data
-    normalization the input normalization (`rectifiers.transforms.Normalize.state_dict()`)
-    rng           per-rank RNG states, so a resumed run continues the same random streams
-    epoch_sums    per-rank partial training sums of a mid-epoch save
-    best_val_top1_err, versions
+A checkpoint is a plain dict (the keys are listed in `rectifiers.checkpoint`) saved with
+`torch.save` and read back with `weights_only=True`: tensors, numbers, strings, lists and dicts only,
+so a pickle carrying code is refused, not run.
 """
 
 from __future__ import annotations
@@ -35,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+
+from rectifiers.config import RunConfig
 
 FORMAT = "rectifiers/1"
 REQUIRED_KEYS = ("format", "model", "epoch", "step", "config", "model_args", "classes")
@@ -137,7 +119,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         # Garbage makes the weights-only unpickler fail in many ways (IndexError, KeyError,
         # UnicodeDecodeError, EOFError, the zip reader's RuntimeError...); it never runs code, so
         # every failure means the same thing here.
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint: {_first_line(err)}") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint: {first_line(err)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a rectifiers checkpoint (holds {type(state).__name__})")
     missing = [key for key in REQUIRED_KEYS if key not in state]
@@ -146,6 +128,15 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if state["format"] != FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format {state['format']!r} (expected {FORMAT})")
     return state
+
+
+def saved_config(state: dict[str, Any], source: str | Path = "checkpoint") -> RunConfig:
+    """The checkpoint's run config, read through `RunConfig.from_dict` (unknown keys and bad values
+    are refused there); a CheckpointError naming `source` when it cannot be used."""
+    try:
+        return RunConfig.from_dict(state["config"])
+    except (ValueError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{source}: unusable config in the checkpoint: {err}") from None
 
 
 def epoch_checkpoint_name(epoch: int, step: int) -> str:
@@ -182,73 +173,6 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
             old.unlink()
 
 
-def build_model_from_checkpoint(state: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
-    """Rebuild the module the checkpoint was trained with and load its weights."""
-    from rectifiers.models import create_model
-
-    user_class = state["model_args"].get("class")
-    if user_class is not None:  # a model passed to `fit`: the file holds its weights, not its code
-        raise CheckpointError(
-            f"{source}: holds the weights of a {user_class} passed to fit, which a checkpoint cannot "
-            f"rebuild; build a {user_class} and call its load_state_dict(load_checkpoint(path)['model'])"
-        )
-    model = create_model(**{**state["model_args"], "init": False})
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{source}: weights do not fit model {state['model_args'].get('name')}: {_first_line(err)}"
-        ) from None
-    return model
-
-
-def load_model(
-    path: str | Path, *, to_torch_modules: bool = False, device: str | torch.device = "cpu"
-) -> nn.Module:
-    """A trained model, ready for inference (eval mode), from a checkpoint file.
-
-    With `to_torch_modules=True` every rectifiers PReLU is replaced by an equal `torch.nn.PReLU`,
-    so the module runs with plain PyTorch only.
-    """
-    state = load_checkpoint(path)
-    model = build_model_from_checkpoint(state, path)
-    model.classes = list(state["classes"])  # type: ignore[assignment]
-    if to_torch_modules:
-        model = swap_to_torch_modules(model)
-    return model.to(device).eval()
-
-
-def swap_to_torch_modules(model: nn.Module) -> nn.Module:
-    """Replace each `rectifiers.PReLU` (channel axis 1) with a `torch.nn.PReLU` holding the same slopes.
-
-    Works in place and returns `model` (the replacement itself when `model` is a PReLU). The new
-    modules keep the slopes' device, dtype and `requires_grad`, and the old modules' train/eval mode.
-    """
-    from rectifiers.activations import PReLU
-
-    if isinstance(model, PReLU):
-        return _torch_prelu(model, type(model).__name__)
-    for name, child in list(model.named_children()):
-        if isinstance(child, PReLU):
-            setattr(model, name, _torch_prelu(child, name))
-        else:
-            swap_to_torch_modules(child)
-    return model
-
-
-def _torch_prelu(module: nn.Module, name: str) -> nn.PReLU:
-    if module.num_parameters > 1 and module.dim != 1:
-        raise ValueError(
-            f"{name}: torch.nn.PReLU needs the channel axis at dim 1, this one uses {module.dim}"
-        )
-    weight = module.weight
-    plain = nn.PReLU(module.num_parameters, init=module.init, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        plain.weight.copy_(weight)
-    plain.weight.requires_grad_(weight.requires_grad)
-    return plain.train(module.training)
-
-
 def _fsync_dir(folder: Path) -> None:
     # Make the rename itself durable; not every platform lets a directory be opened.
     with contextlib.suppress(OSError):
@@ -270,9 +194,9 @@ def _unsafe_reason(err: BaseException) -> str:
     for line in str(err).splitlines():
         if "Unsupported" in line or "global" in line.lower():
             return line.strip().removeprefix("WeightsUnpickler error: ")
-    return _first_line(err)
+    return first_line(err)
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__

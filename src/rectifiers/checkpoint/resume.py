@@ -1,7 +1,7 @@
 """A run directory's checkpoints: which one a run continues from, and writing the next one.
 
-`rectifiers.checkpoint` has the mechanics (atomic writes, safe loading, names, links, pruning); this
-module has the trainer's policy on top of them:
+`store` has the mechanics (atomic writes, safe loading, names, links, pruning); this module has the
+trainer's policy on top of them:
 
 - resuming: `train.resume` = "auto" continues from the newest checkpoint that loads, a path from that
   file, "" starts fresh but refuses a directory that already holds checkpoints (nothing is overwritten).
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from rectifiers import distributed
-from rectifiers.checkpoint import (
+from rectifiers.checkpoint.store import (
     CheckpointError,
     epoch_checkpoint_name,
     find_resumable,
@@ -32,6 +32,7 @@ from rectifiers.checkpoint import (
     prune_checkpoints,
     resume_candidates,
     save_checkpoint,
+    saved_config,
 )
 from rectifiers.config import RunConfig, flatten
 from rectifiers.run_log import position
@@ -181,74 +182,27 @@ BY_CONTENT = "same content"  # the data: same classes, channels and split sizes,
 OVERRIDE = "override"  # a new value replaces the saved optimizer/scheduler value after loading
 FREE = "free"  # how or where the run executes, logs and saves; the maths stays the same
 
+
+def _fields(section: str, names: str, policy: str) -> dict[str, str]:
+    return {f"{section}.{name}": policy for name in names.split()}
+
+
 RESUME_POLICY: dict[str, str] = {
     "data.spec": BY_CONTENT,
-    **dict.fromkeys(
-        (
-            "data.crop",
-            "data.scale_min",
-            "data.scale_max",
-            "data.eval_resize",
-            "data.flip",
-            "data.pca_std",
-            "data.mean",
-            "data.divide_std",
-            "data.raw_pixels",
-            "data.val_fraction",
-        ),
-        MUST_MATCH,
-    ),
+    **_fields("data", "crop scale_min scale_max eval_resize flip pca_std mean divide_std", MUST_MATCH),
+    **_fields("data", "raw_pixels val_fraction", MUST_MATCH),
     "data.workers": FREE,
-    **dict.fromkeys(
-        (
-            "model.name",
-            "model.act",
-            "model.stem",
-            "model.width",
-            "model.fc_width",
-            "model.dropout",
-            "model.depths",
-            "model.spp_levels",
-        ),
-        MUST_MATCH,
-    ),
-    **dict.fromkeys(("init.scheme", "init.mode", "init.a", "init.std", "init.fc_std"), MUST_MATCH),
+    **_fields("model", "name act stem width fc_width dropout depths spp_levels", MUST_MATCH),
+    **_fields("init", "scheme mode a std fc_std", MUST_MATCH),
     # The parameter groups and the scheduler's kind shape the saved state itself.
-    "optim.decay_bias": MUST_MATCH,
-    "optim.schedule": MUST_MATCH,
-    **dict.fromkeys(
-        (
-            "optim.lr",
-            "optim.momentum",
-            "optim.weight_decay",
-            "optim.milestones",
-            "optim.factor",
-            "optim.patience",
-            "optim.min_lr",
-        ),
-        OVERRIDE,
-    ),
+    **_fields("optim", "decay_bias schedule", MUST_MATCH),
+    **_fields("optim", "lr momentum weight_decay milestones factor patience min_lr", OVERRIDE),
     # The per-rank batch, the shuffles and the augmentation draws follow from these two.
-    "train.batch_size": MUST_MATCH,
-    "train.seed": MUST_MATCH,
+    **_fields("train", "batch_size seed", MUST_MATCH),
     # The same computation at another precision, on other kernels or hardware: a resume may move
     # to a machine that needs another setting.
-    **dict.fromkeys(
-        ("train.deterministic", "train.device", "train.amp", "train.channels_last", "train.compile"), FREE
-    ),
-    **dict.fromkeys(
-        (
-            "train.epochs",
-            "train.out",
-            "train.resume",
-            "train.keep_last",
-            "train.save_every",
-            "train.max_steps",
-            "train.quiet",
-            "train.tensorboard",
-        ),
-        FREE,
-    ),
+    **_fields("train", "deterministic device amp channels_last compile", FREE),
+    **_fields("train", "epochs out resume keep_last save_every max_steps quiet tensorboard", FREE),
 }
 
 # Where an override lives once the saved state is loaded: keys of every optimizer param group, and
@@ -329,11 +283,7 @@ def _check_same_run(config: RunConfig, state: dict[str, Any], path: Path) -> Non
 
 
 def _flat_configs(config: RunConfig, state: dict[str, Any], path: Path) -> tuple[dict, dict]:
-    try:
-        saved = flatten(RunConfig.from_dict(state["config"]).to_dict())
-    except (ValueError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{path}: unusable config in the checkpoint: {err}") from None
-    return saved, flatten(config.to_dict())
+    return flatten(saved_config(state, path).to_dict()), flatten(config.to_dict())
 
 
 def _short(names: list[str]) -> str:
