@@ -3,15 +3,14 @@ backward propagation"), measured as the training throughput of the same net with
 
 The net is that of `relu-vs-prelu`: `net14`, small-image stem, width 0.25, fc 256, 28-px inputs,
 batch 128. Two measurements, both with every variant interleaved in an order where each comes right
-after every other equally often (`rectifiers.bench_step.balanced_schedule`), so that a machine
-slowing down part-way, or one variant's wake, slows every variant alike:
+after every other equally often (`rectifiers.interleave`), so that a machine slowing down part-way,
+or one variant's wake, slows every variant alike:
 
-1. The training step, by the library's step benchmark (`rectifiers.bench_step.bench_step`): the
-   trainer's step (channels_last, bfloat16 autocast where supported, `rectifiers.PReLU`, exactly the
-   body of the training loop) and a plain PyTorch step (float32, NCHW, `torch.nn.PReLU`), each with
-   ReLU and with channel-wise PReLU, timed on the wall clock and on the process's CPU clock. On a
-   machine shared with other jobs the wall clock also counts waiting for a core; the CPU clock only
-   the work, so its paired ratio is the cleaner one there.
+1. The training step (`rectifiers.step_timing.time_steps`): the trainer's own step
+   (`rectifiers.train_step.TrainStep`: channels_last, the precision `train.amp = auto` picks,
+   `rectifiers.PReLU`) and a plain PyTorch step (float32, NCHW, `torch.nn.PReLU`), each with ReLU
+   and with channel-wise PReLU, timed on the wall clock and on the process's CPU clock (on a shared
+   machine the CPU clock's paired ratio is the cleaner one).
 2. End to end, `rectifiers.engine.fit` itself (loader, step, bookkeeping) on in-memory fake images,
    for ReLU, channel-shared and channel-wise PReLU: each run trains two short epochs and reports the
    images/s of the second (the first includes one-off warm-up); the median over repeats is compared.
@@ -67,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 ACTS = {"relu": "ReLU", "prelu_shared": "PReLU, channel-shared", "prelu": "PReLU, channel-wise"}
 AMP_LABEL = {"auto": "default (amp auto)", "off": "float32 (amp off)"}
-NEGLIGIBLE = 0.97  # a throughput ratio at or above this counts as "negligible" (issue 7's target)
+NEGLIGIBLE = 0.97  # a throughput ratio at or above this counts as "negligible" (at most 3% slower)
 SIZE, CROP = 32, 28
 
 
@@ -106,8 +105,8 @@ def _verdict(ratio: float, consistent: bool | None = None) -> str:
 
 
 def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
-    """Measurement 1: the library's train-step benchmark."""
-    from rectifiers.bench_step import StepCase, bench_step
+    """Measurement 1: the trainer's step and a plain step, timed side by side."""
+    from rectifiers.step_timing import StepCase, time_steps
 
     s = ctx.settings
     width, fc_width = _net(s)
@@ -115,7 +114,7 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         label="net14", model="net14", width=width, fc_width=fc_width, in_chans=3, size=CROP, batch=s["batch"]
     )
     ctx.say(f"[{ctx.name}] timing {s['step_repeats']} training steps of each variant")
-    rows = bench_step([case], repeats=s["step_repeats"], warmup=s["step_warmup"])
+    rows = time_steps([case], repeats=s["step_repeats"], warmup=s["step_warmup"])
     by = {r["variant"]: r for r in rows}
     trainer = by["trainer/prelu"]
     plain_ratio = by["plain/prelu"]["images_per_s"] / by["plain/relu"]["images_per_s"]
@@ -157,7 +156,7 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
             )
     table = "\n\n".join(
         [
-            f"Training step (`rectifiers.bench_step.bench_step`, {s['step_repeats']} interleaved steps per "
+            f"Training step (`rectifiers.step_timing.time_steps`, {s['step_repeats']} interleaved steps per "
             "variant, "
             "medians; trainer ratios are medians of the ratios of neighbouring steps, plain ones ratios of "
             "medians):",
