@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rectifiers.bench.step import PRESET_CASES
-from rectifiers.bench.table import aligned_table
+from rectifiers.bench.table import aligned_table, cell
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.loader import BatchLoader, make_loader
 from rectifiers.step_timing import StepCase, time_steps
@@ -127,9 +127,6 @@ def format_benchmark(rows: list[dict[str, Any]]) -> str:
     """The rows of `benchmark_loaders` as an aligned text table."""
     header = ["data", "source", "mode", "crop", "batch", "workers", "images/s", "median", "open s", "cold s"]
 
-    def opt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}"
-
     body = [
         [
             r["data"],
@@ -140,8 +137,8 @@ def format_benchmark(rows: list[dict[str, Any]]) -> str:
             str(r["workers"]),
             f"{r['images_per_s']:.0f}",
             f"{r['images_per_s_median']:.0f}",
-            opt(r["open_s"]),
-            opt(r["open_cold_s"]),
+            cell(r["open_s"], ".2f"),
+            cell(r["open_cold_s"], ".2f"),
         ]
         for r in rows
     ]

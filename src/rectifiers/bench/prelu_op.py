@@ -18,7 +18,7 @@ from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
 from rectifiers.bench.machine_info import DTYPES, synchronize
-from rectifiers.bench.table import aligned_table
+from rectifiers.bench.table import aligned_table, cell
 from rectifiers.interleave import time_interleaved
 from rectifiers.runtime import keep_freed_memory
 
@@ -154,9 +154,6 @@ def format_bench_table(rows: list[dict[str, Any]]) -> str:
     """The rows of `bench_prelu_op` as an aligned text table."""
     header = ["dtype", "format", "pass", "op", "median ms", "min ms", "÷ relu", "÷ torch.prelu"]
 
-    def ratio(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}"
-
     body = [
         [
             r["dtype"],
@@ -165,8 +162,8 @@ def format_bench_table(rows: list[dict[str, Any]]) -> str:
             r["op"],
             f"{r['median_ms']:.2f}",
             f"{r['min_ms']:.2f}",
-            ratio(r["ratio_to_relu"]),
-            ratio(r["ratio_to_torch_prelu"]),
+            cell(r["ratio_to_relu"], ".2f"),
+            cell(r["ratio_to_torch_prelu"], ".2f"),
         ]
         for r in rows
     ]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rectifiers.bench.table import aligned_table
+from rectifiers.bench.table import aligned_table, cell
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.step_timing import VARIANTS, StepCase, make_step
 
@@ -50,10 +50,6 @@ def format_step_table(rows: list[dict[str, Any]]) -> str:
     header = ["case", "variant", "dtype", "ms wall", "ms cpu", "img/s", "img/cpu-s", "GFLOP/s", "% peak"]
     header += ["prelu÷relu", "(cpu)", "÷plain", "(cpu)", "÷plain relu", "(cpu)"]
 
-    def opt(row: dict[str, Any], key: str, fmt: str) -> str:
-        v = row.get(key)
-        return "" if v is None else format(v, fmt)
-
     body = [
         [
             r["case"],
@@ -64,13 +60,13 @@ def format_step_table(rows: list[dict[str, Any]]) -> str:
             f"{r['images_per_s']:.0f}",
             f"{r['images_per_cpu_s']:.0f}",
             f"{r['gflops']:.1f}",
-            "" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}",
-            opt(r, "prelu_vs_relu", ".3f"),
-            opt(r, "prelu_vs_relu_cpu", ".3f"),
-            opt(r, "vs_plain", ".2f"),
-            opt(r, "vs_plain_cpu", ".2f"),
-            opt(r, "vs_plain_relu", ".2f"),
-            opt(r, "vs_plain_relu_cpu", ".2f"),
+            cell(None if r["peak_fraction"] is None else 100 * r["peak_fraction"], ".1f", ""),
+            cell(r.get("prelu_vs_relu"), ".3f", ""),
+            cell(r.get("prelu_vs_relu_cpu"), ".3f", ""),
+            cell(r.get("vs_plain"), ".2f", ""),
+            cell(r.get("vs_plain_cpu"), ".2f", ""),
+            cell(r.get("vs_plain_relu"), ".2f", ""),
+            cell(r.get("vs_plain_relu_cpu"), ".2f", ""),
         ]
         for r in rows
     ]

@@ -15,3 +15,8 @@ def aligned_table(header: list[str], body: list[list[str]], left: int) -> str:
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def cell(value: float | None, fmt: str, missing: str = "-") -> str:
+    """``value`` formatted by ``fmt``, or ``missing`` where a row has none."""
+    return missing if value is None else format(value, fmt)
