@@ -27,6 +27,7 @@ import statistics
 from typing import Any
 
 from rectifiers.experiments.common import Context, Outcome, markdown_table, train
+from rectifiers.step_timing import StepCase, time_steps
 
 TITLE = "PReLU's cost: training throughput of the same net with ReLU and with PReLU"
 PAPER = 'Sec. 2.1 ("negligible" time complexity)'
@@ -75,18 +76,19 @@ def _net(settings: dict[str, Any]) -> tuple[float, int]:
     return overrides.get("model.width", 0.25), overrides.get("model.fc_width", 256)
 
 
+def _case(settings: dict[str, Any]) -> StepCase:
+    width, fc_width = _net(settings)
+    return StepCase("net14", "net14", width, fc_width, in_chans=3, size=CROP, batch=settings["batch"])
+
+
 def _extra_ops(settings: dict[str, Any]) -> dict[str, float]:
     """PReLU multiplies (one per activation value, an upper bound) against the net's multiply-adds."""
     import torch
 
     from rectifiers.complexity import complexity
-    from rectifiers.models import create_model
 
-    width, fc_width = _net(settings)
     with torch.device("meta"):
-        model = create_model(
-            "net14", stem="small", width=width, fc_width=fc_width, act="prelu", num_classes=10, init=False
-        )
+        model = _case(settings).build("prelu", init=False)
     report = complexity(model, (3, CROP, CROP))
     # every conv and fc layer but the classifier is followed by a PReLU
     values = sum(int(torch.Size(layer.output_shape).numel()) for layer in report.layers[:-1])
@@ -106,15 +108,9 @@ def _verdict(ratio: float, consistent: bool | None = None) -> str:
 
 def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     """Measurement 1: the trainer's step and a plain step, timed side by side."""
-    from rectifiers.step_timing import StepCase, time_steps
-
     s = ctx.settings
-    width, fc_width = _net(s)
-    case = StepCase(
-        label="net14", model="net14", width=width, fc_width=fc_width, in_chans=3, size=CROP, batch=s["batch"]
-    )
     ctx.say(f"[{ctx.name}] timing {s['step_repeats']} training steps of each variant")
-    rows = time_steps([case], repeats=s["step_repeats"], warmup=s["step_warmup"])
+    rows = time_steps([_case(s)], repeats=s["step_repeats"], warmup=s["step_warmup"])
     by = {r["variant"]: r for r in rows}
     trainer = by["trainer/prelu"]
     plain_ratio = by["plain/prelu"]["images_per_s"] / by["plain/relu"]["images_per_s"]
@@ -130,19 +126,15 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         "trainer": "trainer step (bf16 autocast, channels_last, rectifiers.PReLU)",
         "plain": "plain PyTorch step (float32, NCHW, torch.nn.PReLU)",
     }
+    prelu_ratios = {
+        "trainer": (trainer["prelu_vs_relu"], trainer["prelu_vs_relu_cpu"]),
+        "plain": (plain_ratio, plain_cpu),
+    }
     table_rows = []
     for kind in ("trainer", "plain"):
         for act in ("relu", "prelu"):
             r = by[f"{kind}/{act}"]
-            if act == "relu":
-                ratio_wall = ratio_cpu = "1"
-            elif kind == "trainer":
-                ratio_wall, ratio_cpu = (
-                    f"{trainer['prelu_vs_relu']:.3f}",
-                    f"{trainer['prelu_vs_relu_cpu']:.3f}",
-                )
-            else:
-                ratio_wall, ratio_cpu = f"{plain_ratio:.3f}", f"{plain_cpu:.3f}"
+            ratio_wall, ratio_cpu = ("1", "1") if act == "relu" else (f"{v:.3f}" for v in prelu_ratios[kind])
             table_rows.append(
                 [
                     labels[kind],
