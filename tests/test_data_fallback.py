@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rectifiers import experiments
-from rectifiers.experiments import common
+from rectifiers.experiments import context, recipe
 
 
 def _stub_experiment() -> types.ModuleType:
@@ -17,15 +17,15 @@ def _stub_experiment() -> types.ModuleType:
     module = types.ModuleType("stub")
     module.TITLE, module.PAPER = "Stub", "nowhere"
     module.USES_DATA, module.USES_SEEDS = True, False
-    module.PRESETS = {preset: {"summary": "stub"} for preset in common.PRESETS}
-    module.run = lambda ctx: common.Outcome(results={"data": ctx.data}, table="| a |\n|---|\n| 1 |")
+    module.PRESETS = {preset: {"summary": "stub"} for preset in context.PRESETS}
+    module.run = lambda ctx: context.Outcome(results={"data": ctx.data}, table="| a |\n|---|\n| 1 |")
     return module
 
 
 @pytest.fixture
 def no_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RECTIFIERS_CIFAR10", raising=False)
-    monkeypatch.setattr(common, "shared_data_dir", lambda: tmp_path / "absent")
+    monkeypatch.setattr(recipe, "shared_data_dir", lambda: tmp_path / "absent")
     monkeypatch.setattr(experiments, "load", lambda name: _stub_experiment())
 
 

@@ -10,7 +10,7 @@ import torch
 from rectifiers.checkpoint import load_checkpoint
 from rectifiers.config import load_config
 from rectifiers.engine import fit
-from rectifiers.experiments.common import RECIPE, SMOKE_DATA, SMOKE_MODEL
+from rectifiers.experiments.recipe import RECIPE, SMOKE_DATA, SMOKE_MODEL
 
 
 @pytest.mark.parametrize("scheme, gain", [("he", math.sqrt(2)), ("xavier", 1.0)])

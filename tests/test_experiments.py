@@ -12,8 +12,10 @@ import torch
 from rectifiers.cli import main
 from rectifiers.experiments import PRESETS, list_experiments, load, run_experiment
 from rectifiers.experiments.coefficients import CLAIMS, PAPER_SLOPES, depth_rho, spearman
-from rectifiers.experiments.common import command_line, mean_std, pct_pm, subset
+from rectifiers.experiments.context import command_line
 from rectifiers.experiments.convergence import statements
+from rectifiers.experiments.subsets import subset
+from rectifiers.experiments.tables import mean_std, pct_pm
 
 NAMES = ["init-std", "complexity", "variance", "convergence", "coefficients", "relu-vs-prelu", "prelu-cost"]
 WITH_FIGURE = {"variance", "convergence", "coefficients"}
@@ -180,3 +182,23 @@ def test_small_helpers():
     assert mean_std([1.0]) == (1.0, 0.0)
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
     assert pct_pm([0.5]) == "50.00" and pct_pm([0.1, 0.3]) == "20.00 ± 14.14"
+
+
+def test_experiments_do_not_import_each_other():
+    # Table 1 reads Table 2's runs through the module both share, not through Table 2's module: an
+    # experiment changed for its own table must not change another's.
+    import ast
+    from pathlib import Path
+
+    import rectifiers.experiments as package
+    from rectifiers.experiments import EXPERIMENTS
+
+    modules = {f"rectifiers.experiments.{m}" for m in EXPERIMENTS.values()}
+    for name, module in EXPERIMENTS.items():
+        tree = ast.parse((Path(package.__file__).parent / f"{module}.py").read_text())
+        imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        others = sorted(imported & (modules - {f"rectifiers.experiments.{module}"}))
+        assert not others, f"{name} imports {others}"

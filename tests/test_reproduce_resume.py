@@ -11,7 +11,10 @@ import pytest
 import rectifiers.engine
 from rectifiers.cli import main
 from rectifiers.experiments import run_experiment
-from rectifiers.experiments.common import SMOKE_DATA, SMOKE_MODEL, Context, RunNotFinished, revision, train
+from rectifiers.experiments.context import Context
+from rectifiers.experiments.provenance import revision
+from rectifiers.experiments.recipe import SMOKE_DATA, SMOKE_MODEL
+from rectifiers.experiments.runs import RunNotFinished, train
 
 # 64 fake images, a quarter held out: 48 to train on, one full batch of 32 per epoch
 RUN = {"data.val_fraction": 0.25, "model.name": "net14", "model.act": "relu", "train.epochs": 3}

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rectifiers.cli.common import SubParsers
+from rectifiers.experiments.context import PRESETS
 
 
 def add(sub: SubParsers) -> None:
@@ -23,7 +24,7 @@ def add(sub: SubParsers) -> None:
     p.add_argument(
         "--preset",
         default="quick",
-        choices=("smoke", "quick", "full"),
+        choices=PRESETS,
         help="smoke: seconds; quick: about a minute on 2 CPU cores (default); full: what the README reports",
     )
     p.add_argument(
@@ -43,8 +44,8 @@ def add(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rectifiers.experiments import PRESETS, describe, list_experiments, run_experiment
-    from rectifiers.experiments.common import RunNotFinished
+    from rectifiers.experiments import describe, list_experiments, run_experiment
+    from rectifiers.experiments.runs import RunNotFinished
 
     if args.list:
         for name in list_experiments():

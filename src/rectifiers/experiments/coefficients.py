@@ -5,7 +5,7 @@ The paper's reading of its Table 1: conv1's slopes (0.681 shared, 0.596 channel-
 "significantly greater than 0" (its filters are Gabor-like, both signs of response are kept), and
 in the channel-wise version deeper conv layers generally have smaller slopes ("more nonlinear").
 
-The models are Table 2's: the PReLU runs of `relu_vs_prelu`, the same run directories (one set of
+The models are Table 2's: its PReLU runs, the same run directories (`table2_runs`: one set of
 runs, two tables; whichever experiment runs first trains them, the other reuses them). The slopes
 are read from the final checkpoint (`rectifiers.load_model`), and their course from the per-epoch
 `prelu_slopes` of each run's metrics.jsonl, plotted against training steps so that a reader sees
@@ -22,25 +22,20 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from rectifiers.experiments import relu_vs_prelu
-from rectifiers.experiments.common import (
-    Context,
-    Outcome,
-    describe_data,
-    markdown_table,
-    mean_std,
-    runs_made_with,
-    schedule_text,
-)
-from rectifiers.experiments.verdict import trained_out, verdict
+from rectifiers.experiments.context import Context, Outcome
+from rectifiers.experiments.recipe import schedule_text
+from rectifiers.experiments.runs import Run, runs_made_with, val_curve
+from rectifiers.experiments.subsets import describe_data
+from rectifiers.experiments.table2_runs import TABLE2_PRESETS, train_net14
+from rectifiers.experiments.tables import markdown_table, mean_std, seeds_text
+from rectifiers.experiments.verdict import TRAINED_OUT, Verdict, trained_out, verdict
 
 TITLE = "Table 1: learned PReLU coefficients of the 14-layer net"
 PAPER = "Table 1 (Sec. 2.1)"
 USES_DATA = True
 USES_SEEDS = True
+PRESETS = TABLE2_PRESETS  # Table 2's runs
 
-# Table 2's presets: the same runs
-PRESETS: dict[str, dict[str, Any]] = relu_vs_prelu.PRESETS
 ACTS = {"prelu_shared": "channel-shared", "prelu": "channel-wise"}
 INIT_SLOPE = 0.25
 CONVS = ["conv1", *[f"conv2_{i}" for i in range(1, 5)], *[f"conv3_{i}" for i in range(1, 7)]]
@@ -62,6 +57,8 @@ PAPER_SLOPES: dict[str, tuple[float, float]] = {
 }
 CLEARLY_POSITIVE = 0.1  # "clearly larger than 0"
 SETTLED = 0.02  # a layer's mean slope has settled when it moved less than this over the last 3 epochs
+Course = tuple[list[int], dict[str, list[float]]]  # one run's (steps, layer -> mean slope per epoch)
+Judged = tuple[str, float, list[float], Verdict]  # (claim, paper's statistic, ours per seed, verdict)
 
 
 def layer_name(module_name: str) -> str:
@@ -79,7 +76,7 @@ def layer_slopes(checkpoint: str) -> dict[str, float]:
     return {layer_name(k): v for k, v in prelu_slopes(load_model(checkpoint)).items()}
 
 
-def slope_course(run: dict[str, Any]) -> tuple[list[int], dict[str, list[float]]]:
+def slope_course(run: Run) -> Course:
     """(steps, layer -> mean slope after each epoch) of a run, from its metrics."""
     steps = [m["step"] for m in run["metrics"]]
     course: dict[str, list[float]] = {}
@@ -131,107 +128,111 @@ def depth_rho(slopes: dict[str, float]) -> float:
 
 
 def run(ctx: Context) -> Outcome:
-    spec, sizes, runs = relu_vs_prelu.train_acts(ctx, list(ACTS))
+    spec, sizes, runs = train_net14(ctx, list(ACTS))
     per_seed = {
         act: [layer_slopes(f"{r['run_dir']}/last.pt") for r in act_runs] for act, act_runs in runs.items()
     }
-    layers = list(PAPER_SLOPES)
-    mean = {act: {n: statistics.fmean(s[n] for s in per_seed[act]) for n in layers} for act in ACTS}
-    out = {act: all(trained_out(relu_vs_prelu.val_curve(r)) for r in runs[act]) for act in ACTS}
+    out = {act: all(trained_out(val_curve(r)) for r in runs[act]) for act in ACTS}
     courses = {act: [slope_course(r) for r in runs[act]] for act in ACTS}
-    settled = {
-        act: all(
-            max(abs(c[-1] - v) for v in c[-3:]) < SETTLED
-            for _, course in courses[act]
-            for c in course.values()
-        )
-        and all(len(steps) >= 3 for steps, _ in courses[act])
-        for act in ACTS
-    }
+    settled = {act: _settled(courses[act]) for act in ACTS}
+    judged = {act: _judge(act, per_seed[act], out[act]) for act in ACTS}
     results: dict[str, Any] = {
         "data": spec,
         "sizes": sizes,
         "slopes_per_seed": per_seed,
-        "slopes_mean": mean,
+        "slopes_mean": {
+            act: {n: statistics.fmean(s[n] for s in per_seed[act]) for n in PAPER_SLOPES} for act in ACTS
+        },
         "slope_courses": {act: [{"steps": st, "slopes": c} for st, c in courses[act]] for act in ACTS},
         "trained_out": out,
         "settled": settled,
         "paper": {n: {"prelu_shared": v[0], "prelu": v[1]} for n, v in PAPER_SLOPES.items()},
         "run_dirs": {act: [r["run_dir"] for r in act_runs] for act, act_runs in runs.items()},
+        "claims": {
+            act: [{"claim": c, "paper": p, "per_seed": vals, "verdict": v.kind} for c, p, vals, v in rows]
+            for act, rows in judged.items()
+        },
     }
-
-    def cell(act: str, layer: str) -> str:
-        m, s = mean_std([seed[layer] for seed in per_seed[act]])
-        return f"{m:.3f}" + (f" ± {s:.3f}" if len(per_seed[act]) > 1 else "")
-
-    rows = [
-        [
-            layer,
-            f"{PAPER_SLOPES[layer][0]:.3f}",
-            cell("prelu_shared", layer),
-            f"{PAPER_SLOPES[layer][1]:.3f}",
-            cell("prelu", layer),
-        ]
-        for layer in layers
+    notes = [
+        f"{label}: runs trained out ({TRAINED_OUT}): {'yes' if out[act] else 'no'}; slopes settled (every "
+        f"layer's mean moved less than {SETTLED} over the last 3 epochs): {'yes' if settled[act] else 'no'}; "
+        "their course is in the figure."
+        for act, label in ACTS.items()
     ]
-    slope_table = markdown_table(
-        [
-            "layer",
-            "paper channel-shared",
-            "ours channel-shared",
-            "paper channel-wise (mean)",
-            "ours channel-wise (mean)",
-        ],
-        rows,
-        "lrrrr",
-    )
-    claim_rows, notes, verdicts = [], [], {}
-    for i, (act, label) in enumerate(ACTS.items()):
-        paper_slopes = {n: v[i] for n, v in PAPER_SLOPES.items()}
-        verdicts[act] = []
-        for claim, statistic, sign in CLAIMS:
-            paper = statistic(paper_slopes)
-            values = [statistic(seed) for seed in per_seed[act]]
-            v = verdict(values, sign=sign, paper=paper, trained_out=out[act])
-            verdicts[act].append({"claim": claim, "paper": paper, "per_seed": values, "verdict": v.kind})
-            claim_rows.append([f"{label}: {claim}", f"{paper:+.3f}", v.describe(scale=1, unit="", digits=3)])
-    results["claims"] = verdicts
-    for act, label in ACTS.items():
-        notes.append(
-            f"{label}: runs trained out (held-out val error of the last 3 epochs within 1 point): "
-            f"{'yes' if out[act] else 'no'}; slopes settled (every layer's mean moved less than {SETTLED} "
-            f"over the last 3 epochs): {'yes' if settled[act] else 'no'}; their course is in the figure."
-        )
     notes.append(
         "Scale: the paper's slopes come from 75 ImageNet epochs of the full-width net; ours from a narrow "
         "net on small images (see setup), so the pattern, not the values, is comparable."
     )
     figure = _plot(ctx, courses)
-    table = "\n\n".join(
+    return Outcome(
+        results=results,
+        table=_tabulate(per_seed, judged, len(ctx.seeds)),
+        notes=notes,
+        setup=_setup(ctx, spec, sizes, runs),
+        figures=[figure],
+    )
+
+
+def _settled(courses: list[Course]) -> bool:
+    """Whether every layer's mean slope moved less than `SETTLED` over the last 3 epochs, every seed."""
+    moved = [max(abs(c[-1] - v) for v in c[-3:]) for _, course in courses for c in course.values()]
+    return all(m < SETTLED for m in moved) and all(len(steps) >= 3 for steps, _ in courses)
+
+
+def _judge(act: str, per_seed: list[dict[str, float]], out: bool) -> list[Judged]:
+    """Every claim of `CLAIMS` on one activation's per-seed slopes, against the same statistic of
+    the paper's Table 1."""
+    paper_slopes = {n: v[list(ACTS).index(act)] for n, v in PAPER_SLOPES.items()}
+    judged = []
+    for claim, statistic, sign in CLAIMS:
+        paper = statistic(paper_slopes)
+        values = [statistic(seed) for seed in per_seed]
+        judged.append((claim, paper, values, verdict(values, sign=sign, paper=paper, trained_out=out)))
+    return judged
+
+
+def _tabulate(per_seed: dict[str, list[dict[str, float]]], judged: dict[str, list[Judged]], k: int) -> str:
+    def cell(act: str, layer: str) -> str:
+        m, s = mean_std([seed[layer] for seed in per_seed[act]])
+        return f"{m:.3f}" + (f" ± {s:.3f}" if len(per_seed[act]) > 1 else "")
+
+    rows = [
+        [layer, f"{shared:.3f}", cell("prelu_shared", layer), f"{wise:.3f}", cell("prelu", layer)]
+        for layer, (shared, wise) in PAPER_SLOPES.items()
+    ]
+    header = ["layer", "paper channel-shared", "ours channel-shared"]
+    header += ["paper channel-wise (mean)", "ours channel-wise (mean)"]
+    claim_rows = [
+        [f"{ACTS[act]}: {claim}", f"{paper:+.3f}", v.describe(scale=1, unit="", digits=3)]
+        for act, rows in judged.items()
+        for claim, paper, _, v in rows
+    ]
+    return "\n\n".join(
         [
-            f"Learned slopes of the final checkpoints (ours: mean over {len(ctx.seeds)} seed(s)"
-            + (", ± std" if len(ctx.seeds) > 1 else "")
+            f"Learned slopes of the final checkpoints (ours: mean over {k} seed(s)"
+            + (", ± std" if k > 1 else "")
             + "; channel-wise: the mean over the layer's channels, as Table 1 shows):",
-            slope_table,
+            markdown_table(header, rows, "lrrrr"),
             "The paper's readings as per-seed statistics (± standard error), the verdict by "
             "`experiments/verdict.py` against the same statistic of the paper's Table 1:",
             markdown_table(["claim", "paper", "ours"], claim_rows, "lrl"),
         ]
     )
+
+
+def _setup(ctx: Context, spec: str, sizes: dict[str, int], runs: dict[str, list[Run]]) -> list[str]:
     s = ctx.settings
-    setup = [
+    return [
         describe_data(ctx.data, spec, sizes) + ".",
         "Runs: the PReLU runs of `relu-vs-prelu` (Table 2's models, the same run directories): `net14`, "
         f"small-image stem, {s['epochs']} epochs, {schedule_text(s)}, momentum 0.9, weight decay 5e-4 "
-        "except on the slopes (Sec. 2.1), slopes initialised to 0.25; "
-        "seeds " + ", ".join(map(str, ctx.seeds)) + ".",
+        f"except on the slopes (Sec. 2.1), slopes initialised to 0.25; {seeds_text(ctx.seeds)}.",
         "Slopes read from each run's final checkpoint (last.pt); their course from metrics.jsonl.",
         runs_made_with([r for act_runs in runs.values() for r in act_runs]),
     ]
-    return Outcome(results=results, table=table, notes=notes, setup=setup, figures=[figure])
 
 
-def _plot(ctx: Context, courses: dict[str, list[tuple[list[int], dict[str, list[float]]]]]) -> Path:
+def _plot(ctx: Context, courses: dict[str, list[Course]]) -> Path:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -248,7 +249,4 @@ def _plot(ctx: Context, courses: dict[str, list[tuple[list[int], dict[str, list[
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7, ncol=2)
     fig.suptitle("Learned PReLU slopes per layer against training steps (Table 1's runs)")
-    path = ctx.out / f"{ctx.name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return ctx.save_figure(fig)

@@ -7,7 +7,7 @@ Xavier's "completely stalls" ("does not converge even given more epochs").
 
 The nets are the small-image members of the net14 family (`net22`: 19 conv + 3 fc, `net30`: 27 conv
 + 3 fc with the 16 extra 2×2 convs in stage 3; `stem="small"`, act="relu", width and fc width from
-the preset). Every run goes through `rectifiers.engine.fit` with one recipe (`common.RECIPE`, lr 0.01
+the preset). Every run goes through `rectifiers.engine.fit` with one recipe (`recipe.RECIPE`, lr 0.01
 divided by 10 at the preset's fixed epochs so that the runs end trained out, dropout 0.5, weight
 decay 5e-4, a validation split held out of train); the two arms differ only in `init.scheme`:
 
@@ -16,7 +16,7 @@ decay 5e-4, a validation split held out of train); the two arms differ only in `
 
 so He's std is √2 times Xavier's in every layer. conv1 has no rectifier before it, so Eq. 8's ½
 does not hold there and `init.a = "auto"` would give it a = 1, Xavier's std, in both arms; the
-paper keeps Eq. 10 on the first layer "for simplicity", and so does `common.RECIPE` (`init.a = 0`).
+paper keeps Eq. 10 on the first layer "for simplicity", and so does `recipe.RECIPE` (`init.a = 0`).
 
 The fc layers. The paper trained its He models with fixed fc stds of 0.01, 0.01, 0.001 (Sec. 2.2),
 chosen for 4096-wide fc layers and unnormalised pixels in [-128, 128], and does not say what its
@@ -29,24 +29,14 @@ the scheme, and the comparison differs in nothing else.
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
-from rectifiers.experiments.common import (
-    SMOKE_DATA,
-    SMOKE_MODEL,
-    Context,
-    Outcome,
-    describe_data,
-    markdown_table,
-    pct,
-    pct_pm,
-    runs_made_with,
-    schedule,
-    schedule_text,
-    subset,
-    train,
-)
-from rectifiers.experiments.full_presets import FULL_CONVERGENCE
+from rectifiers.experiments.context import Context, Outcome
+from rectifiers.experiments.recipe import FULL_CONVERGENCE, holdout_text, schedule_text, smoke
+from rectifiers.experiments.runs import Run, runs_made_with, train_arms, val_curve
+from rectifiers.experiments.subsets import describe_data
+from rectifiers.experiments.tables import markdown_table, pct, pct_pm, seeds_text
 from rectifiers.experiments.verdict import trained_out, verdict
 
 TITLE = "Figures 2 and 3: He vs Xavier init on 22- and 30-layer ReLU nets"
@@ -55,17 +45,7 @@ USES_DATA = True
 USES_SEEDS = True
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "seeds": 1,
-        "epochs": 1,
-        "milestones": [],
-        "n_train": None,
-        "n_val": None,
-        "val_fraction": 0.25,
-        "data": SMOKE_DATA,
-        "overrides": SMOKE_MODEL,
-        "summary": "1 epoch on 64 fake images, tiny nets",
-    },
+    "smoke": smoke("1 epoch on 64 fake images, tiny nets"),
     "quick": {
         "seeds": 1,
         "epochs": 3,
@@ -131,33 +111,13 @@ def statements(
 def run(ctx: Context) -> Outcome:
     from rectifiers.data import open_dataset
 
-    settings = ctx.settings
-    spec, sizes = subset(ctx.data or "", settings["n_train"], settings["n_val"])
+    spec, sizes, runs = _train(ctx)
     classes = len(open_dataset(spec, "val").classes)
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {i: [] for i in INITS} for n in NETS}
-    for seed in ctx.seeds:
-        for net in NETS:
-            for init in INITS:
-                found = train(
-                    ctx,
-                    ctx.run_dir(f"{net}-{init}-seed{seed}"),
-                    {
-                        "data.spec": spec,
-                        "data.val_fraction": settings["val_fraction"],
-                        "model.name": net,
-                        "model.act": "relu",
-                        "init.scheme": init,
-                        "init.mode": "fan_in",
-                        "train.epochs": settings["epochs"],
-                        **schedule(settings),
-                        "train.seed": seed,
-                    },
-                )
-                runs[net][init].append(found)
     chance = 1 - 1 / classes
+    per_seed = {n: {i: [val_curve(r) for r in runs[n][i]] for i in INITS} for n in NETS}
     curves = {n: {i: _curve(runs[n][i]) for i in INITS} for n in NETS}
-    per_seed = {n: {i: _per_seed(runs[n][i]) for i in INITS} for n in NETS}
     out = {n: {i: [trained_out(c) for c in per_seed[n][i]] for i in INITS} for n in NETS}
+    claims = _judge(per_seed, out, chance)
     results: dict[str, Any] = {
         "chance_err": chance,
         "classes": classes,
@@ -171,21 +131,59 @@ def run(ctx: Context) -> Outcome:
         },
         "train_loss": {n: {i: _curve(runs[n][i], "train_loss") for i in INITS} for n in NETS},
         "run_dirs": {n: {i: [r["run_dir"] for r in runs[n][i]] for i in INITS} for n in NETS},
+        "claims": [{**c, "verdict": c["verdict"].kind} for c in claims],
     }
-    involved = [["net22"], ["net22"], ["net30"], ["net30"]]
-    claim_rows, notes, claims = [], [], []
-    for (statement, values), nets in zip(statements(per_seed, chance), involved, strict=True):
-        every_run_out = all(all(out[n][i]) for n in nets for i in INITS)
-        v = verdict(values, sign=1, trained_out=every_run_out)
-        claims.append(
-            {"claim": statement, "per_seed": values, "verdict": v.kind, "trained_out": every_run_out}
-        )
-        claim_rows.append([statement, "yes", v.describe()])
-        notes.append(f"{statement}: {v.describe()}.")
-    results["claims"] = claims
-    claim_table = markdown_table(
-        ["the paper's statement", "paper", "ours (per-seed statistic)"], claim_rows, "lll"
+    notes = [f"{c['claim']}: {c['verdict'].describe()}." for c in claims]
+    notes.append(
+        f'Criteria (fixed before running): "converges" = final error at least {pct(LEARNED, 0)} points '
+        f'below chance; "stalls" = never more than {pct(NEAR_CHANCE, 0)} points below chance; "earlier" = '
+        f"Xavier's mean error over the first {pct(EARLY_SHARE, 0)}% of the epochs above He's; trained out = "
+        "the last 3 epochs within 1 point. The paper's runs were ImageNet, 1000 classes, many more "
+        "iterations."
     )
+    return Outcome(
+        results=results,
+        table=_tabulate(claims, results, len(ctx.seeds)),
+        notes=notes,
+        setup=_setup(ctx, spec, sizes, classes, runs),
+        figures=[_plot(ctx, curves, per_seed, chance)],
+    )
+
+
+def _train(ctx: Context) -> tuple[str, dict[str, int], dict[str, dict[str, list[Run]]]]:
+    """Every net with every init for every seed; returns (data spec, sizes, runs[net][init])."""
+    arms = {
+        f"{net}-{init}": {"model.name": net, "model.act": "relu", "init.scheme": init}
+        for net in NETS
+        for init in INITS
+    }
+    spec, sizes, by_arm = train_arms(ctx, arms)
+    return spec, sizes, {n: {i: by_arm[f"{n}-{i}"] for i in INITS} for n in NETS}
+
+
+def _curve(runs: list[Run], key: str = "val_top1_err") -> list[float]:
+    """Mean over seeds of `key` per epoch."""
+    epochs = min(len(r["metrics"]) for r in runs)
+    return [statistics.fmean(r["metrics"][e][key] for r in runs) for e in range(epochs)]
+
+
+def _judge(
+    per_seed: dict[str, dict[str, list[list[float]]]], out: dict[str, dict[str, list[bool]]], chance: float
+) -> list[dict[str, Any]]:
+    """The verdict on each of the paper's statements; a statement's runs are those of its net."""
+    claims = []
+    for (statement, values), net in zip(
+        statements(per_seed, chance), ["net22", "net22", "net30", "net30"], strict=True
+    ):
+        every_run_out = all(all(out[net][i]) for i in INITS)
+        v = verdict(values, sign=1, trained_out=every_run_out)
+        claims.append({"claim": statement, "per_seed": values, "verdict": v, "trained_out": every_run_out})
+    return claims
+
+
+def _tabulate(claims: list[dict[str, Any]], results: dict[str, Any], k: int) -> str:
+    claim_rows = [[c["claim"], "yes", c["verdict"].describe()] for c in claims]
+    curves, per_seed, out = results["curves"], results["per_seed"], results["trained_out"]
     epochs = len(curves["net22"]["he"])
     curve_rows = []
     for net, label in NETS.items():
@@ -198,58 +196,47 @@ def run(ctx: Context) -> Outcome:
                 cells.append(f"{pct(curves[net][init][e])}{spread}")
             flat = f"{sum(out[net][init])}/{len(seeds)}"
             curve_rows.append([label, name, *cells, pct_pm(results["test_top1_err"][net][init]), flat])
-    curve_table = markdown_table(
-        ["net", "init", *[f"epoch {e + 1}" for e in range(epochs)], "test (final)", "trained out"],
-        curve_rows,
-        "ll" + "r" * (epochs + 2),
-    )
-    table = "\n\n".join(
+    return "\n\n".join(
         [
             "The paper's four statements, each as a per-seed statistic that is positive where it holds "
             "(± standard error), the verdict by `experiments/verdict.py`:",
-            claim_table,
-            f"Held-out validation top-1 error (%) after each epoch, mean ± std over {len(ctx.seeds)} seed(s) "
-            f"(center crop; chance {pct(chance)}%), the test split's once at the end:",
-            curve_table,
+            markdown_table(
+                ["the paper's statement", "paper", "ours (per-seed statistic)"], claim_rows, "lll"
+            ),
+            f"Held-out validation top-1 error (%) after each epoch, mean ± std over {k} seed(s) "
+            f"(center crop; chance {pct(results['chance_err'])}%), the test split's once at the end:",
+            markdown_table(
+                ["net", "init", *[f"epoch {e + 1}" for e in range(epochs)], "test (final)", "trained out"],
+                curve_rows,
+                "ll" + "r" * (epochs + 2),
+            ),
         ]
     )
-    notes.append(
-        f'Criteria (fixed before running): "converges" = final error at least {pct(LEARNED, 0)} points '
-        f'below chance; "stalls" = never more than {pct(NEAR_CHANCE, 0)} points below chance; "earlier" = '
-        f"Xavier's mean error over the first {pct(EARLY_SHARE, 0)}% of the epochs above He's; trained out = "
-        "the last 3 epochs within 1 point. The paper's runs were ImageNet, 1000 classes, many more "
-        "iterations."
-    )
-    figure = _plot(ctx, curves, per_seed, chance)
-    setup = [
-        describe_data(ctx.data, spec, sizes)
-        + f"; {classes} classes; {pct(settings['val_fraction'], 0)}% of every class of train held out for "
-        "validation, the val split tested once at the end.",
-        f"Nets: `net22` / `net30`, `stem='small'` ({_model_text(runs)}), act relu, dropout 0.5.",
-        f"Recipe: {settings['epochs']} epoch(s), batch {_batch(runs)}, SGD {schedule_text(settings)}, "
-        "momentum 0.9, weight decay 5e-4; crops 28 of 32-px images, flips; seeds "
-        + ", ".join(map(str, ctx.seeds))
-        + ".",
+
+
+def _setup(
+    ctx: Context, spec: str, sizes: dict[str, int], classes: int, runs: dict[str, dict[str, list[Run]]]
+) -> list[str]:
+    settings = ctx.settings
+    config = runs["net22"]["he"][0]["config"]
+    m = config["model"]
+    return [
+        f"{describe_data(ctx.data, spec, sizes)}; {classes} classes; {holdout_text(settings)}",
+        f"Nets: `net22` / `net30`, `stem='small'` (width {m['width']}, fc {m['fc_width']}), act relu, "
+        "dropout 0.5.",
+        f"Recipe: {settings['epochs']} epoch(s), batch {config['train']['batch_size']}, SGD "
+        f"{schedule_text(settings)}, momentum 0.9, weight decay 5e-4; crops 28 of 32-px images, flips; "
+        f"{seeds_text(ctx.seeds)}.",
         "Init: He = `init.scheme=he, init.mode=fan_in, init.a=0` (std sqrt(2/n), conv1 too), "
         "Xavier = `init.scheme=xavier, init.mode=fan_in` (std sqrt(1/n)), on every conv and fc layer; "
         "biases 0; nothing else differs.",
         runs_made_with([r for by_init in runs.values() for rs in by_init.values() for r in rs]),
     ]
-    return Outcome(results=results, table=table, notes=notes, setup=setup, figures=[figure])
-
-
-def _model_text(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
-    m = next(iter(next(iter(runs.values())).values()))[0]["config"]["model"]
-    return f"width {m['width']}, fc {m['fc_width']}"
-
-
-def _batch(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> int:
-    return next(iter(next(iter(runs.values())).values()))[0]["config"]["train"]["batch_size"]
 
 
 def _plot(
     ctx: Context, curves: dict[str, dict[str, list[float]]], per_seed: dict[str, Any], chance: float
-) -> Any:
+) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -274,7 +261,4 @@ def _plot(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("He vs Xavier initialization (small-image nets; band: min-max over seeds)")
-    path = ctx.out / f"{ctx.name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return ctx.save_figure(fig)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from rectifiers.experiments.common import Context, Outcome, markdown_table
+from rectifiers.experiments.context import Context, Outcome, same_for_every_preset
+from rectifiers.experiments.tables import markdown_table
 
 TITLE = "Init std of VGG model B (Eq. 14) and the attenuation of std 0.01"
 PAPER = "Sec. 2.2, the model-B example"
 USES_DATA = False
 USES_SEEDS = False
-_SUMMARY = "computed from the model definition on the meta device (no training)"
-PRESETS = {p: {"summary": _SUMMARY} for p in ("smoke", "quick", "full")}
+PRESETS = same_for_every_preset("computed from the model definition on the meta device (no training)")
 
 # Sec. 2.2: Eq. 14 stds by filter count, and the attenuation from conv10 back to conv2 with 0.01.
 PAPER_STD = {64: 0.059, 128: 0.042, 256: 0.029, 512: 0.021}

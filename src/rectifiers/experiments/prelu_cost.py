@@ -26,7 +26,9 @@ import dataclasses
 import statistics
 from typing import Any
 
-from rectifiers.experiments.common import Context, Outcome, markdown_table, train
+from rectifiers.experiments.context import Context, Outcome
+from rectifiers.experiments.runs import train
+from rectifiers.experiments.tables import markdown_table
 from rectifiers.step_timing import StepCase, time_steps
 
 TITLE = "PReLU's cost: training throughput of the same net with ReLU and with PReLU"

@@ -21,20 +21,22 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 SHOWN_BEYOND_SE = 2.0  # a claim is shown only beyond this many standard errors of the mean
 SIZE_FACTOR = 2.0  # our size within [1/2, 2] times the paper's counts as the same size
 FLAT_EPOCHS = 3  # "trained out": the last three epochs' validation error ...
 FLAT_SPREAD = 0.01  # ... within 1 point of each other
+TRAINED_OUT = f"held-out val error of the last {FLAT_EPOCHS} epochs within {100 * FLAT_SPREAD:g} point"
 
-KINDS = ("shown", "size disagrees", "opposite sign", "refuted", "within noise", "no noise estimate")
+Kind = Literal["shown", "size disagrees", "opposite sign", "refuted", "within noise", "no noise estimate"]
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the seeds say about one claim; `kind` is one of `KINDS`."""
+    """What the seeds say about one claim."""
 
-    kind: str
+    kind: Kind
     mean: float
     se: float  # standard error of the mean; nan for one seed
     n: int  # seeds
@@ -83,7 +85,7 @@ def verdict(values: Sequence[float], *, sign: int, paper: float | None = None, t
     n, mean = len(vals), statistics.fmean(vals)
     se = statistics.stdev(vals) / math.sqrt(n) if n > 1 else math.nan
 
-    def found(kind: str) -> Verdict:
+    def found(kind: Kind) -> Verdict:
         return Verdict(kind, mean, se, n, paper, trained_out)
 
     if n < 2:
