@@ -59,3 +59,17 @@ def test_model_vgg_b_paper_stds_and_attenuation(tmp_path: Path, capsys) -> None:
     assert 1 / att["backward"] == pytest.approx(1.7e4, rel=0.03)  # paper Sec. 2.2
     assert main(["init-report", "vgg_b", "--plot", str(tmp_path / "x.png")]) == 2
     assert "meta device" in capsys.readouterr().err
+
+
+def test_init_flags_are_trains_and_the_old_names_are_hidden_aliases(capsys) -> None:
+    argv = ["init-report", "--net", "conv", "--depth", "3", "--width", "8", "--batch", "2", "--draws", "1"]
+    assert main([*argv, "--init", "xavier", "--init-mode", "fan_in"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0]  # the init table, before the measurements
+    assert "init: scheme=xavier mode=fan_in" in table
+    assert main([*argv, "--scheme", "xavier", "--mode", "fan_in"]) == 0
+    assert capsys.readouterr().out.split("\n\n")[0] == table
+    with pytest.raises(SystemExit):
+        main(["init-report", "--help"])
+    shown = capsys.readouterr().out
+    assert "--init {" in shown and "--init-mode {" in shown
+    assert "--scheme" not in shown and "--mode" not in shown

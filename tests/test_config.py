@@ -66,6 +66,7 @@ def test_unknown_key_lists_valid_keys():
         ("optim.schedule", "milestones", "optim.milestones"),
         ("train.keep_last", "0", "train.keep_last must be > 0"),
         ("train.seed", "-1", "train.seed must be >= 0"),
+        ("train.device", "gpu0", "train.device must be auto or a torch device .*got 'gpu0'"),
     ],
 )
 def test_bad_values_are_named(key, value, message):

@@ -19,6 +19,7 @@ from rectifiers.init import (
     he_uniform_,
     initialize,
     rectifier_gain,
+    variance_chain,
     weight_layers,
     xavier_normal_,
     xavier_std,
@@ -31,7 +32,7 @@ from rectifiers.init import (
 @pytest.mark.parametrize(
     ("layer", "fan_in", "fan_out"),
     [
-        (nn.Linear(300, 70), 300, 70),  # weight (out, in): fan_in is dim 1, not dim 0 (pitfall 3)
+        (nn.Linear(300, 70), 300, 70),  # weight (out, in): fan_in is dim 1, not dim 0
         (nn.Conv1d(16, 32, 5), 5 * 16, 5 * 32),
         (nn.Conv2d(3, 64, 7), 7 * 7 * 3, 7 * 7 * 64),
         (nn.Conv2d(64, 128, (3, 2)), 3 * 2 * 64, 3 * 2 * 128),
@@ -297,6 +298,39 @@ def test_vgg_b_on_meta_device_and_the_papers_attenuation() -> None:
     # Forward (Eq. 9) uses n = k²c: conv2..conv10 see c = 64, 64, 128, 128, 256, 256, 512, 512, 512.
     fwd = math.prod(0.01 * math.sqrt(9 * c / 2) for c in [64, 64, 128, 128, 256, 256, 512, 512, 512])
     assert fixed.attenuation("conv2", "conv10", direction="forward") == pytest.approx(fwd)
+
+
+# (n, Var[w], a) of a made-up stack: He for ReLU, a fixed small std behind a PReLU, no rectifier
+_STACK = [(576, 2 / 576, 0.0), (1152, 1e-4, 0.25), (100, 0.5, None)]
+
+
+def _chain_by_hand(layers: list[tuple[float, float, float | None]], start: float) -> list[float]:
+    values = [start]
+    for n, var_w, a in layers:
+        slope = 1.0 if a is None else a  # no rectifier: the linear case
+        values.append(values[-1] * 0.5 * (1 + slope * slope) * n * var_w)
+    return values
+
+
+def test_variance_chain_is_the_running_product_of_eq9_and_eq13() -> None:
+    chain = variance_chain(_STACK, start=3.0)
+    assert chain == pytest.approx(_chain_by_hand(_STACK, 3.0), rel=1e-12)
+    # He keeps the scale, ½·1.0625·1152·1e-4 = 0.0612, the linear layer 100·0.5 = 50
+    assert chain == pytest.approx([3.0, 3.0, 3.0 * 0.0612, 3.0 * 0.0612 * 50], rel=1e-12)
+    assert variance_chain([]) == [1.0]
+
+
+def test_attenuation_is_the_square_root_of_the_chain() -> None:
+    shapes = [(8, 3, 3, 3), (16, 8, 3, 3), (10, 16)]
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), PReLU(8), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.Linear(16, 10))
+    report = initialize(model, scheme="gaussian", std=0.05, generator=torch.Generator().manual_seed(0))
+    assert [r.shape for r in report] == shapes
+    backward = [(72.0, 0.05**2, 0.25), (144.0, 0.05**2, 0.0), (10.0, 0.05**2, None)]
+    forward = [(27.0, 0.05**2, None), (72.0, 0.05**2, 0.25), (16.0, 0.05**2, 0.0)]
+    assert report.attenuation("0", "4") == pytest.approx(math.sqrt(_chain_by_hand(backward, 1.0)[-1]))
+    fwd = report.attenuation("0", "4", direction="forward")
+    assert fwd == pytest.approx(math.sqrt(_chain_by_hand(forward, 1.0)[-1]))
+    assert report.attenuation("2", "2", std=0.1) == pytest.approx(math.sqrt(0.5 * 144 * 0.01))
 
 
 def test_attenuation_errors_and_suffix_names() -> None:

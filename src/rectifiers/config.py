@@ -22,14 +22,18 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+import torch
+
+from rectifiers.init import MODES, SCHEMES
+from rectifiers.layers import ACTIVATIONS
+from rectifiers.models import STEMS
+from rectifiers.transforms import MEAN_MODES
+
 PRESET_DIR = Path(__file__).with_name("configs")
 
-ACTIVATIONS = ("relu", "prelu", "prelu_shared", "leaky_relu")
-INIT_SCHEMES = ("he", "xavier", "gaussian", "torch")
-INIT_MODES = ("fan_in", "fan_out", "fan_avg")
+# Choices only the config names; every other choice list is declared by the module that implements it.
 SCHEDULES = ("plateau", "milestones", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-MEAN_MODES = ("channel", "pixel")
 
 
 @dataclass
@@ -54,7 +58,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "net14"  # a name from `rectifiers models`
-    act: str = "prelu"  # relu | prelu (channel-wise) | prelu_shared | leaky_relu
+    act: str = "prelu"  # a name of `layers.ACTIVATIONS` (prelu: channel-wise, prelu_shared: one slope)
     stem: str = "small"  # "imagenet" (7x7/2 + pool, the paper) or "small" (3x3/1, for 28-64 px)
     width: float = 0.25  # conv channel multiplier
     fc_width: int = 256  # units of fc1 and fc2 (paper: 4096)
@@ -65,7 +69,7 @@ class ModelConfig:
 
 @dataclass
 class InitConfig:
-    scheme: str = "he"  # he | xavier | gaussian | torch
+    scheme: str = "he"  # a name of `init.SCHEMES`
     mode: str = "fan_out"  # fan_in (Eq. 10) | fan_out (Eq. 14, what the paper trained with) | fan_avg
     # he's rectifier slope (Eq. 15): "auto" = the activation next to each layer (none before conv1 in
     # fan_in mode: a = 1 there); a number for every layer, 0 = Eq. 10 on conv1 too, as the paper did
@@ -130,13 +134,14 @@ class RunConfig:
         """Raise ValueError naming the first field whose value cannot work."""
         d, m, i, o, t = self.data, self.model, self.init, self.optim, self.train
         _choice("model.act", m.act, ACTIVATIONS)
-        _choice("model.stem", m.stem, ("small", "imagenet"))
-        _choice("init.scheme", i.scheme, INIT_SCHEMES)
-        _choice("init.mode", i.mode, INIT_MODES)
+        _choice("model.stem", m.stem, STEMS)
+        _choice("init.scheme", i.scheme, SCHEMES)
+        _choice("init.mode", i.mode, MODES)
         if isinstance(i.a, str) and i.a != "auto":
             raise ValueError(f"init.a must be 'auto' or a number, got {i.a!r}")
         _choice("optim.schedule", o.schedule, SCHEDULES)
         _choice("train.amp", t.amp, AMP_MODES)
+        _device("train.device", t.device)
         _choice("data.mean", d.mean, MEAN_MODES)
         sizes = [d.crop, d.scale_min, d.scale_max, d.eval_resize]
         for key, value in zip(("crop", "scale_min", "scale_max", "eval_resize"), sizes, strict=True):
@@ -341,6 +346,16 @@ def _type_name(hint: Any) -> str:
 def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+
+
+def _device(key: str, value: str) -> None:
+    if value == "auto":
+        return
+    try:
+        torch.device(value)
+    except RuntimeError:
+        msg = f"{key} must be auto or a torch device (cpu, cuda, cuda:N, ...); got {value!r}"
+        raise ValueError(msg) from None
 
 
 def _positive(key: str, value: float) -> None:

@@ -23,7 +23,6 @@ geometric mean and the spread over several draws.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rectifiers.init import calculate_fans, weight_layers
+from rectifiers.init import calculate_fans, variance_chain, weight_layers
 
 __all__ = [
     "VarianceDraws",
@@ -247,23 +246,20 @@ def signal_variance(
 def _chain(rows: list[VarianceRow], backward: bool) -> None:
     """Fill the Eq. 9 and Eq. 13 columns from the first layer's measured response and the last
     layer's measured response gradient."""
-    rows[0].var_y_eq9 = rows[0].var_y
-    for prev, row in itertools.pairwise(rows):
-        a = 1.0 if row.slope_in is None else row.slope_in  # no rectifier: linear
-        row.var_y_eq9 = prev.var_y_eq9 * 0.5 * (1 + a * a) * row.n * row.var_w
+    forward = variance_chain(((r.n, r.var_w, r.slope_in) for r in rows[1:]), start=rows[0].var_y)
+    for row, value in zip(rows, forward, strict=True):
+        row.var_y_eq9 = value
     if not backward:
         return
     for row in rows:
         if row.var_dy is not None:
             row.var_dx_eq12 = row.n_hat * row.var_w * row.var_dy
     last = rows[-1]
-    if last.var_dy is None:
+    if last.var_dx_eq12 is None:
         return
-    last.var_dx_eq13 = last.n_hat * last.var_w * last.var_dy
-    for row, nxt in zip(reversed(rows[:-1]), reversed(rows[1:]), strict=True):
-        assert nxt.var_dx_eq13 is not None
-        a = 1.0 if row.slope_out is None else row.slope_out
-        row.var_dx_eq13 = nxt.var_dx_eq13 * 0.5 * (1 + a * a) * row.n_hat * row.var_w
+    earlier = ((r.n_hat, r.var_w, r.slope_out) for r in reversed(rows[:-1]))
+    for row, value in zip(reversed(rows), variance_chain(earlier, start=last.var_dx_eq12), strict=True):
+        row.var_dx_eq13 = value
 
 
 def _geo(values: Sequence[float]) -> tuple[float, float, float, float]:

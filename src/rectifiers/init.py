@@ -39,9 +39,9 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -60,14 +60,18 @@ __all__ = [
     "he_uniform_",
     "initialize",
     "rectifier_gain",
+    "variance_chain",
     "weight_layers",
     "xavier_normal_",
     "xavier_std",
     "xavier_uniform_",
 ]
 
-MODES = ("fan_in", "fan_out", "fan_avg")
-SCHEMES = ("he", "xavier", "gaussian", "torch")
+# The fans Eq. 15 can divide by and the schemes `initialize` knows; the config and the CLI offer these.
+InitMode = Literal["fan_in", "fan_out", "fan_avg"]
+InitScheme = Literal["he", "xavier", "gaussian", "torch"]
+MODES: tuple[InitMode, ...] = get_args(InitMode)
+SCHEMES: tuple[InitScheme, ...] = get_args(InitScheme)
 # The layers `initialize` and the diagnostics treat as the paper's weight layers (Eq. 5).
 WEIGHT_LAYER_TYPES = (
     nn.Conv1d,
@@ -130,7 +134,7 @@ def _layer_fans(module: nn.Module) -> tuple[float, float]:
     return per_output / math.prod(module.stride), per_input
 
 
-def _fan(fan_in: float, fan_out: float, mode: str, shape: tuple[int, ...]) -> float:
+def _fan(fan_in: float, fan_out: float, mode: InitMode, shape: tuple[int, ...]) -> float:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
@@ -189,7 +193,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; choose one of {', '.join(GAINS)}")
 
 
-def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, groups: int = 1) -> float:
+def he_std(
+    tensor_or_shape: ShapeLike, a: float = 0.0, mode: InitMode = "fan_in", *, groups: int = 1
+) -> float:
     """``sqrt(2 / ((1 + a²) · n))`` (Eq. 10, 14, 15), with n the fan chosen by ``mode``.
 
     >>> round(he_std((64, 64, 3, 3), mode="fan_out"), 4)  # VGG model B, 64 filters (Sec. 2.2)
@@ -199,7 +205,7 @@ def he_std(tensor_or_shape: ShapeLike, a: float = 0.0, mode: str = "fan_in", *, 
     return rectifier_gain(a) / math.sqrt(_fan(fan_in, fan_out, mode, _shape(tensor_or_shape)))
 
 
-def xavier_std(tensor_or_shape: ShapeLike, mode: str = "fan_avg", *, groups: int = 1) -> float:
+def xavier_std(tensor_or_shape: ShapeLike, mode: InitMode = "fan_avg", *, groups: int = 1) -> float:
     """``sqrt(1 / n)``: Xavier's n · Var[w] = 1, the a = 1 case of Eq. 15. ``mode="fan_in"`` is
     Caffe's "xavier" filler (the paper's baseline); ``"fan_avg"`` is Glorot's 2 / (fan_in + fan_out)."""
     return he_std(tensor_or_shape, a=1.0, mode=mode, groups=groups)
@@ -208,7 +214,7 @@ def xavier_std(tensor_or_shape: ShapeLike, mode: str = "fan_avg", *, groups: int
 def gaussian_(tensor: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
     """Fill ``tensor`` in place from the untruncated N(0, std²) and return it (the paper's filler).
 
-    A truncated normal would shrink the variance (pitfall 4), so none is used here.
+    Not truncated: a truncated normal has a smaller variance than std², which Eq. 15 sets exactly.
     """
     if not std >= 0:
         raise ValueError(f"std must be a non-negative number, got {std!r}")
@@ -251,7 +257,7 @@ def _he_slope(a: float, nonlinearity: str) -> float:
 def he_normal_(
     tensor: Tensor,
     a: float = 0.0,
-    mode: str = "fan_in",
+    mode: InitMode = "fan_in",
     nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
@@ -276,7 +282,7 @@ def he_normal_(
 def he_uniform_(
     tensor: Tensor,
     a: float = 0.0,
-    mode: str = "fan_in",
+    mode: InitMode = "fan_in",
     nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
@@ -290,7 +296,7 @@ def he_uniform_(
     return _uniform_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
 
 
-def _xavier_std(tensor: Tensor, gain: float, mode: str, groups: int) -> float:
+def _xavier_std(tensor: Tensor, gain: float, mode: InitMode, groups: int) -> float:
     if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain >= 0 or math.isinf(gain):
         raise ValueError(f"gain must be a finite non-negative number, got {gain!r}")
     return gain * xavier_std(tensor, mode, groups=groups)
@@ -301,7 +307,7 @@ def xavier_normal_(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    mode: str = "fan_avg",
+    mode: InitMode = "fan_avg",
     groups: int = 1,
 ) -> Tensor:
     """Fill ``tensor`` from N(0, gain² / n) (`xavier_std`), ``torch.nn.init.xavier_normal_``'s
@@ -316,7 +322,7 @@ def xavier_uniform_(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    mode: str = "fan_avg",
+    mode: InitMode = "fan_avg",
     groups: int = 1,
 ) -> Tensor:
     """Fill ``tensor`` from U(-b, b), b = √3 · gain · `xavier_std` (``"fan_avg"``: Glorot's uniform),
@@ -392,6 +398,25 @@ def weight_layers(model: nn.Module) -> list[WeightLayer]:
 def _linear_if_none(slope: float | None) -> float:
     # No rectifier between two layers: the signal passes linearly, the a = 1 case of Eq. 15.
     return 1.0 if slope is None else slope
+
+
+def variance_chain(layers: Iterable[tuple[float, float, float | None]], start: float = 1.0) -> list[float]:
+    """The layer product of Eq. 9 and Eq. 13, layer by layer: ``start`` and then ``start`` times the
+    running product of ½(1 + a_l²) · n_l · Var[w_l] over the ``(n_l, Var[w_l], a_l)`` given.
+
+    Forward (Eq. 9): n_l = fan_in and a_l the rectifier before layer l, in forward order, from
+    ``start`` = Var[y] of the layer before the first. Backward (Eq. 13): n̂_l = fan_out and a_l the
+    rectifier after layer l, from the last layer back, from ``start`` = Var[Δx] after the last.
+    ``a_l = None`` (no rectifier there) is the linear case, a = 1.
+
+    >>> [round(v, 4) for v in variance_chain([(576, 2 / 576, 0.0), (1152, 1e-4, 0.25)])]
+    [1.0, 1.0, 0.0612]
+    """
+    values = [start]
+    for n, var_w, a in layers:
+        slope = _linear_if_none(a)
+        values.append(values[-1] * 0.5 * (1 + slope * slope) * n * var_w)
+    return values
 
 
 @dataclass
@@ -483,15 +508,14 @@ class InitReport:
         i, j = self.index(start), self.index(end)
         if i > j:
             raise ValueError(f"layer {start!r} comes after {end!r} in forward order")
-        factor = 1.0
-        for row in self.rows[i : j + 1]:
-            if direction == "backward":
-                n, a = row.fan_out, _linear_if_none(row.slope_out)
-            else:
-                n, a = row.fan_in, _linear_if_none(row.slope_in)
-            sigma = row.std if std is None else std
-            factor *= sigma * math.sqrt(n) / rectifier_gain(a)
-        return factor
+        rows = self.rows[i : j + 1]
+        sigmas = [row.std if std is None else std for row in rows]
+        if direction == "backward":
+            layers = [(r.fan_out, s * s, r.slope_out) for r, s in zip(rows, sigmas, strict=True)]
+        else:
+            layers = [(r.fan_in, s * s, r.slope_in) for r, s in zip(rows, sigmas, strict=True)]
+        # He's std gives each layer a factor of 1, so the chain is already relative to He's init.
+        return math.sqrt(variance_chain(layers)[-1])
 
     def _table(self) -> tuple[list[str], list[list[str]]]:
         header = ["layer", "kind", "weight shape", "n", "a", "std", "measured", "rule"]
@@ -581,8 +605,8 @@ def _warn_of_other_activations(layers: list[WeightLayer], mode: str, uses_slope:
 
 def initialize(
     model: nn.Module,
-    scheme: str = "he",
-    mode: str = "fan_out",
+    scheme: InitScheme = "he",
+    mode: InitMode = "fan_out",
     a: float | str = "auto",
     fc_std: float | Sequence[float] | None = None,
     std: float | None = None,
@@ -598,7 +622,7 @@ def initialize(
         ``"gaussian"``: N(0, std²) for every layer (``std=`` required), e.g. the 0.01 of Sec. 2.2.
         ``"torch"``: each layer's own ``reset_parameters()`` (PyTorch's default, for comparison;
             biases keep PyTorch's default too). Its target std is 1/sqrt(3 · fan_in), from
-            ``kaiming_uniform_(a=√5)``, which is not He's init (pitfall 1).
+            ``kaiming_uniform_(a=√5)``, which is not He's init despite the name.
 
     ``a="auto"`` takes each layer's slope from the rectifier module next to it (`weight_layers`):
     for ``"fan_out"`` / ``"fan_avg"`` the rectifier after the layer (the f′ of Eq. 12), for

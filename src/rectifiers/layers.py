@@ -3,8 +3,8 @@
 `SpatialPyramidPool2d` is the SPP layer of [10] that the paper puts before fc1 (Table 1: levels
 {6, 3, 2, 1}; Table 3: {7, 3, 2, 1}, "a total of 63 bins"). It turns a feature map of any size into a
 fixed-length vector, which is what lets the same fc layers score a 224-px crop and the larger maps of
-dense multi-scale testing. Caffe's and Chainer's SPP only know power-of-2 pyramids (pitfall 16 of the
-notes), so each level here is an adaptive max pooling with exactly n×n bins for any n.
+dense multi-scale testing. Caffe's and Chainer's SPP only know power-of-2 pyramids, and the paper's
+levels are not, so each level here is an adaptive max pooling with exactly n×n bins for any n.
 
 `make_activation` resolves the activation name (or class) once, when a model is built; `forward`
 never looks at strings.

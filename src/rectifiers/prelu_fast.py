@@ -4,8 +4,8 @@
 tensor in float32, float64 or bfloat16, laid out contiguous or channels_last, outside tracing and
 torch.func transforms, with the kernel built. Everywhere else it takes ATen's PReLU, the composite
 path, with the same results. Under torch.compile the composite path is what dynamo sees (a pointwise
-op Inductor fuses with its neighbours, pitfall 14 of the notes); under torch.jit tracing and ONNX
-export likewise, so the exported graph holds a PRelu node.
+op Inductor fuses with its neighbours, where an opaque call would break the graph); under torch.jit
+tracing and ONNX export likewise, so the exported graph holds a PRelu node.
 
 Gradients (Eq. 2-3): a plain backward runs the fused kernel, one pass for ∂E/∂y and ∂E/∂a. A
 backward that builds a graph (``create_graph=True``, for double backward / gradgradcheck) instead

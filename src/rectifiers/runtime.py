@@ -9,13 +9,12 @@ choices (`amp`): ``$RECTIFIERS_CACHE``, else ``$XDG_CACHE_HOME/rectifiers``, els
 PyTorch's CPU allocator asks glibc's ``malloc`` for every tensor. By default glibc serves large
 blocks (above a threshold that adapts up to 32 MiB) with a fresh ``mmap`` and hands them back with
 ``munmap`` when freed, and trims the heap's free top back to the OS. A training step allocates and
-frees the same activation and gradient tensors every step, so each step touches new pages again:
-the kernel must fault in and zero them (measured on the project's 2-core machine: 32,600 minor page
-faults and 57 ms of system time per step of net14-small (width 0.5, 32 px, batch 128), about a
-sixth of the step's CPU time; see benchmarks/RESULTS.md). `keep_freed_memory` raises the mmap
-threshold to its maximum and turns trimming off, so freed blocks stay in the heap and the next
-step reuses them (measured: 1.7-5x fewer faults per step). The process's resident size then stays at its peak
-instead of dipping between steps; the peak itself does not grow (the benchmark measures both).
+frees the same activation and gradient tensors every step, so each step touches new pages again,
+and the kernel must fault in and zero them: a sizeable share of a CPU step's time
+(benchmarks/RESULTS.md, "Peak memory"). `keep_freed_memory` raises the mmap threshold to its maximum
+and turns trimming off, so freed blocks stay in the heap and the next step reuses them. The
+process's resident size then stays at its peak instead of dipping between steps; the peak itself does
+not grow (the benchmark measures both).
 That setting cannot be read back and undone, so only the `rectifiers train` command applies it; `fit`
 called from a user's own process leaves the allocator alone.
 """

@@ -236,6 +236,9 @@ def _sample_batches(
 # --------------------------------------------------------------------------------------------------
 # Normalization
 
+# What `Normalize.from_dataset` subtracts: one mean per channel, or the mean image (the paper's).
+MEAN_MODES = ("channel", "pixel")
+
 
 class Normalize:
     """y = (x * scale - mean) / std on float pixel batches (B, C, H, W).
@@ -298,8 +301,8 @@ class Normalize:
         (images resized by their shorter side and center-cropped; default: the in-memory images' own
         size); `mode="channel"`: one mean per channel. `std` (per channel) when `divide_std`. In-memory
         sets use every image unless `max_samples` says otherwise; file sets use 10,000 by default."""
-        if mode not in ("channel", "pixel"):
-            raise ValueError(f"mode must be 'channel' or 'pixel', got {mode!r}")
+        if mode not in MEAN_MODES:
+            raise ValueError(f"mode must be {' or '.join(map(repr, MEAN_MODES))}, got {mode!r}")
         images = getattr(ds, "images", None)
         if mode == "pixel" and size is None:
             if images is None:

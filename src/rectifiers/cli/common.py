@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rectifiers.views import VIEWS
+
 SubParsers = argparse._SubParsersAction  # the object add_subparsers() returns
 
 
@@ -21,7 +23,7 @@ def add_view_arguments(p: argparse.ArgumentParser, scales_help: str) -> None:
     p.add_argument(
         "--views",
         default="single",
-        choices=("single", "ten", "dense"),
+        choices=VIEWS,
         help="single: center crop; ten: 4 corners + center, and their mirrors; dense: sliding windows "
         "on the last conv map, of the image and its mirror (paper Sec. 3). Default: single",
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from rectifiers.cli.common import SubParsers
+from rectifiers.init import MODES, SCHEMES
+from rectifiers.layers import ACTIVATIONS
 
 
 def add(sub: SubParsers) -> None:
@@ -18,18 +20,22 @@ def add(sub: SubParsers) -> None:
         "scales the signal between --from and --to relative to He's init (paper Sec. 2.2).",
     )
     p.add_argument("model", nargs="?", metavar="MODEL", help="a model of `rectifiers models` (default: demo)")
-    p.add_argument("--scheme", default="he", choices=("he", "xavier", "gaussian", "torch"))
+    p.add_argument("--init", default="he", choices=SCHEMES, help="init scheme (default: he)")
     p.add_argument(
-        "--mode",
+        "--init-mode",
         default="fan_out",
-        choices=("fan_in", "fan_out", "fan_avg"),
+        choices=MODES,
         help="fan_in: Eq. 10 (forward); fan_out: Eq. 14 (backward, what the paper trains with; default)",
     )
+    # The names this command had before it took train's; kept so that older scripts still run.
+    hidden = {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+    p.add_argument("--scheme", dest="init", choices=SCHEMES, **hidden)
+    p.add_argument("--mode", dest="init_mode", choices=MODES, **hidden)
     p.add_argument("--a", default="auto", help="slope a of Eq. 15, or auto (from each layer's activation)")
     p.add_argument(
         "--std",
         type=float,
-        help="a fixed std: the init of --scheme gaussian, and the std whose attenuation "
+        help="a fixed std: the init of --init gaussian, and the std whose attenuation "
         "between --from and --to is reported",
     )
     p.add_argument("--fc-std", help="fixed stds of the Linear layers, e.g. 0.01,0.01,0.001 (the paper's)")
@@ -39,7 +45,7 @@ def add(sub: SubParsers) -> None:
         help="attenuation: first layer, a name or 1-based number (default: the second conv layer)",
     )
     p.add_argument("--to", dest="end", help="attenuation: last layer (default: the last conv layer)")
-    p.add_argument("--act", help="relu | prelu | prelu_shared | leaky_relu (default: the model's, or relu)")
+    p.add_argument("--act", choices=ACTIVATIONS, help="activation (default: the model's, or relu)")
     p.add_argument("--net", default="mlp", choices=("mlp", "conv"), help="demo: MLP or circular-padded CNN")
     p.add_argument("--depth", type=int, default=30, help="demo: weight layers (default: 30)")
     p.add_argument("--width", type=int, help="demo: units or filters per layer (default: 1024 mlp, 64 conv)")
@@ -84,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         msg = f"--a takes 'auto' or a number, --fc-std numbers; got {args.a!r}, {args.fc_std!r}"
         raise ValueError(msg) from None
-    kwargs = {"scheme": args.scheme, "mode": args.mode, "a": a, "fc_std": fc_std}
-    kwargs["std"] = args.std if args.scheme == "gaussian" else None
+    kwargs = {"scheme": args.init, "mode": args.init_mode, "a": a, "fc_std": fc_std}
+    kwargs["std"] = args.std if args.init == "gaussian" else None
     out: dict = {}
     if args.model:
         if args.plot:
@@ -123,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         def build(seed: int) -> torch.nn.Module:
             torch.manual_seed(seed)  # PyTorch's own init (scheme torch) and nothing else
             net = make()
-            gen = None if args.scheme == "torch" else torch.Generator().manual_seed(seed)
+            gen = None if args.init == "torch" else torch.Generator().manual_seed(seed)
             init_reports.append(initialize(net, generator=gen, **kwargs))
             return net
 
@@ -137,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         out["init"] = report.to_dict()
         out["variance"] = draws.to_dict()
         if args.plot:
-            title = f"{args.scheme} {args.mode}: {what}"
+            title = f"{args.init} {args.init_mode}: {what}"
             path = (draws if args.draws > 1 else draws.reports[0]).plot(args.plot, title=title)
             print(f"plot: {path}")
     if args.std is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from rectifiers.cli.common import SubParsers
+from rectifiers.layers import ACTIVATIONS
+from rectifiers.models import STEMS
 
 
 def add(sub: SubParsers) -> None:
@@ -17,8 +19,8 @@ def add(sub: SubParsers) -> None:
         "their per-layer tables instead.",
     )
     p.add_argument("names", nargs="*", metavar="MODEL", help="print these models' per-layer tables")
-    p.add_argument("--act", default="prelu", help="relu | prelu | prelu_shared | leaky_relu (default: prelu)")
-    p.add_argument("--stem", default="imagenet", help="imagenet (default) | small")
+    p.add_argument("--act", default="prelu", choices=ACTIVATIONS, help="activation (default: prelu)")
+    p.add_argument("--stem", default="imagenet", choices=STEMS, help="first layers (default: imagenet)")
     p.add_argument("--size", type=int, default=224, help="input side in pixels (default: 224)")
     p.add_argument("--classes", type=int, default=1000, help="classifier outputs (default: 1000)")
     p.add_argument("--width", type=float, default=1.0, help="conv channel multiplier (default: 1)")

@@ -6,6 +6,9 @@ import argparse
 import sys
 
 from rectifiers.cli.common import SubParsers
+from rectifiers.config import AMP_MODES
+from rectifiers.init import MODES, SCHEMES
+from rectifiers.layers import ACTIVATIONS
 
 # flag -> config key; every other field is reachable with --set key=value
 _FLAGS = {
@@ -45,9 +48,9 @@ def add(sub: SubParsers) -> None:
         "fake[:k=v,..]",
     )
     p.add_argument("--model", help="model name (see `rectifiers models`)")
-    p.add_argument("--act", help="relu | prelu | prelu_shared | leaky_relu")
-    p.add_argument("--init", help="init scheme: he | xavier | gaussian | torch")
-    p.add_argument("--init-mode", help="fan_in (Eq. 10) | fan_out (Eq. 14) | fan_avg")
+    p.add_argument("--act", choices=ACTIVATIONS, help="activation (prelu: channel-wise)")
+    p.add_argument("--init", choices=SCHEMES, help="init scheme")
+    p.add_argument("--init-mode", choices=MODES, help="fan_in: Eq. 10; fan_out: Eq. 14")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global mini-batch (split over torchrun processes)")
     p.add_argument("--lr", type=float)
@@ -55,7 +58,7 @@ def add(sub: SubParsers) -> None:
     p.add_argument("--out", help="run directory (default runs/<preset>)")
     p.add_argument("--resume", help="auto (newest valid checkpoint in --out) or a checkpoint path")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--amp", help="auto | off | bf16 | fp16")
+    p.add_argument("--amp", choices=AMP_MODES, help="mixed precision (fp16: CUDA only)")
     p.add_argument("--workers", type=int, help="decoding processes for image folders")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels, float32")
