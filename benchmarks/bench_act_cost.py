@@ -8,7 +8,7 @@ PReLU's (none) as input, and in the backward ReLU's input gradient (half zeros) 
 as output gradient. Same shapes, strides and alignment, so any time difference is the CPU's: on
 this machine's bfloat16 (AMX) convolutions, data with half its values zero runs faster.
 
-Part 2 times the trainer's step (`rectifiers.bench_step.make_step`) of PReLU and ReLU nets with
+Part 2 times the trainer's step (`rectifiers.step_timing.make_step`) of PReLU and ReLU nets with
 bfloat16 autocast and in float32, interleaved (`time_interleaved`'s balanced order) with freed memory
 kept in the heap as the trainer keeps it (`rectifiers.runtime.keep_freed_memory`); ratios are the
 medians of paired ratios (ReLU time / PReLU time: 1 means PReLU costs nothing).
@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from rectifiers import prelu
-from rectifiers.bench import format_machine, machine_info
-from rectifiers.bench_step import PRESET_CASES, StepCase, make_step
+from rectifiers.bench.machine_info import format_machine, machine_info
+from rectifiers.bench.step import PRESET_CASES
 from rectifiers.interleave import time_interleaved
 from rectifiers.runtime import keep_freed_memory
+from rectifiers.step_timing import StepCase, make_step
 
 
 def conv_on_activation_values(repeats: int) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rectifiers.loader import benchmark_loaders, format_benchmark
+from rectifiers.bench.loader import benchmark_loaders, format_benchmark
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 

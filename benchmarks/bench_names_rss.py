@@ -1,4 +1,4 @@
-"""Memory of DataLoader workers over an ImageNet-sized file listing (issue: copy-on-read of names).
+"""Memory of DataLoader workers over an ImageNet-sized file listing: copy-on-read of the names.
 
 A `FileDataset` of 1,000,000 generated names (1,000 classes x 1,000 files, ImageNet-style paths; no
 image files are needed) is read by a 4-worker DataLoader for one shuffled epoch, each item looking up

@@ -4,7 +4,7 @@
 
 Forward (no grad) and forward+backward, contiguous and channels_last, timed interleaved in one run;
 the table gives the median and its ratio to ReLU and to torch's PReLU. The measurement lives in
-`rectifiers.bench` so the CLI can reuse it.
+`rectifiers.bench.prelu_op`, which `rectifiers bench prelu` runs too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rectifiers.bench import DEFAULT_OPS, OPS, bench_prelu_op, format_bench_table, machine_info
+from rectifiers.bench.machine_info import machine_info
+from rectifiers.bench.prelu_op import DEFAULT_OPS, OPS, bench_prelu_op, format_bench_table
 
 
 def main() -> None:

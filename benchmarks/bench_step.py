@@ -4,7 +4,7 @@ each variant's peak RSS, and the loader's images/s beside the step's.
     python benchmarks/bench_step.py [step|loader|all] [--threads 1] [--repeats 10]
         [--models net14,net22,net30] [--presets mnist,cifar10] [--no-memory] [--json out.json]
 
-The same as `rectifiers bench step|loader|all` (see `rectifiers.bench_step` for what each variant
+The same as `rectifiers bench step|loader|all` (see `rectifiers.step_timing` for what each variant
 runs and how the ratios are taken); the figures and their commands are in benchmarks/RESULTS.md.
 """
 

@@ -8,7 +8,7 @@ train, validate, append to metrics.jsonl, redraw curves.png, save a checkpoint (
 link last.pt/best.pt and prune old checkpoints. The first epochs allocate for good (thread pools,
 kernels, matplotlib), so growth is measured from the median of epochs 4-6 to the median of the last
 three; the least-squares slope over the same range says whether it is still climbing. Target: growth
-within 5% (issue 8, point 8).
+within 5%.
 
 RSS counts memory the allocator has freed but kept (glibc keeps freed heap pages for reuse), so it can
 climb for a while and then level off with no object leaking. `--trim` tells the two apart: before each

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from rectifiers.bench import OPS, bench_prelu_op, format_bench_table
+from rectifiers.bench.prelu_op import OPS, bench_prelu_op, format_bench_table
 
 
 def test_rows_cover_every_configuration_with_consistent_ratios() -> None:
@@ -46,7 +46,7 @@ def test_rejects_bad_arguments() -> None:
 
 
 def test_machine_info_and_matmul_peak() -> None:
-    from rectifiers.bench import format_machine, machine_info, matmul_peak
+    from rectifiers.bench.machine_info import format_machine, machine_info, matmul_peak
 
     info = machine_info()
     assert info["cores"] >= 1 and info["threads"] >= 1 and info["torch"] == torch.__version__
@@ -60,7 +60,7 @@ def test_machine_info_and_matmul_peak() -> None:
 
 
 def test_machine_line_names_the_bf16_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rectifiers.bench import format_machine, machine_info
+    from rectifiers.bench.machine_info import format_machine, machine_info
 
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)

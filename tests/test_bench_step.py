@@ -1,4 +1,5 @@
-"""The training-step benchmark's machinery on a tiny model (timings themselves are never asserted)."""
+"""The step benchmark's cases, tables, memory measurement and CLI on a tiny model (timings themselves
+are never asserted)."""
 
 from __future__ import annotations
 
@@ -6,71 +7,30 @@ import json
 import sys
 
 import pytest
-import torch
 
-from rectifiers.activations import PReLU
-from rectifiers.bench_step import (
-    VARIANTS,
-    StepCase,
-    bench_step,
-    default_cases,
-    format_memory_table,
-    format_step_table,
-    make_step,
-    measure_step_memory,
-)
+from rectifiers.bench.step import default_cases, format_memory_table, format_step_table, measure_step_memory
+from rectifiers.bench.suite import run_suite
 from rectifiers.cli import main
+from rectifiers.step_timing import StepCase, time_steps
 
 TINY = StepCase(
     label="tiny", model="net14", width=0.125, fc_width=16, in_chans=1, size=16, classes=4, batch=4
 )
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_every_variant_trains(variant: str) -> None:
-    step = make_step(TINY, variant)
-    cells = [c.cell_contents for c in step.__closure__ or ()]
-    model = next(c for c in cells if isinstance(c, torch.nn.Module))
-    kind, _, act = variant.partition("/")
-    weights = {
-        n: p.detach().clone()
-        for n, p in model.named_parameters()
-        if n.endswith(("conv1.weight", "fc3.weight"))
-    }
-    step()
-    params = dict(model.named_parameters())
-    assert len(weights) == 2 and all(not torch.equal(w, params[n]) for n, w in weights.items())
-    activations = {type(m) for m in model.modules() if "ReLU" in type(m).__name__}
-    expected = {"relu": torch.nn.ReLU, "prelu": torch.nn.PReLU if kind == "plain" else PReLU}[act]
-    assert activations == {expected}
-    layout = torch.channels_last if kind == "trainer" else torch.contiguous_format
-    assert params["features.conv1.weight"].is_contiguous(memory_format=layout)
-
-
-def test_bench_step_rows_and_ratios() -> None:
-    rows = bench_step([TINY], repeats=2, warmup=1, peaks={"float32": 1.0, "bfloat16": 1.0})
-    assert [r["variant"] for r in rows] == list(VARIANTS)
-    for r in rows:
-        assert r["wall_ms"] > 0 and r["cpu_ms"] >= 0 and r["images_per_s"] > 0 and r["gflops"] > 0
-        assert r["peak_fraction"] == pytest.approx(r["gflops"])  # a peak of 1 GFLOP/s
-        assert r["compute_dtype"] in ("float32", "bfloat16") and r["precision_reason"]
-    top = rows[0]
-    assert {"prelu_vs_relu", "prelu_vs_relu_cpu", "vs_plain", "vs_plain_cpu", "vs_plain_relu"} <= set(top)
+def test_step_table_has_a_line_per_row() -> None:
+    rows = time_steps([TINY], repeats=2, warmup=1, peaks={"float32": 1.0, "bfloat16": 1.0})
     table = format_step_table(rows)
     assert len(table.splitlines()) == len(rows) + 2 and "trainer/prelu" in table
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="unknown variant"):
-        make_step(TINY, "plain/elu")
-    with pytest.raises(ValueError, match="unknown variant"):
-        bench_step([TINY], variants=("fast",))
-    with pytest.raises(ValueError, match="repeats"):
-        bench_step([TINY], repeats=0)
     with pytest.raises(ValueError, match="unknown preset"):
         default_cases(presets=("imagenet",))
     with pytest.raises(ValueError, match="steps must be"):
         measure_step_memory(TINY, "trainer/prelu", steps=1)
+    with pytest.raises(ValueError, match="unknown variant"):
+        measure_step_memory(TINY, "plain/elu")
     cases = default_cases(("net14", "net30"), ("mnist", "cifar10"))
     assert [c.label for c in cases] == ["net14 mnist", "net30 mnist", "net14 cifar10", "net30 cifar10"]
     assert cases[2].width == 0.5 and cases[2].size == 32 and cases[2].in_chans == 3
@@ -96,8 +56,6 @@ def test_cli_bench_prelu(tmp_path, capsys) -> None:
 
 
 def test_step_and_loader_benchmarks_refuse_a_gpu_device() -> None:
-    from rectifiers.bench_step import run_suite
-
     for what in ("step", "loader", "all"):
         with pytest.raises(ValueError, match="measures the CPU trainer"):
             run_suite(what, print, device="cuda")

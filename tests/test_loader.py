@@ -10,13 +10,7 @@ import torch
 from PIL import Image
 
 from rectifiers.data import FileDataset, InMemoryDataset, open_dataset
-from rectifiers.loader import (
-    BatchLoader,
-    benchmark_loaders,
-    format_benchmark,
-    make_loader,
-    measure_loader,
-)
+from rectifiers.loader import BatchLoader, make_loader
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
 
@@ -205,20 +199,6 @@ def test_file_dataset_needs_the_matching_transform(tmp_path: Path) -> None:
         make_loader(ds, 2, train=True, transform=_identity)
     with pytest.raises(ValueError, match="needs a EvalTransform"):
         make_loader(ds, 2, train=False, transform=TrainTransform(8, (8, 8)))
-
-
-# --------------------------------------------------------------------------------------------------
-# Measuring
-
-
-def test_measure_and_benchmark_report_throughput() -> None:
-    ds = open_dataset("fake:n=64,size=16")
-    m = measure_loader(make_loader(ds, 8, train=True, transform=TrainTransform(12, (12, 16))), max_batches=3)
-    assert m["images"] == 24 and m["images_per_s"] > 0
-    rows = benchmark_loaders(None, batch_size=32, max_batches=2, files=False)
-    assert [(r["data"], r["mode"]) for r in rows] == [("mnist5k", "train"), ("mnist5k", "eval")]
-    assert all(r["images_per_s"] > 0 for r in rows)
-    assert "mnist5k" in format_benchmark(rows)
 
 
 def test_a_file_that_breaks_mid_run_is_replaced_and_the_epoch_completes(tmp_path: Path) -> None:

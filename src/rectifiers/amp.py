@@ -1,15 +1,12 @@
 """`train.amp`: which autocast dtype a run trains in, and why.
 
 bfloat16 is not faster on every CPU. With AMX (Sapphire Rapids and later) oneDNN's bf16 matmuls and
-convolutions run several times faster than fp32. Without AMX it depends on the CPU and the model: on
-a 2-core Xeon with AVX512_BF16 the bf16 matmul peak measured half the fp32 one and `rectifiers
-train` ran 1.5-2x slower in bf16, while on a 2-core AMD EPYC with AVX512_BF16 the small nets'
-steps ran 1.1-2x faster in bf16; where oneDNN has to emulate bf16 (`ONEDNN_MAX_CPU_ISA=AVX512_CORE`)
-they ran about 2x slower (benchmarks/RESULTS.md). So on a CPU, "auto" takes bf16 at once only where
-AMX is there and oneDNN may use it, float32 where oneDNN has no bf16 kernels at all, and otherwise
-times the run's own model (forward + backward at the run's batch shape) in both precisions,
-interleaved, keeping bf16 only if it is clearly faster. The measurement costs a few steps and is
-cached per machine and model shape under the cache root (`runtime.cache_root()`), so it is paid once.
+convolutions run several times faster than fp32; without AMX it depends on the CPU and the model, and
+where oneDNN emulates bf16 it is slower (figures: benchmarks/RESULTS.md). So on a CPU, "auto" takes
+bf16 at once only where AMX is there and oneDNN may use it, float32 where oneDNN has no bf16 kernels
+at all, and otherwise times the run's own model (forward + backward at the run's batch shape) in both
+precisions, interleaved, keeping bf16 only if it is clearly faster. The measurement costs a few steps
+and is cached per machine and model shape under `runtime.cache_root()`, so it is paid once.
 """
 
 from __future__ import annotations
@@ -177,9 +174,9 @@ def measure_step_pair(
     """CPU seconds of this process in fp32 and bf16 calls of ``step``, in neighbouring pairs, after one
     warm-up call of each (oneDNN builds its kernels then): at least ``min_pairs``, more while the
     wall clock stays within ``budget_s``. CPU time, not wall time: on a machine shared with other
-    jobs the wall clock also counts the time spent waiting for a core, which swung single pairs by
-    2x on the project's 2-core machine. The order alternates (fp32 bf16, bf16 fp32, ...) so that
-    neither always follows the other. The global RNG streams (dropout) are left as they were."""
+    jobs the wall clock also counts the time spent waiting for a core. The order alternates (fp32
+    bf16, bf16 fp32, ...) so that neither always follows the other. The global RNG streams (dropout)
+    are left as they were."""
     fp32_s: list[float] = []
     bf16_s: list[float] = []
     with torch.random.fork_rng(devices=[]):

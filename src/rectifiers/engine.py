@@ -64,8 +64,8 @@ from rectifiers.run_lock import run_lock
 from rectifiers.run_log import RunLog, position, prelu_kernel_status
 from rectifiers.runtime import torch_flags_kept
 from rectifiers.sizes_from_data import fill_from_data
-from rectifiers.step_tally import READ_EVERY, StepTally
 from rectifiers.stop_signals import StopSignals, TrainingStopped
+from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
 # CheckpointWriteError, TrainingStopped and resolve_amp live in checkpoint.resume, stop_signals and amp;
@@ -158,7 +158,7 @@ class Trainer:
         self.stop_signals = StopSignals()  # .signum: the SIGINT/SIGTERM that asked the run to stop
         self.resume_path: Path | None = None  # the checkpoint this run continues
         self.epoch_sums = torch.zeros(3, dtype=torch.float64)
-        self.tally = StepTally(ctx.device)  # the steps not yet read back to the host (step_tally)
+        self.tally = StepTally(ctx.device)  # the steps not yet read back to the host (train_step)
         self.run_log = RunLog(config, ctx.is_main)  # config.json, metrics.jsonl, curves, console
 
     # ------------------------------------------------------------------ setup
@@ -481,22 +481,13 @@ class Trainer:
         total = len(self.train_loader)
         start_batch = self.batch
         bar = self.run_log.progress(total, initial=start_batch, epoch=self.epoch + 1)
+        step = TrainStep(self.train_model, self.optimizer, self.scaler, self.amp, self.tally, ctx.device.type)
         started, seen = time.perf_counter(), 0
         for index, (images, targets) in enumerate(self.train_loader, start=start_batch):
-            with torch.autocast(
-                ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
-            ):
-                logits = self.train_model(images)
-            loss = F.cross_entropy(logits.float(), targets)
-            self._check_finite(loss)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            step(images, targets)
             self.step += 1
             self.batch = index + 1
             seen += targets.numel()
-            self.tally.add_counts(loss, logits, targets)
             save_now = bool(cfg.save_every) and self.step % cfg.save_every == 0 and self.batch < total
             at_max_steps = bool(cfg.max_steps) and self.step >= cfg.max_steps and self.batch < total
             # Read before a save too: a checkpoint never holds a step whose loss was not checked.
@@ -526,11 +517,6 @@ class Trainer:
     def _stop_requested(self) -> bool:
         requested = self.stop_signals.signum is not None
         return distributed.any_rank(requested, self.ctx.device) if self.ctx.distributed else requested
-
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        """Note this step's loss; `_read_tally` checks it (a method of its own so that tests can inject
-        a fault at a given step)."""
-        self.tally.add_loss(loss)
 
     def _read_tally(self, bar: Any, started: float, seen: int) -> None:
         """Check the steps since the last read and add their sums to the epoch's: raise

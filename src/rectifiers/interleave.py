@@ -60,12 +60,10 @@ def time_interleaved(
     """Wall and CPU seconds of every call of each of ``fns`` after its first ``warmup`` calls, the
     calls ordered by `carryover_balanced_cycle` (for a, b, c: a b a c b c, a b a c b c, ...).
 
-    Why that order: a call runs slower right after a large one (the plain fp32 step evicts the caches
-    and churns the heap), so each entry must come after each other entry equally often. Rotating a
-    fixed order (A B C D, B C D A, ...) does not do that: it keeps the cyclic neighbours, so
-    trainer/prelu came after plain/relu in 12 of 15 calls and read 0.94-0.96x ReLU, against
-    0.99x in the balanced order and 1.0-1.02x with the two alone. The k-th calls of all entries fall
-    in the same cycle, so ratios of the k-th times are paired.
+    Why that order: a call runs slower right after a large one, so each entry must come after each
+    other entry equally often; a rotated fixed order (A B C D, B C D A, ...) keeps the cyclic
+    neighbours instead. The k-th calls of all entries fall in the same cycle, so ratios of the k-th
+    times are paired.
     """
     names = list(fns)
     wall: dict[K, list[float]] = {n: [] for n in names}

@@ -7,6 +7,7 @@ also AVX512_BF16, `AVX2` all of AVX-512), so both are read here.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -14,23 +15,37 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CpuIsa", "cpu_isa", "cpu_model", "onednn_has_bf16"]
+__all__ = ["CpuIsa", "cpu_flags", "cpu_isa", "cpu_model", "onednn_has_bf16"]
 
 
-def _cpuinfo_value(key: str) -> str | None:
-    """The first ``key : value`` line of /proc/cpuinfo (None where there is none)."""
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's ``key : value`` lines of /proc/cpuinfo, read once per process ({} where
+    there is none)."""
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return None
+        return fields
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the blank line after the first processor
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 def cpu_model() -> str:
     """The CPU's model name as lscpu prints it (from /proc/cpuinfo), else the platform's word."""
-    return _cpuinfo_value("model name") or platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (``avx512_bf16``, ``amx_bf16``, ...); empty
+    where there is no /proc/cpuinfo."""
+    return _cpuinfo().get("flags", "").split()
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ class CpuIsa:
 
 def cpu_isa() -> CpuIsa:
     """The CPU flags (/proc/cpuinfo, else torch's cpuinfo) and this process's oneDNN cap."""
-    flags = (_cpuinfo_value("flags") or "").split()
+    flags = cpu_flags()
     if flags:
         amx, avx512_bf16 = "amx_bf16" in flags, "avx512_bf16" in flags
     else:

@@ -38,7 +38,6 @@ import ctypes
 import functools
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rectifiers.machine import cpu_flags, cpu_model
 from rectifiers.runtime import cache_root
 
 __all__ = ["DTYPES", "PReLUKernel", "cache_dir", "load", "needs_build"]
@@ -84,12 +84,7 @@ def _compiler() -> str | None:
 
 def _cpu_signature() -> str:
     """The CPU model and ISA flags: -march=native code must not run on another CPU sharing the cache."""
-    with contextlib.suppress(OSError):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        keep = [ln for ln in lines if ln.startswith(("model name", "flags"))][:2]
-        if keep:
-            return "\n".join(keep)
-    return platform.processor() or platform.machine()
+    return "\n".join([cpu_model(), *cpu_flags()])
 
 
 def _library_paths(compiler: str) -> dict[str, Path]:

@@ -45,10 +45,10 @@ def _inject_enospc(after: int) -> None:
 def _inject_loss(step: int, value: float) -> None:
     import torch.nn.functional as F
 
-    from rectifiers import engine
+    from rectifiers import train_step
 
     class PoisonedFunctional:
-        """engine.F with a cross_entropy that returns `value` at training step `step`."""
+        """train_step.F with a cross_entropy that returns `value` at training step `step`."""
 
         def __init__(self) -> None:
             self.calls = 0
@@ -58,25 +58,25 @@ def _inject_loss(step: int, value: float) -> None:
 
         def cross_entropy(self, logits, targets, **kwargs):
             loss = F.cross_entropy(logits, targets, **kwargs)
-            if kwargs.get("reduction", "mean") != "mean":  # validation sums; training averages
-                return loss
             self.calls += 1
             return loss * 0 + value if self.calls == step else loss
 
-    engine.F = PoisonedFunctional()
+    train_step.F = PoisonedFunctional()
 
 
 def _inject_raise(step: int, rank: int) -> None:
-    from rectifiers import engine
+    from rectifiers import train_step
 
-    real_check = engine.Trainer._check_finite
+    real_step = train_step.TrainStep.__call__
+    calls = {"n": 0}
 
-    def check(self, loss):
-        if self.ctx.rank == rank and self.step + 1 == step:
+    def call(self, images, targets):
+        calls["n"] += 1
+        if int(os.environ.get("RANK", "0")) == rank and calls["n"] == step:
             raise RuntimeError(f"injected fault on rank {rank} at step {step}")
-        return real_check(self, loss)
+        return real_step(self, images, targets)
 
-    engine.Trainer._check_finite = check
+    train_step.TrainStep.__call__ = call
 
 
 def _move_rank(spec: str) -> None:

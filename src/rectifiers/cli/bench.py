@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rectifiers.bench import SUITES
 from rectifiers.cli.common import SubParsers, parse_ints
 
 
@@ -16,7 +17,7 @@ def add(sub: SubParsers) -> None:
         "step; compared variants run interleaved in one process and medians are reported, with the "
         "machine's measured matmul peak. See benchmarks/RESULTS.md.",
     )
-    p.add_argument("what", nargs="?", default="all", choices=("prelu", "step", "loader", "all"))
+    p.add_argument("what", nargs="?", default="all", choices=SUITES)
     p.add_argument("--repeats", type=int, default=10, help="timed repeats per variant (default: 10)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--shape", default="64,64,56,56", help="prelu: input shape, channels on dim 1")
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rectifiers.bench_step import run_suite
+    from rectifiers.bench.suite import run_suite
 
     if args.threads is not None:
         if args.threads < 1:

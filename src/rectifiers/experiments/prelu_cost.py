@@ -3,15 +3,14 @@ backward propagation"), measured as the training throughput of the same net with
 
 The net is that of `relu-vs-prelu`: `net14`, small-image stem, width 0.25, fc 256, 28-px inputs,
 batch 128. Two measurements, both with every variant interleaved in an order where each comes right
-after every other equally often (`rectifiers.bench_step.balanced_schedule`), so that a machine
-slowing down part-way, or one variant's wake, slows every variant alike:
+after every other equally often (`rectifiers.interleave`), so that a machine slowing down part-way,
+or one variant's wake, slows every variant alike:
 
-1. The training step, by the library's step benchmark (`rectifiers.bench_step.bench_step`): the
-   trainer's step (channels_last, bfloat16 autocast where supported, `rectifiers.PReLU`, exactly the
-   body of the training loop) and a plain PyTorch step (float32, NCHW, `torch.nn.PReLU`), each with
-   ReLU and with channel-wise PReLU, timed on the wall clock and on the process's CPU clock. On a
-   machine shared with other jobs the wall clock also counts waiting for a core; the CPU clock only
-   the work, so its paired ratio is the cleaner one there.
+1. The training step (`rectifiers.step_timing.time_steps`): the trainer's own step
+   (`rectifiers.train_step.TrainStep`: channels_last, the precision `train.amp = auto` picks,
+   `rectifiers.PReLU`) and a plain PyTorch step (float32, NCHW, `torch.nn.PReLU`), each with ReLU
+   and with channel-wise PReLU, timed on the wall clock and on the process's CPU clock (on a shared
+   machine the CPU clock's paired ratio is the cleaner one).
 2. End to end, `rectifiers.engine.fit` itself (loader, step, bookkeeping) on in-memory fake images,
    for ReLU, channel-shared and channel-wise PReLU: each run trains two short epochs and reports the
    images/s of the second (the first includes one-off warm-up); the median over repeats is compared.
@@ -30,6 +29,7 @@ from typing import Any
 from rectifiers.experiments.context import Context, Outcome
 from rectifiers.experiments.runs import train
 from rectifiers.experiments.tables import markdown_table
+from rectifiers.step_timing import StepCase, time_steps
 
 TITLE = "PReLU's cost: training throughput of the same net with ReLU and with PReLU"
 PAPER = 'Sec. 2.1 ("negligible" time complexity)'
@@ -69,7 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 ACTS = {"relu": "ReLU", "prelu_shared": "PReLU, channel-shared", "prelu": "PReLU, channel-wise"}
 AMP_LABEL = {"auto": "default (amp auto)", "off": "float32 (amp off)"}
-NEGLIGIBLE = 0.97  # a throughput ratio at or above this counts as "negligible" (issue 7's target)
+NEGLIGIBLE = 0.97  # a throughput ratio at or above this counts as "negligible" (at most 3% slower)
 SIZE, CROP = 32, 28
 
 
@@ -78,18 +78,19 @@ def _net(settings: dict[str, Any]) -> tuple[float, int]:
     return overrides.get("model.width", 0.25), overrides.get("model.fc_width", 256)
 
 
+def _case(settings: dict[str, Any]) -> StepCase:
+    width, fc_width = _net(settings)
+    return StepCase("net14", "net14", width, fc_width, in_chans=3, size=CROP, batch=settings["batch"])
+
+
 def _extra_ops(settings: dict[str, Any]) -> dict[str, float]:
     """PReLU multiplies (one per activation value, an upper bound) against the net's multiply-adds."""
     import torch
 
     from rectifiers.complexity import complexity
-    from rectifiers.models import create_model
 
-    width, fc_width = _net(settings)
     with torch.device("meta"):
-        model = create_model(
-            "net14", stem="small", width=width, fc_width=fc_width, act="prelu", num_classes=10, init=False
-        )
+        model = _case(settings).build("prelu", init=False)
     report = complexity(model, (3, CROP, CROP))
     # every conv and fc layer but the classifier is followed by a PReLU
     values = sum(int(torch.Size(layer.output_shape).numel()) for layer in report.layers[:-1])
@@ -108,16 +109,10 @@ def _verdict(ratio: float, consistent: bool | None = None) -> str:
 
 
 def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
-    """Measurement 1: the library's train-step benchmark."""
-    from rectifiers.bench_step import StepCase, bench_step
-
+    """Measurement 1: the trainer's step and a plain step, timed side by side."""
     s = ctx.settings
-    width, fc_width = _net(s)
-    case = StepCase(
-        label="net14", model="net14", width=width, fc_width=fc_width, in_chans=3, size=CROP, batch=s["batch"]
-    )
     ctx.say(f"[{ctx.name}] timing {s['step_repeats']} training steps of each variant")
-    rows = bench_step([case], repeats=s["step_repeats"], warmup=s["step_warmup"])
+    rows = time_steps([_case(s)], repeats=s["step_repeats"], warmup=s["step_warmup"])
     by = {r["variant"]: r for r in rows}
     trainer = by["trainer/prelu"]
     plain_ratio = by["plain/prelu"]["images_per_s"] / by["plain/relu"]["images_per_s"]
@@ -133,19 +128,15 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         "trainer": "trainer step (bf16 autocast, channels_last, rectifiers.PReLU)",
         "plain": "plain PyTorch step (float32, NCHW, torch.nn.PReLU)",
     }
+    prelu_ratios = {
+        "trainer": (trainer["prelu_vs_relu"], trainer["prelu_vs_relu_cpu"]),
+        "plain": (plain_ratio, plain_cpu),
+    }
     table_rows = []
     for kind in ("trainer", "plain"):
         for act in ("relu", "prelu"):
             r = by[f"{kind}/{act}"]
-            if act == "relu":
-                ratio_wall = ratio_cpu = "1"
-            elif kind == "trainer":
-                ratio_wall, ratio_cpu = (
-                    f"{trainer['prelu_vs_relu']:.3f}",
-                    f"{trainer['prelu_vs_relu_cpu']:.3f}",
-                )
-            else:
-                ratio_wall, ratio_cpu = f"{plain_ratio:.3f}", f"{plain_cpu:.3f}"
+            ratio_wall, ratio_cpu = ("1", "1") if act == "relu" else (f"{v:.3f}" for v in prelu_ratios[kind])
             table_rows.append(
                 [
                     labels[kind],
@@ -159,7 +150,7 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
             )
     table = "\n\n".join(
         [
-            f"Training step (`rectifiers.bench_step.bench_step`, {s['step_repeats']} interleaved steps per "
+            f"Training step (`rectifiers.step_timing.time_steps`, {s['step_repeats']} interleaved steps per "
             "variant, "
             "medians; trainer ratios are medians of the ratios of neighbouring steps, plain ones ratios of "
             "medians):",

@@ -1,5 +1,5 @@
 """The trainer's per-step bookkeeping stays on the device and is read back every few steps
-(`rectifiers.step_tally`), yet a non-finite loss is still named by its own step."""
+(`rectifiers.train_step`), yet a non-finite loss is still named by its own step."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from helpers import tiny_overrides
 from rectifiers.config import load_config
 from rectifiers.engine import Trainer, fit
-from rectifiers.step_tally import StepTally
+from rectifiers.train_step import StepTally
 
 
 def _add_step(tally: StepTally, loss: float, correct_first: bool = True) -> None:

@@ -1,11 +1,14 @@
-"""The per-step bookkeeping of a training epoch, kept on the device and read back every few steps.
+"""One optimizer step of the trainer, and the per-step bookkeeping it keeps on the device.
+
+`TrainStep` is the step `engine.fit` runs for every batch; the step benchmark and `reproduce
+prelu-cost` time the same object, so what they measure is what trains.
 
 Reading a value back to the host (``bool(loss.isfinite())``, ``.cpu()``) waits for every queued
 kernel; on a GPU that stalls the host that should be queueing the next step, and under torchrun each
-collective that agrees on a flag is a round trip between the ranks. So the trainer adds each step's
-loss and top-1 count into device tensors, remembers the losses not yet checked, and `read`s them in
-one transfer (and at most one all-reduce) every few steps and before anything is saved: a
-non-finite loss is still named by its own step, found among the unchecked ones.
+collective that agrees on a flag is a round trip between the ranks. So each step adds its loss and
+top-1 count into device tensors (`StepTally`), remembers the losses not yet checked, and the trainer
+`read`s them in one transfer (and at most one all-reduce) every few steps and before anything is
+saved: a non-finite loss is still named by its own step, found among the unchecked ones.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from rectifiers.metrics import topk_correct
 
-__all__ = ["READ_EVERY", "StepTally", "TallyReading"]
+__all__ = ["READ_EVERY", "StepTally", "TallyReading", "TrainStep"]
 
 # Steps between reads (a host sync, and under torchrun one all-reduce): a stop request is answered
 # within this many steps.
@@ -81,3 +86,28 @@ class StepTally:
         self.losses.clear()
         self.sums.zero_()
         return reading
+
+
+@dataclass
+class TrainStep:
+    """``step(images, targets)``: forward under autocast, the loss in float32, backward and the
+    optimizer step through the GradScaler; the loss and top-1 count go to ``tally`` (no host sync)."""
+
+    model: nn.Module  # the module trained: DDP- or compile-wrapped where the run wraps it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # enabled for float16 only; a no-op otherwise
+    amp: torch.dtype | None  # the autocast dtype; None: float32
+    tally: StepTally
+    device_type: str = "cpu"  # autocast's device type: "cpu" or "cuda"
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        amp = self.amp
+        with torch.autocast(self.device_type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = self.model(images)
+        loss = F.cross_entropy(logits.float(), targets)
+        self.tally.add_loss(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.tally.add_counts(loss, logits, targets)

@@ -1,18 +1,14 @@
-"""Micro-benchmark of the PReLU op against ReLU and torch's PReLU (paper: "the time complexity due to
-PReLU is negligible", Sec. 2.1).
+"""The PReLU op against ReLU and torch's PReLU (paper: "the time complexity due to PReLU is
+negligible", Sec. 2.1).
 
-All ops of one configuration are timed in the same run, interleaved (op A, op B, op C, op A, ...), so
-a machine that slows down part-way through slows every op alike; the median of the repeats is
-reported, and ratios are taken between ops measured side by side.
+All ops of one configuration are timed in the same run, interleaved, so a machine that slows down
+part-way through slows every op alike; the median of the repeats is reported, and ratios are taken
+between ops measured side by side.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import platform
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,18 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
+from rectifiers.bench.machine_info import DTYPES, synchronize
+from rectifiers.bench.table import aligned_table, cell
 from rectifiers.interleave import time_interleaved
-from rectifiers.machine import CpuIsa, cpu_isa, cpu_model
-
-__all__ = [
-    "DEFAULT_OPS",
-    "OPS",
-    "bench_prelu_op",
-    "format_bench_table",
-    "format_machine",
-    "machine_info",
-    "matmul_peak",
-]
+from rectifiers.runtime import keep_freed_memory
 
 # name -> f(x, slopes); the slopes are channel-wise along dim 1 (torch's layout).
 OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -44,78 +32,7 @@ OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "aten._prelu_kernel": lambda x, w: torch.ops.aten._prelu_kernel(x, w.view(1, -1, *[1] * (x.dim() - 2))),
 }
 DEFAULT_OPS = ("relu", "torch.prelu", "rectifiers.prelu")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _FORMATS = ("contiguous", "channels_last")
-
-
-def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """What a benchmark figure depends on: CPU model and its bf16 hardware (AMX, AVX512_BF16, the
-    oneDNN cap `ONEDNN_MAX_CPU_ISA`), cores, torch threads, the load average at the time of the call
-    (other processes on a shared machine), torch and Python versions."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "isa": dataclasses.asdict(cpu_isa()),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "load_average": None if load is None else [round(v, 2) for v in load],
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "device": device,
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def format_machine(info: dict[str, Any]) -> str:
-    """One line: ``cpu X (AMX no, AVX512_BF16 yes), 2 cores, 2 threads, load 3.1 2.9 2.5, torch
-    2.13.0+cpu, python 3.11.7``; the oneDNN cap follows the ISA flags when it is set."""
-    load = info.get("load_average")
-    parts = [
-        f"cpu {info['cpu']} ({CpuIsa(**info['isa']).describe()})",
-        f"{info['cores']} cores",
-        f"{info['threads']} threads",
-        "load " + (" ".join(f"{v:.1f}" for v in load) if load else "n/a"),
-        f"torch {info['torch']}",
-        f"python {info['python']}",
-    ]
-    if "gpu" in info:
-        parts.append(f"gpu {info['gpu']}")
-    return ", ".join(parts)
-
-
-def matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """The machine's attainable matmul rate in GFLOP/s: the best of ``repeats`` square ``size`` matmuls
-    (2·size³ flops each) after one warm-up. The best, not the median, since a peak is what the
-    machine can do when nothing else disturbs it; a step's fraction of it says how much of the
-    machine the step uses."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(_DTYPES)}")
-    if size < 1 or repeats < 1:
-        raise ValueError(f"size and repeats must be >= 1, got {size}, {repeats}")
-    dev = torch.device(device)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    a = torch.randn(size, size, generator=gen, device=dev).to(_DTYPES[dtype])
-    b = torch.randn(size, size, generator=gen, device=dev).to(_DTYPES[dtype])
-    out = torch.empty_like(a)
-    torch.mm(a, b, out=out)
-    best = min(_timed(lambda: torch.mm(a, b, out=out), dev) for _ in range(repeats))
-    return 2.0 * size**3 / best / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], None], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def bench_prelu_op(
@@ -135,7 +52,7 @@ def bench_prelu_op(
     and backpropagates a fixed gradient to the input and to the slopes (ReLU: to the input only).
     Returns one dict per (dtype, format, pass, op) with the median and min time in ms and the ratios
     to ReLU's and to torch's PReLU in the same configuration: the median over k of the ratio of the
-    two ops' k-th times (they ran side by side, in `rectifiers.interleave.balanced_schedule`'s order).
+    two ops' k-th times (they ran side by side, in `interleave.balanced_schedule`'s order).
 
     ``keep_memory`` first applies `rectifiers.runtime.keep_freed_memory`, as the trainer does, so
     every op's output reuses freed memory alike (up to glibc's 32 MiB limit) instead of whichever op
@@ -145,24 +62,22 @@ def bench_prelu_op(
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     if len(shape) < 2:
         raise ValueError(f"shape needs a channel dim 1, got {tuple(shape)}")
-    unknown = [d for d in dtypes if d not in _DTYPES] + [f for f in formats if f not in _FORMATS]
+    unknown = [d for d in dtypes if d not in DTYPES] + [f for f in formats if f not in _FORMATS]
     unknown += [o for o in ops if o not in OPS]
     if unknown:
         raise ValueError(
-            f"unknown {unknown}; dtypes: {', '.join(_DTYPES)}; formats: {', '.join(_FORMATS)}; "
+            f"unknown {unknown}; dtypes: {', '.join(DTYPES)}; formats: {', '.join(_FORMATS)}; "
             f"ops: {', '.join(OPS)}"
         )
     if "channels_last" in formats and len(shape) not in (4, 5):
         raise ValueError(f"channels_last needs a 4-D or 5-D shape, got {tuple(shape)}")
     if keep_memory:
-        from rectifiers.runtime import keep_freed_memory
-
         keep_freed_memory()
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     rows: list[dict[str, Any]] = []
     for dtype_name in dtypes:
-        dtype = _DTYPES[dtype_name]
+        dtype = DTYPES[dtype_name]
         for fmt in formats:
             memory_format = torch.contiguous_format
             if fmt == "channels_last":
@@ -221,7 +136,7 @@ def _measure(
     def timed_call(op: str, run: Callable[[str], None]) -> Callable[[], None]:
         def call() -> None:
             run(op)
-            _sync(dev)  # the previous call ended synced too, so the wall time is this call's
+            synchronize(dev)  # the previous call ended synced too, so the wall time is this call's
 
         return call
 
@@ -239,9 +154,6 @@ def format_bench_table(rows: list[dict[str, Any]]) -> str:
     """The rows of `bench_prelu_op` as an aligned text table."""
     header = ["dtype", "format", "pass", "op", "median ms", "min ms", "÷ relu", "÷ torch.prelu"]
 
-    def ratio(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}"
-
     body = [
         [
             r["dtype"],
@@ -250,17 +162,9 @@ def format_bench_table(rows: list[dict[str, Any]]) -> str:
             r["op"],
             f"{r['median_ms']:.2f}",
             f"{r['min_ms']:.2f}",
-            ratio(r["ratio_to_relu"]),
-            ratio(r["ratio_to_torch_prelu"]),
+            cell(r["ratio_to_relu"], ".2f"),
+            cell(r["ratio_to_torch_prelu"], ".2f"),
         ]
         for r in rows
     ]
-    widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(wd) if c < 4 else cell.rjust(wd)
-            for c, (cell, wd) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(header), line(["-" * wd for wd in widths]), *map(line, body)])
+    return aligned_table(header, body, left=4)

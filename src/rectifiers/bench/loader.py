@@ -1,0 +1,206 @@
+"""The loader's images/s on the small presets, alone and beside the trainer's step (target: at least
+twice the step's, so the step never waits for data)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rectifiers.bench.step import PRESET_CASES
+from rectifiers.bench.table import aligned_table, cell
+from rectifiers.data import ImageDataset, open_dataset
+from rectifiers.loader import BatchLoader, make_loader
+from rectifiers.step_timing import StepCase, time_steps
+from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
+
+
+def measure_loader(
+    loader: BatchLoader, max_batches: int | None = None, warmup: int = 2, repeats: int = 1
+) -> dict[str, float]:
+    """Throughput of iterating `loader`: `repeats` passes of one epoch (or `max_batches` batches),
+    each after `warmup` untimed batches. Returns {"images" (per pass), "images_per_s" (the best pass:
+    the least disturbed by other processes on a shared machine), "images_per_s_median"}. On CUDA the
+    timing ends with a synchronize."""
+    rates = []
+    images = 0
+    for _ in range(max(1, repeats)):
+        it = iter(loader)
+        for _ in range(min(warmup, len(loader) - 1)):
+            next(it)
+        images = 0
+        t0 = time.perf_counter()
+        for k, (x, _) in enumerate(it):
+            images += x.shape[0]
+            if max_batches is not None and k + 1 >= max_batches:
+                break
+        if loader.device is not None and loader.device.type == "cuda":
+            torch.cuda.synchronize(loader.device)
+        seconds = time.perf_counter() - t0
+        rates.append(images / seconds if seconds > 0 else math.inf)
+    return {"images": images, "images_per_s": max(rates), "images_per_s_median": float(np.median(rates))}
+
+
+# The small presets the benchmark times: (name, spec with {root} = the shared data folder, crop,
+# (s_min, s_max), flip, pca_std).
+BENCH_PRESETS: tuple[tuple[str, str, int, tuple[int, int], float, float], ...] = (
+    ("mnist5k", "mnist5k", 28, (28, 32), 0.0, 0.0),
+    ("cifar10", "folder:{root}/cifar10/CIFAR-10-images.zip", 32, (32, 40), 0.5, 0.1),
+    (
+        "tinyimagenet",
+        "tinyimagenet:{root}/tiny-imagenet-200-subset/tiny-imagenet-200-subset.zip",
+        64,
+        (64, 80),
+        0.5,
+        0.1,
+    ),
+)
+
+
+def benchmark_loaders(
+    data_root: str | Path | None = None,
+    batch_size: int = 128,
+    max_batches: int = 100,
+    num_workers: int = 2,
+    device: torch.device | str | None = None,
+    files: bool = True,
+    repeats: int = 3,
+    cold_open: bool = False,
+) -> list[dict[str, Any]]:
+    """Loader images/s for the small presets (mnist5k; CIFAR-10 and Tiny ImageNet when `data_root`
+    holds them): augmented train batches and eval batches from memory and, with `files`, the same sets
+    read as image files by `num_workers` DataLoader workers. `cold_open` first opens each set with an
+    empty cache (timing the one-time decode). One dict per measurement, with the open times."""
+    rows: list[dict[str, Any]] = []
+    for name, spec_form, crop, scale, flip, pca_std in BENCH_PRESETS:
+        spec = spec_form
+        if "{root}" in spec_form:
+            if data_root is None:
+                continue
+            spec = spec_form.format(root=Path(data_root))
+            if not Path(spec.split(":", 1)[1]).exists():
+                continue
+        cold_s = None
+        if cold_open:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                open_dataset(spec, "train", cache_dir=tmp)
+                cold_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ds = open_dataset(spec, "train")
+        open_s = time.perf_counter() - t0
+        norm = Normalize.from_dataset(ds, max_samples=5000)
+        train_tf = TrainTransform(crop, scale, flip=flip, pca_std=pca_std, normalize=norm)
+        eval_tf = EvalTransform(crop, crop, normalize=norm)
+        variants: list[tuple[str, ImageDataset, int]] = [("memory", ds, 0)]
+        if files and spec != spec_form:
+            variants.append(("files", open_dataset(spec, "train", memory_budget=0), num_workers))
+        for kind, d, workers in variants:
+            for train, tf in ((True, train_tf), (False, eval_tf)):
+                loader = make_loader(
+                    d, batch_size, train=train, transform=tf, num_workers=workers, device=device
+                )
+                limit = max_batches if kind == "memory" else max(10, max_batches // 5)
+                m = measure_loader(loader, max_batches=limit, repeats=repeats if kind == "memory" else 1)
+                rows.append(
+                    {
+                        "data": name,
+                        "source": kind,
+                        "mode": "train" if train else "eval",
+                        "crop": crop,
+                        "batch_size": batch_size,
+                        "workers": workers,
+                        "open_s": open_s if kind == "memory" else None,
+                        "open_cold_s": cold_s if kind == "memory" else None,
+                        **m,
+                    }
+                )
+    return rows
+
+
+def format_benchmark(rows: list[dict[str, Any]]) -> str:
+    """The rows of `benchmark_loaders` as an aligned text table."""
+    header = ["data", "source", "mode", "crop", "batch", "workers", "images/s", "median", "open s", "cold s"]
+
+    body = [
+        [
+            r["data"],
+            r["source"],
+            r["mode"],
+            str(r["crop"]),
+            str(r["batch_size"]),
+            str(r["workers"]),
+            f"{r['images_per_s']:.0f}",
+            f"{r['images_per_s_median']:.0f}",
+            cell(r["open_s"], ".2f"),
+            cell(r["open_cold_s"], ".2f"),
+        ]
+        for r in rows
+    ]
+    return aligned_table(header, body, left=3)
+
+
+# BENCH_PRESETS name -> the preset whose model the loader feeds
+_LOADER_PRESET = {"mnist5k": "mnist", "cifar10": "cifar10", "tinyimagenet": "tinyimagenet"}
+
+
+def bench_loader_vs_step(
+    data_root: str | None,
+    batch_size: int = 128,
+    max_batches: int = 50,
+    repeats: int = 3,
+    step_repeats: int = 5,
+    num_workers: int = 2,
+    files: bool = True,
+) -> list[dict[str, Any]]:
+    """Training-loader images/s (`benchmark_loaders`) beside the trainer step's images/s on the
+    net14 of the matching preset (the default model of mnist, cifar10 and tinyimagenet runs); one row
+    per loader measurement with ``step_images_per_s`` and ``loader_vs_step`` (target: >= 2)."""
+    loader_rows = [
+        r
+        for r in benchmark_loaders(
+            data_root,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            num_workers=num_workers,
+            files=files,
+            repeats=repeats,
+        )
+        if r["mode"] == "train"
+    ]
+    step_rate: dict[str, float] = {}
+    for name in dict.fromkeys(r["data"] for r in loader_rows):
+        preset = _LOADER_PRESET[name]
+        case = StepCase(label=f"net14 {preset}", model="net14", batch=batch_size, **PRESET_CASES[preset])
+        (row,) = time_steps([case], ("trainer/prelu",), repeats=step_repeats, warmup=1)
+        step_rate[name] = row["images_per_s"]
+    return [
+        {
+            **r,
+            "step_images_per_s": step_rate[r["data"]],
+            "loader_vs_step": r["images_per_s"] / step_rate[r["data"]],
+        }
+        for r in loader_rows
+    ]
+
+
+def format_loader_vs_step(rows: list[dict[str, Any]]) -> str:
+    header = ["data", "source", "workers", "loader img/s", "(median)", "step img/s", "loader÷step"]
+    body = [
+        [
+            r["data"],
+            r["source"],
+            str(r["workers"]),
+            f"{r['images_per_s']:.0f}",
+            f"{r['images_per_s_median']:.0f}",
+            f"{r['step_images_per_s']:.0f}",
+            f"{r['loader_vs_step']:.1f}",
+        ]
+        for r in rows
+    ]
+    return aligned_table(header, body, left=2)

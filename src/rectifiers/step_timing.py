@@ -1,0 +1,220 @@
+"""The trainer's step against a plain PyTorch loop, PReLU nets against ReLU nets, timed side by side.
+
+Variants of one step (a fixed batch of random images, SGD momentum 0.9, weight decay 5e-4):
+
+    trainer/prelu  what `rectifiers train` runs by default: `train_step.TrainStep` on a channels_last
+                   model and input, in the precision `train.amp = auto` picks for this model,
+                   `rectifiers.PReLU`, no weight decay on the slopes, and the trainer's tally read
+                   back every `train_step.READ_EVERY` steps
+    trainer/relu   the same with ReLU
+    plain/prelu    what a user writes by hand: float32, NCHW, eager, `torch.nn.PReLU`,
+                   ``SGD(model.parameters(), ...)``, ``loss.backward(); opt.step()``
+    plain/relu     the same with ReLU
+
+All variants of one model are built in one process and timed in `interleave.time_interleaved`'s
+order, so load from other processes and the wake of the step before hit them alike. Each step is
+timed on the wall clock and on the process's CPU clock: on a shared machine the wall clock also
+counts waiting for a core, the CPU clock only the work.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rectifiers.activations import PReLU
+from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
+from rectifiers.complexity import complexity
+from rectifiers.interleave import time_interleaved
+from rectifiers.models import create_model
+from rectifiers.optim import param_groups
+from rectifiers.runtime import keep_freed_memory
+from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
+
+__all__ = ["VARIANTS", "StepCase", "make_step", "step_precision", "time_steps"]
+
+VARIANTS = ("trainer/prelu", "trainer/relu", "plain/prelu", "plain/relu")
+
+
+@dataclass(frozen=True)
+class StepCase:
+    """One model at one input size, built as `create_model(model, stem="small", ...)`."""
+
+    label: str  # e.g. "net14 mnist"
+    model: str  # registry name
+    width: float  # conv channel multiplier
+    fc_width: int  # units of fc1 and fc2
+    in_chans: int
+    size: int  # input side in pixels (the training crop)
+    classes: int = 10
+    batch: int = 128
+
+    def build(self, act: str, init: bool = True) -> nn.Module:
+        return create_model(
+            self.model,
+            stem="small",
+            width=self.width,
+            fc_width=self.fc_width,
+            num_classes=self.classes,
+            in_chans=self.in_chans,
+            act=act,
+            init=init,
+        )
+
+
+def _model(case: StepCase, act: str) -> nn.Module:
+    torch.manual_seed(0)
+    return case.build(act)
+
+
+def _batch(case: StepCase, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(case.batch, case.in_chans, case.size, case.size, generator=gen)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, torch.randint(0, case.classes, (case.batch,), generator=gen)
+
+
+def _swap_to_torch_prelu(model: nn.Module) -> nn.Module:
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, PReLU):
+                theirs = nn.PReLU(child.num_parameters)
+                theirs.load_state_dict(child.state_dict())
+                setattr(module, name, theirs)
+    return model
+
+
+def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[[], None]:
+    """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch;
+    ``amp_mode`` ("auto", "off", "bf16") sets the trainer variants' autocast as `train.amp` does."""
+    kind, _, act = variant.partition("/")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if kind == "plain":
+        model = _model(case, act)
+        if act == "prelu":
+            _swap_to_torch_prelu(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        images, targets = _batch(case, channels_last=False)
+
+        def plain_step() -> None:
+            loss = F.cross_entropy(model(images), targets)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return plain_step
+
+    model = _model(case, act).to(memory_format=torch.channels_last)
+    amp = step_precision(case, variant, amp_mode, model).dtype
+    step = TrainStep(
+        model,
+        torch.optim.SGD(param_groups(model, 5e-4), lr=0.01, momentum=0.9),
+        torch.amp.GradScaler("cpu", enabled=amp is torch.float16),  # as the trainer builds it
+        amp,
+        StepTally(torch.device("cpu")),
+    )
+    images, targets = _batch(case, channels_last=True)
+
+    def trainer_step() -> None:
+        step(images, targets)
+        if len(step.tally) >= READ_EVERY and step.tally.read(False, lambda t: t).first_non_finite is not None:
+            raise RuntimeError("non-finite loss in the timed step")
+
+    return trainer_step
+
+
+def step_precision(
+    case: StepCase, variant: str, amp_mode: str = "auto", model: nn.Module | None = None
+) -> AmpChoice:
+    """The precision ``variant`` runs in: float32 for the plain loop; for the trainer, what
+    `train.amp = amp_mode` picks for this model (on a CPU without AMX "auto" times the model, once:
+    the answer is cached)."""
+    kind, _, act = variant.partition("/")
+    if kind == "plain":
+        return AmpChoice(None, "the plain loop runs in float32")
+    model = model if model is not None else _model(case, act).to(memory_format=torch.channels_last)
+    key = {"name": case.model, "act": act, "stem": "small", "width": case.width, "fc_width": case.fc_width}
+    key |= {"in_chans": case.in_chans, "num_classes": case.classes, "crop": case.size, "batch": case.batch}
+    key["channels_last"] = True
+    shape = (case.batch, case.in_chans, case.size, case.size)
+    probe = model_step_probe(model, key, shape, case.classes, torch.channels_last)
+    return resolve_amp(amp_mode, torch.device("cpu"), deterministic=False, probe=probe)
+
+
+def _step_flops(case: StepCase) -> float:
+    """≈ 6 × multiply-adds × batch: forward (2 flops per multiply-add), input and weight gradients."""
+    with torch.device("meta"):
+        net = case.build("relu", init=False)
+    macs = complexity(net, (case.in_chans, case.size, case.size)).total_macs
+    return 6.0 * macs * case.batch
+
+
+def _paired(num: list[float], den: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
+def time_steps(
+    cases: Sequence[StepCase],
+    variants: Sequence[str] = VARIANTS,
+    repeats: int = 10,
+    warmup: int = 2,
+    peaks: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Time one training step of every variant on every case, interleaved; one row per (case, variant).
+
+    Each row: median and min wall ms, median CPU ms, images/s (wall and per CPU second), GFLOP/s and,
+    given ``peaks`` ({"float32": GFLOP/s, "bfloat16": GFLOP/s}), the fraction of the peak of the
+    variant's compute dtype. The trainer/prelu row also carries the paired ratios ``prelu_vs_relu``
+    (trainer/relu time ÷ trainer/prelu time: ≥ 1 means PReLU is as fast), ``vs_plain`` (plain/prelu
+    time ÷ trainer/prelu time) and ``vs_plain_relu`` (plain/relu time ÷ trainer/prelu time: the
+    PReLU trainer against a hand-written ReLU loop), each on wall and CPU time. Freed memory is kept
+    for reuse first, as `rectifiers train` does; that is process-wide, so it helps the plain loop too.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    keep_freed_memory()
+    rows: list[dict[str, Any]] = []
+    for case in cases:
+        wall, cpu = time_interleaved({v: make_step(case, v) for v in variants}, repeats, warmup)
+        flops = _step_flops(case)
+        for v in variants:
+            w, c = statistics.median(wall[v]), statistics.median(cpu[v])
+            precision = step_precision(case, v)  # the trainer's choice was measured and cached above
+            dtype = precision.name
+            row: dict[str, Any] = {
+                "case": case.label,
+                "variant": v,
+                "wall_ms": w * 1e3,
+                "min_wall_ms": min(wall[v]) * 1e3,
+                "cpu_ms": c * 1e3,
+                "images_per_s": case.batch / w,
+                "images_per_cpu_s": case.batch / c,
+                "gflops": flops / w / 1e9,
+                "compute_dtype": dtype,
+                "precision_reason": precision.reason,
+                "peak_fraction": (flops / w / 1e9) / peaks[dtype] if peaks and dtype in peaks else None,
+                "repeats": repeats,
+                **asdict(case),
+            }
+            if v == "trainer/prelu":
+                for key, other in (
+                    ("prelu_vs_relu", "trainer/relu"),
+                    ("vs_plain", "plain/prelu"),
+                    ("vs_plain_relu", "plain/relu"),
+                ):
+                    if other in wall:
+                        row[key] = _paired(wall[other], wall[v])
+                        row[f"{key}_cpu"] = _paired(cpu[other], cpu[v])
+            rows.append(row)
+    return rows
