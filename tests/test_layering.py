@@ -1,5 +1,7 @@
-"""The package's one-way structure: benchmark code is a leaf only `rectifiers bench` imports, the CPU's
-facts are read in one module, and `fit`, the step benchmark and `reproduce prelu-cost` run one step."""
+"""The package's one-way structure (docs/ARCHITECTURE.md): every module sits in one layer and imports only
+from its own layer or those below, with no import cycle; benchmark code is a leaf only `rectifiers bench`
+imports; the CPU's facts are read in one module; and `fit`, the step benchmark and `reproduce prelu-cost`
+run one step."""
 
 from __future__ import annotations
 
@@ -24,6 +26,152 @@ def _imported_modules(path: Path) -> set[str]:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+# The layers of docs/ARCHITECTURE.md, lowest first. A new module must be placed here (the test fails until
+# it is), which is where a reader learns what it may import.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "foundation": (
+        "rectifiers",
+        "runtime",
+        "machine",
+        "metrics",
+        "distributed",
+        "stop_signals",
+        "rng_state",
+        "interleave",
+        "plots",
+        "complexity",
+        "decode",
+        "cifar10",
+    ),
+    "ops": ("prelu_kernel", "prelu_fast", "activations", "layers", "init", "optim"),
+    "models and data": (
+        "models",
+        "demo_nets",
+        "diagnostics",
+        "layouts",
+        "data",
+        "holdout",
+        "transforms",
+        "views",
+        "view_batches",
+        "loader",
+    ),
+    "config": ("config", "sizes_from_data"),
+    "training and evaluation": (
+        "checkpoint",
+        "checkpoint.store",
+        "checkpoint.resume",
+        "checkpoint.inference",
+        "run_lock",
+        "run_log",
+        "amp",
+        "train_step",
+        "step_timing",
+        "engine",
+        "evaluate",
+        "eval_results",
+        "predict",
+        "export",
+    ),
+    "experiments": ("experiments", "experiments.*"),
+    "bench": ("bench", "bench.*"),
+    "cli": ("cli", "cli.*", "__main__"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or "rectifiers"
+
+
+def _layer_of(module: str) -> int | None:
+    for rank, members in enumerate(LAYERS.values()):
+        for member in members:
+            if module == member or (member.endswith(".*") and module.startswith(member[:-1])):
+                return rank
+    return None
+
+
+def _imports_within_package(path: Path, known: set[str]) -> set[str]:
+    """The package's modules ``path`` imports, relative to the package (`from rectifiers import data` is
+    ``data``; the package itself is ``rectifiers``)."""
+    found = set()
+    for name in _imported_modules(path):
+        if name == "rectifiers" or name.startswith("rectifiers."):
+            short = name.removeprefix("rectifiers.") if name != "rectifiers" else "rectifiers"
+            while short not in known and "." in short:  # `from m import f` names m.f: keep m
+                short = short.rsplit(".", 1)[0]
+            if short in known:
+                found.add(short)
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(paths)
+    return {m: _imports_within_package(p, known) - {m} for m, p in paths.items()}
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in sorted(_import_graph()) if _layer_of(m) is None] == []
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = [
+        f"{module} ({list(LAYERS)[_layer_of(module)]}) imports {dep} ({list(LAYERS)[_layer_of(dep)]})"
+        for module, deps in sorted(_import_graph().items())
+        for dep in sorted(deps)
+        if _layer_of(module) is not None and _layer_of(dep) is not None and _layer_of(dep) > _layer_of(module)
+    ]
+    assert upward == []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph`` (its strongly connected components of more than one module)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for dep in graph.get(node, ()):
+            if dep not in index:
+                visit(dep)
+                low[node] = min(low[node], low[dep])
+            elif dep in stack:
+                low[node] = min(low[node], index[dep])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    # The package root re-exports lazily (on attribute access), so importing it names no module.
+    graph = {m: deps - {"rectifiers"} for m, deps in _import_graph().items()}
+    assert _cycles(graph) == []
+
+
+def test_the_layer_checks_can_fail() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _layer_of("engine") > _layer_of("models") and _layer_of("experiments.verdict") is not None
+    assert _layer_of("no_such_module") is None
 
 
 def _is_bench_code(module: str) -> bool:
