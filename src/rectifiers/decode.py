@@ -1,19 +1,12 @@
-"""Safe image decoding for the data sets: Pillow with a pixel limit, mode conversion, and file stores.
+"""Safe image decoding: Pillow under a pixel limit, conversion to one mode, and file stores.
 
-Everything that touches untrusted image bytes lives here, so the rules are in one place:
+Everything that touches untrusted image bytes lives here. A header above `max_pixels` (or Pillow's
+own bomb warning) is refused before any pixel is decoded; any decode failure raises `BadImageError`
+with the reason, which callers skip and count. Images convert to "RGB" or "L", 16-bit grayscale
+scaled (not clipped) to 8 bits.
 
-- A file is opened with Pillow under a pixel limit (`max_pixels`, also Pillow's own
-  `DecompressionBombWarning`, turned into an error here), so a tiny file that claims a huge size
-  (a decompression bomb) is refused before any pixel is decoded.
-- Any failure to decode (random bytes, a zero-length file, a truncated JPEG or PNG, an unsupported
-  mode) raises `BadImageError` with the reason; callers skip the file and count it.
-- Every decodable image is converted to one mode, "RGB" or "L": 16-bit and 32-bit grayscale are scaled
-  to 8 bits (Pillow's own conversion clips them at 255), palette images with transparency go through
-  RGBA, CMYK and the rest through Pillow's `convert`.
-
-A *store* reads member files by their relative name from a directory or a zip archive; it pickles
-without open handles so DataLoader workers and the decoding pool each open their own (a zip file
-handle shared across a fork would interleave reads).
+A store (`DirStore`, `ZipStore`) reads member files by relative name and pickles without open
+handles, so each worker process opens its own (a zip handle shared across a fork interleaves reads).
 """
 
 from __future__ import annotations
@@ -92,9 +85,8 @@ def convert_image(im: Image.Image, mode: str) -> Image.Image:
 def decode_image(
     fp: Any, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_short: float | None = None
 ) -> Image.Image:
-    """Open, decode and convert one image. `min_short` lets JPEG decode at a reduced DCT scale
-    (Pillow's `draft`) as long as the shorter side stays at least `min_short` pixels: a 2-4x faster
-    decode when the image is shrunk afterwards anyway."""
+    """Open, decode and convert one image. `min_short`: JPEGs decode at a reduced DCT scale (Pillow's
+    `draft`) as long as the shorter side stays >= `min_short` px, for images shrunk afterwards."""
     im = open_image(fp, max_pixels)
     if min_short is not None and im.format == "JPEG":
         short = min(im.size)
@@ -144,10 +136,9 @@ class DirStore:
         return (self.root / name).read_bytes()
 
     def content_key(self) -> list[Any]:
-        """What identifies the files below the root without a stat of each image: every folder's
-        mtime, which changes whenever an entry of it is added, removed or renamed, and the size and
-        mtime of the few other files (label annotations). An image rewritten in place keeps its
-        folder's mtime; `stat_key` notices that too."""
+        """Identifies the files below the root without a stat per image: every folder's mtime (changed
+        by any add, remove or rename in it) and the size and mtime of non-image files (annotations).
+        An image rewritten in place keeps its folder's mtime: `stat_key` catches that."""
         out: list[Any] = [str(self.root.resolve())]
         for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -294,15 +285,14 @@ def probe_names(store: Store, names: Sequence[str], max_pixels: int) -> list[tup
 def map_files(
     fn: Callable[[Store, Sequence[str]], list[Any]], store: Store, names: Sequence[str], workers: int
 ) -> list[Any]:
-    """`fn(store, names)` (e.g. a `functools.partial` of `decode_names`) over all names, in order,
-    split into chunks over up to `workers` processes."""
+    """`fn(store, names)` (e.g. a partial of `decode_names`) over all names, in order, in chunks over
+    up to `workers` processes."""
     workers = min(workers, len(names) // MIN_FILES_PER_WORKER)
     if workers <= 1:
         return fn(store, names)
     chunk = max(64, min(2048, len(names) // (8 * workers)))
     tasks = [(fn, names[i : i + chunk]) for i in range(0, len(names), chunk)]
-    # fork: the workers need only Pillow and numpy and start in milliseconds (spawn would re-import
-    # torch in each); they never touch the torch state inherited from the parent.
+    # fork: the workers need only Pillow and numpy, and spawn would re-import torch in each.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     out: list[Any] = []
     with multiprocessing.get_context(method).Pool(

@@ -1,29 +1,14 @@
 """Evaluate trained models: single-view, 10-view and dense multi-scale testing, ensembles, exact metrics.
 
 `evaluate(checkpoints, dataset, EvalOptions(views=..., scales=...))` scores every image of a split
-with one of the view functions of `rectifiers.views` at each scale, and combines softmax
-probabilities by averaging:
+with a view function of `rectifiers.views`; a member's score is the mean softmax over scales, the
+ensemble's the mean over members (each with its own crop and normalization). Top-1/top-5, per-class
+(Sec. 4) and confusion counts are summed and all-reduced once, so under `torchrun` every image counts
+exactly once. Mirrored views follow each model's training (`Member.flip`) unless `EvalOptions.flip`
+says otherwise; an undecodable file is named in `results["skipped"]`, never replaced.
 
-    member score   = mean over scales of its view scores (dense at one scale already averages its
-                     windows and the mirrored image; "single" / "ten" at several scales average the
-                     views taken at each resize)
-    ensemble score = mean over members (models, possibly of different architectures, crops and
-                     normalizations: each member sees the images its own way)
-
-From the ensemble score: top-1 and top-5 error, the confusion counts (true class × top-1 class),
-per-class top-1 and top-5 error (the paper's per-class analysis, Sec. 4), and the same top-1/top-5
-errors for every member and every scale on the side. Everything is summed as counts and all-reduced
-once, so under `torchrun` (rank r scores images r, r + W, r + 2W, ...) every image counts exactly once.
-
-Views are made per image in the loader's workers and scored in whole batches (`view_batches`), so a
-val folder of mixed-size photos runs at full batch size. Mirrored views (10-view, dense) follow each
-model's training (`Member.flip`, from the checkpoint's data.flip), unless `EvalOptions.flip` says
-otherwise. A file that cannot be decoded is skipped and named in `results["skipped"]`; no other image
-stands in for it.
-
-The paper leaves open the stride of the dense windows and the set of scales: the stride defaults
-to 1 (every window position, OverFeat's and VGG's dense evaluation), the scales to the checkpoint's
-own validation resize; Table 4's combination is scales=(256, 384, 480).
+The paper leaves the dense stride and the scales open: the stride defaults to 1 (every window, as
+OverFeat and VGG), the scales to the checkpoint's eval resize; Table 4 uses scales=(256, 384, 480).
 """
 
 from __future__ import annotations
@@ -90,9 +75,8 @@ def member_scores(
     device: torch.device | None = None,
 ) -> Tensor:
     """(S, B, K) probabilities of one member at each of the plan's scales. A forward pass holds about
-    `batch_size` crops' worth of pixels: a tenth of the images for 10-view, and for dense testing the
-    windows each image (and its mirror) amounts to (larger batches only run slower on CPU, where the
-    activations then spill out of the caches)."""
+    `batch_size` crops' worth of pixels (a tenth of the images for 10-view; for dense, the windows each
+    image and its mirror amount to): larger passes spill the activations out of the CPU caches."""
 
     def score(x: Tensor) -> Tensor:
         return score_views(

@@ -4,37 +4,19 @@
     verify_onnx(path, model, inputs)                  -> max |onnxruntime - PyTorch| over the outputs
     export_checkpoint(checkpoint, path)               -> both, on random and real inputs (the CLI)
 
-The exporter is `torch.onnx.export(..., dynamo=True)` (torch.export + onnxscript, PyTorch's default
-since 2.9). The older TorchScript exporter (`dynamo=False`) has no ONNX mapping for the ATen kernel
-our `rectifiers.PReLU` calls (`aten::_prelu_kernel`), so it exports only after
-`swap_to_torch_modules`; it is deprecated, and the dynamo exporter handles both modules.
+The exporter is `torch.onnx.export(..., dynamo=True)`: the TorchScript one has no ONNX mapping for
+`aten::_prelu_kernel`, which `rectifiers.PReLU` calls.
 
-PReLU slopes (paper Sec. 2.1). ONNX `PRelu(X, slope)` broadcasts `slope` against
-`X` unidirectionally, aligned at the right: a slope of shape (C,) against an (N, C, H, W) map would
-scale the *width* axis, so the channel-wise slopes of a conv layer must be (C, 1, 1); after an fc
-layer, on (N, C), they are (C,). The dynamo exporter writes them as (1, C, 1, 1) and (1, C): valid
-ONNX, but the leading 1 is what several importers reject (TensorRT's "slope tensor must be
-unidirectional broadcastable", TVM's importer). So after the export every PRelu slope is reshaped to
-the canonical form: channel-wise (C,) followed by one 1 per axis after the channel axis, i.e. (C, 1, 1)
-for conv layers and (C,) for fc layers; channel-shared (1,). Dropping leading 1s leaves the
-right-aligned broadcast, and so the computed values, unchanged.
+PReLU slopes: ONNX `PRelu` broadcasts the slope right-aligned, and several importers (TensorRT, TVM)
+reject the (1, C, 1, 1) / (1, C) slopes the exporter writes, so they are reshaped to (C, 1, 1) for
+conv maps, (C,) after fc layers and (1,) when shared; dropping leading 1s changes no value.
 
-Input size. The graph's input is "input", float32 (N, C, H, W), with a dynamic batch. With
-`dynamic_size=True` H and W are dynamic too: the conv layers take any size and the SPP layer
-(`rectifiers.layers`) exports its bins as integer comparisons on the map size, so the head's input
-length does not depend on the image size (the point of SPP). The output is "logits" (N, classes),
-before the softmax.
-
-Normalization. By default it stays outside the graph: the input is what the model's `forward`
-takes, i.e. `(pixels * scale - mean) / std` of resized and center-cropped 0..255 pixels, with the
-checkpoint's statistics, which are also written into the file's metadata (`rectifiers.normalization`,
-JSON: mean, std, scale) next to the class names (`rectifiers.classes`) and the eval resize/crop.
-`normalize=` (CLI: `--include-normalization`) bakes it into the graph instead, as one multiply-add
-in front of the first conv, so the input is float32 pixel values 0..255. A per-pixel mean image (the
-paper's recipe) can only be baked into a fixed-size graph.
-
-onnx and onnxruntime are the optional extra `rectifiers[export]` (with onnxscript, which the dynamo
-exporter needs) and are imported only inside the functions that use them.
+The graph maps "input" float32 (N, C, H, W), batch dynamic (H, W too with `dynamic_size`: SPP bins
+export as comparisons on the map size), to "logits" (N, classes). Normalization stays outside the
+graph (its statistics, the class names and eval resize/crop go into the metadata) unless
+`--include-normalization` bakes it in as one multiply-add, so the input is pixels 0..255; a per-pixel
+mean image only fits a fixed-size graph. onnx, onnxruntime and onnxscript are the optional extra
+`rectifiers[export]`, imported only where used.
 """
 
 from __future__ import annotations
@@ -112,7 +94,7 @@ def export_onnx(
         opset: ONNX opset version (None: the exporter's default).
         metadata: extra key/value strings stored in the file's `metadata_props`.
 
-    PReLU slopes are written as (C, 1, 1) / (C,) / (1,) (see the module docstring). The file is checked
+    PReLU slopes are written as (C, 1, 1) / (C,) / (1,). The file is checked
     with `onnx.checker.check_model(full_check=True)`; a failure raises `onnx.checker.ValidationError`.
     """
     onnx = _require("onnx")
@@ -201,13 +183,10 @@ def _min_side(model: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
 
 
 def canonicalize_prelu_slopes(proto: Any) -> int:
-    """Reshape the slope initializer of every PRelu node of an `onnx.ModelProto` in place to (C,)
-    followed by one 1 per axis after the channel axis ((C, 1, 1) for NCHW maps, (C,) for (N, C)), or
-    (1,) for a shared slope. Returns the number of PRelu nodes.
+    """Reshape in place the slope initializer of every PRelu node of an `onnx.ModelProto` to (C,) and
+    one 1 per axis after the channel axis, or (1,) when shared; return the number of PRelu nodes.
 
-    Only leading 1s are dropped, so the right-aligned broadcast (and every value) stays the same. A
-    slope that is not an initializer, or has more than one non-1 axis, raises RuntimeError: it
-    would not be a per-channel PReLU.
+    Raises RuntimeError for a slope that is not an initializer or has more than one non-1 axis.
     """
     from onnx import numpy_helper
 

@@ -1,10 +1,8 @@
 """A validation split held out of the training set, so that the test split is looked at only once.
 
-A data set's own `val` split is often its test set (`idx:` reads `t10k`; a `folder:` without `val/`
-reads `test/`). Choosing the learning-rate switches and `best.pt` on it tunes to the test set and
-makes the error reported there optimistic. `hold_out` carves a seeded, class-balanced share of the
-training images into a validation split instead; the trainer then evaluates the data set's own
-split once, at the end, as the test error.
+A data set's own `val` split is often its test set (`idx:` reads `t10k`); picking the lr switches and
+`best.pt` on it makes the reported error optimistic. `hold_out` carves a seeded, class-balanced share
+of the training images into a validation split; the trainer evaluates the own split once, at the end.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Which files of a split belong to which class: the ImageNet folder layout and Tiny ImageNet's.
 
-Both work on a store (a directory or a zip, see `decode`) and may sit under one top folder, as zips
-often do. Errors name the path: a missing split folder, a class folder without images, a val class
-that train lacks, a malformed annotation line.
+Both read a `decode` store and may sit under one top folder, as zips often do. Errors name the path.
 """
 
 from __future__ import annotations
@@ -27,8 +25,7 @@ class Listing:
 
 
 def _find_root(dirs: set[str], marker: str) -> str:
-    """The prefix ("" or "top/") under which `marker` (a directory) lies: the layout may be wrapped
-    in one top folder, as zips often are."""
+    """The prefix ("" or "top/") under which the directory `marker` lies."""
     if marker in dirs:
         return ""
     tops = sorted({d.split("/", 1)[0] for d in dirs})

@@ -3,23 +3,16 @@
 `make_loader(dataset, batch_size, train=..., transform=...)` returns a `BatchLoader` that yields
 (x float32 (B, C, crop, crop), y int64 (B,)); `batch_size` is per rank.
 
-Training: one permutation of the whole set per epoch, drawn from (seed, epoch), the same on every
-rank. Rank r takes positions r, r + W, r + 2W, ... of it, all ranks the same number (the N mod W
-remainder is dropped), so a step's global batch is the same set of images whatever the number of
-ranks. The augmentation parameters come from a per-epoch table drawn from (seed, epoch) and indexed by
-position, so a sample's crop, flip and colour do not depend on the rank, the world size or the batch
-size: runs are reproducible, `set_epoch(e, start_batch=k)` resumes an epoch exactly, and a W-rank run
-sees the same augmented batches as a 1-rank run with a W-times larger batch.
+Training: one permutation per epoch from (seed, epoch), of which rank r takes positions r, r + W, ...
+(the N mod W remainder dropped); the augmentation parameters are a per-epoch table indexed by
+position. So a sample's crop, flip and colour depend on neither rank, world size nor batch size:
+`set_epoch(e, start_batch=k)` resumes an epoch exactly, and W ranks see what one rank sees with a
+W-times larger batch. Evaluation: no shuffling, rank r takes samples r, r + W, ..., every image once.
 
-Evaluation: no shuffling; rank r takes samples r, r + W, ... so every image is seen exactly once
-across ranks (counts may differ by one); the last partial batch is kept.
-
-In-memory sets are indexed as one uint8 tensor and transformed a whole batch at a time in the main
-process (on `device` when given: the images are copied there once). File sets go through a
-`torch.utils.data.DataLoader` whose `num_workers` processes decode, resize and crop each image to
-the fixed crop size (validation: `transforms.eval_view`, the view `rectifiers.evaluate` scores too);
-colour altering and normalization then run batched in the main process. A file that fails to decode is
-replaced by the next image in training, and left out of a validation batch (never counted twice).
+In-memory sets are transformed a whole batch at a time in the main process (on `device` when given).
+File sets are decoded, resized and cropped per image in DataLoader workers; colour and normalization
+then run batched. An undecodable file is replaced by the next image in training and left out of an
+evaluation batch.
 """
 
 from __future__ import annotations
@@ -59,13 +52,12 @@ def make_loader(
     device: torch.device | str | None = None,
     channels_last: bool = False,
 ) -> BatchLoader:
-    """A `BatchLoader` over `dataset` for this rank (see the module docstring).
+    """A `BatchLoader` over `dataset` for this rank.
 
-    transform: a `TrainTransform` (train) or `EvalTransform` (eval); for in-memory sets any callable
-    works too, called as `transform(x, generator)` in training (generator seeded by seed, epoch and
-    rank) and `transform(x)` in evaluation. drop_last: default True for training, False for evaluation.
-    device: where batches are produced (e.g. "cuda": in-memory images are copied there once and
-    augmented on it). channels_last: return x in channels_last memory format.
+    transform: a `TrainTransform` (train) or `EvalTransform` (eval); for in-memory sets any callable,
+    called as `transform(x, generator)` in training (seeded by seed, epoch and rank) and `transform(x)`
+    in evaluation. drop_last: default True for training. device: where batches are produced
+    (in-memory images are copied there once).
     """
     return BatchLoader(
         dataset,
@@ -243,9 +235,8 @@ class BatchLoader:
 
 
 class _BatchList(torch.utils.data.Sampler):
-    """The batch sampler of the file path: yields each batch's (index, augmentation row) pairs from
-    the plan the BatchLoader sets before each epoch. It runs in the main process, so persistent
-    workers follow every epoch, and builds rows lazily (an ImageNet epoch has 1.28 M of them)."""
+    """Batch sampler of the file path: each batch's (index, augmentation row) pairs from the plan the
+    BatchLoader sets before each epoch; it runs in the main process, so persistent workers follow it."""
 
     def __init__(self) -> None:
         self.plan: tuple[torch.Tensor, dict[str, torch.Tensor] | None, list[tuple[int, int]]] = (
@@ -272,9 +263,8 @@ class _BatchList(torch.utils.data.Sampler):
 
 
 class _FileItems(torch.utils.data.Dataset):
-    """Worker side of a file data set: decode one image and resize/crop it to the fixed size. In
-    training a file that fails to decode is replaced by the next image; in evaluation it is dropped
-    (None), so every image is counted once under its own label."""
+    """Worker side of a file data set: decode one image and resize/crop it to the fixed size; in
+    evaluation an undecodable file gives None (dropped), in training the next image."""
 
     def __init__(self, dataset: FileDataset, transform: TrainTransform | EvalTransform) -> None:
         self.dataset = dataset

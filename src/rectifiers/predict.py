@@ -2,22 +2,10 @@
 
     predict("runs/default/best.pt", ["digit.png", "photos/"], top=5, views="single")
 
-Each path is an image file or a folder (searched recursively for image files, sorted by name; other
-files there are ignored, as in the data sets). Every image is decoded by `rectifiers.decode` (Pillow
-with a pixel limit against decompression bombs) and converted to the model's channel count (RGB for
-3 channels, grayscale "L" for 1), then scored exactly as evaluation does (`rectifiers.views`):
-
-    single   shorter side resized to the checkpoint's `data.eval_resize`, the central `data.crop` window
-    ten      the four corners and the center of that image, each also mirrored; probabilities averaged
-    dense    the paper's dense testing on the last conv map at the resize scale, mirrored too
-             (mirrors only for a model trained with mirrored images, see below)
-
-with the checkpoint's own normalization, through the same view functions as `rectifiers.evaluate`.
-`scales` replaces the resize by one or more scales (the probabilities are averaged over them, as
-`rectifiers.evaluate` does). Mirrored views follow the checkpoint's training (none for a model trained
-with `data.flip = 0`) unless `flip=` says otherwise.
-
-The result is one dict per image, in input order:
+Each path is an image file or a folder (searched recursively for image files, sorted by name).
+Images are decoded safely (`rectifiers.decode`), converted to the model's channel count, and scored
+through the same views, scales, mirroring and normalization as `rectifiers.evaluate`. The result is
+one dict per image, in input order:
 
     {"path": "digit.png", "predictions": [{"rank": 1, "class": "7", "index": 7, "probability": 0.98},
      ...], "error": None}
@@ -71,8 +59,7 @@ def read_image(path: str | Path, channels: int, min_short: int | None = None) ->
     """uint8 (C, H, W) of one image file, converted to `channels` (1: grayscale, 3: RGB); a JPEG may
     decode reduced as long as its shorter side stays >= `min_short` (as evaluation decodes).
     Raises decode.BadImageError (a ValueError) saying why a file cannot be used."""
-    # decode_image turns every failure, an unreadable file included, into a BadImageError; given the
-    # path (not an open handle) Pillow names the file in its message and closes it after decoding.
+    # Given the path, not a handle, Pillow names the file in its errors and closes it after decoding.
     return pil_to_tensor(decode.decode_image(str(path), "L" if channels == 1 else "RGB", min_short=min_short))
 
 
@@ -110,7 +97,7 @@ def predict(
             and `normalize=` for the inputs it was trained on; class names from `classes=` or its
             `classes` attribute). A given module or Member is left as it was.
         top: how many classes per image (at most the class count).
-        views: "single", "ten" or "dense" (see the module docstring).
+        views: "single", "ten" or "dense" (`rectifiers.views`).
         scales: shorter sides to view each image at (default: the eval resize, else the crop).
         batch_size: images decoded and scored together (their views share a forward pass).
         device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when there is one); a given module is moved

@@ -1,18 +1,10 @@
 """Input sizes and batch size taken from the training images: the settings a config leaves at 0.
 
-`data.crop`, `data.scale_min`, `data.scale_max`, `data.eval_resize` and `train.batch_size` may be 0,
-meaning "from the data" (the `images` preset does this, for a folder of the user's own photos of any
-size and count). `fill_from_data` replaces each 0 before training, from the median shorter side of the
-training images and their number:
-
-- crop: 0.875 of the median shorter side (the paper's 224 of 256, Table 2), a multiple of 8 within
-  16..64 px (small nets on a CPU: larger photos are scaled down);
-- eval_resize and scale_min: crop / 0.875, so validation sees the whole center of the resized image;
-  scale_max: 1.25 x scale_min (scale jitter, Sec. 3);
-- batch: the largest power of two up to 128 (the paper's) that gives at least 4 steps per epoch, so
-  that a folder of 40 images trains with batches of 8 instead of failing on one of 128.
-
-The same data gives the same numbers, so a resumed run matches the settings its checkpoint holds.
+`fill_from_data` replaces each 0 (the `images` preset's, for a folder of photos of any size and
+count) from the median shorter side of the training images and their number: the crop is 0.875 of
+it (the paper's 224 of 256), eval_resize and scale_min crop / 0.875, scale_max 1.25 x scale_min, and
+the batch the largest power of two <= 128 giving >= 4 steps an epoch (a folder of 40 images trains
+rather than failing). The same data gives the same numbers, so a resumed run matches its checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset, open_dat
 SIZE_KEYS = ("crop", "scale_min", "scale_max", "eval_resize")
 CROP_FRACTION = 0.875  # crop / shorter side: 224 / 256 in the paper
 SCALE_JITTER = 1.25  # scale_max / scale_min
-CROP_RANGE = (16, 64)
+CROP_RANGE = (16, 64)  # small nets on a CPU: larger photos are scaled down
 MAX_BATCH = 128
 MIN_STEPS_PER_EPOCH = 4
 _PROBED_FILES = 2000  # headers read to estimate the median of a large mixed-size folder
@@ -59,7 +51,7 @@ def fill_from_data(config: RunConfig, train_set: ImageDataset | None = None) -> 
 
 
 def suggested_crop(shorter_side: float) -> int:
-    """The training crop for images whose typical shorter side is `shorter_side` px."""
+    """The training crop for a typical shorter side of `shorter_side` px: a multiple of 8 in CROP_RANGE."""
     lo, hi = CROP_RANGE
     return min(hi, max(lo, 8 * round(CROP_FRACTION * shorter_side / 8)))
 

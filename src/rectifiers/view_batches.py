@@ -1,16 +1,9 @@
 """Evaluation views of images of any size, batched: the pixel work per image in the loader's workers.
 
-An evaluation (or a prediction) scores every image with one view function (`rectifiers.views`) at
-one or more scales, for one or more models, each with its own crop and mirroring. A `ViewPlan` names
-the distinct prepared tensors that needs, keyed by (crop, scale, flip), and makes them with
-`views.prepare_views`: for the images of a file set in DataLoader workers, one image at a time (decode,
-resize, crop), and collated there into whole batches, so mixed-size images of a val folder still reach
-the model as full batches. Single and 10-view crops stack into one tensor; dense testing keeps the whole
-resized image, so its batch is split into groups of one resized shape (after resizing, most photos
-share a few aspect ratios).
-
-A file that fails to decode is skipped and named in the batch's `skipped`, never replaced by another
-image: every image is counted once, under its own label.
+A `ViewPlan` names the distinct prepared tensors an evaluation needs, keyed by (crop, scale, flip),
+and makes them per image in DataLoader workers, collated there so that mixed-size images still reach
+the model in full batches. Dense testing keeps whole resized images, so its batches are grouped by
+resized shape. An undecodable file is named in the batch's `skipped`, never replaced.
 """
 
 from __future__ import annotations
