@@ -3,19 +3,10 @@
     f(y_i) = y_i        if y_i > 0
            = a_i · y_i  if y_i <= 0          (Eq. 1; = max(0, y_i) + a_i · min(0, y_i))
 
-`i` indexes the channel: one slope per channel ("channel-wise") or one slope for the whole layer
-("channel-shared"). The channel axis is explicit (`dim`): 1 for NCHW and (N, C), -1 for NHWC and
-(N, L, C), so a layout whose dim 1 and last dim happen to have the same size is never guessed at.
-
-The gradients are those of Eq. 2-3:
-
-    ∂E/∂y_i = ∂E/∂f(y_i) · (1 if y_i > 0 else a_i)
-    ∂E/∂a_i = Σ_{positions} ∂E/∂f(y_i) · (0 if y_i > 0 else y_i)
-
-where the sum runs over every position of channel i's feature map (and over all channels in the
-shared variant). `prelu_reference` writes the forward as one pointwise broadcast, so autograd derives
-exactly these gradients (the broadcast's backward is the sum of Eq. 2), double backward works, and
-torch.compile sees a plain pointwise op.
+`i` indexes the channel (channel-wise) or the whole layer (channel-shared). The channel axis is
+explicit (`dim`: 1 for NCHW, -1 for NHWC) rather than guessed from sizes. `prelu_reference` writes
+Eq. 1 as one pointwise broadcast, so autograd derives Eq. 2-3's gradients (the broadcast's backward
+is Eq. 2's sum over positions) and double backward works.
 """
 
 from __future__ import annotations
@@ -45,8 +36,7 @@ def _channel_dim(x: Tensor, weight: Tensor, dim: int) -> int | None:
         if weight.numel() != 1:
             raise ValueError(f"prelu: a 0-dim input takes a single shared slope, got {weight.numel()} slopes")
         return None
-    # A 1-D input is one unbatched vector of channels, so the default dim=1 means its only axis.
-    # (torch.nn.functional.prelu treats it as a single channel and accepts only a shared slope.)
+    # A 1-D input is one unbatched vector of channels (torch would take it as one channel).
     if rank == 1 and dim == 1:
         dim = 0
     if not -rank <= dim < rank:
@@ -68,12 +58,9 @@ def _channel_dim(x: Tensor, weight: Tensor, dim: int) -> int | None:
 def prelu_reference(x: Tensor, weight: Tensor, dim: int = 1) -> Tensor:
     """PReLU written out as Eq. 1, the ground truth for every faster implementation.
 
-    ``where(x > 0, x, a · x)`` with ``a`` viewed to broadcast along ``dim``. Using ``x > 0`` (not
-    ``>=``) puts y = 0 on the ``a`` branch as Eq. 1 and Eq. 3 do, which also matches
-    ``torch.nn.functional.prelu``'s gradient at 0. The slope is cast to the input's dtype, so the
-    output has the input's dtype (a float32 slope on a bfloat16 activation gives bfloat16, as ReLU
-    would); its gradient flows back to the slope's own dtype. Elementwise ops keep the input's memory
-    format (channels_last in, channels_last out).
+    ``where(x > 0, x, a · x)``: y = 0 takes the ``a`` branch as in Eq. 1 and 3 (and torch's gradient
+    at 0). The slope is cast to the input's dtype, so the output keeps the input's dtype and memory
+    format; the slope's gradient flows back in its own dtype.
     """
     slope = slope_view(x, weight, _channel_dim(x, weight, dim))
     return torch.where(x > 0, x, slope * x)
@@ -92,22 +79,14 @@ def prelu(x: Tensor, weight: Tensor, dim: int = 1, *, save_output: bool = False)
 
     Returns a tensor of ``x``'s shape, dtype and memory format, equal to `prelu_reference`.
 
-    On CPU tensors in float32, float64 and bfloat16 (contiguous or channels_last) this runs the fused
-    kernel of `rectifiers.prelu_kernel`: a one-pass forward, and a one-pass backward that computes
-    ∂E/∂y and the per-channel sum of Eq. 2 together, at ReLU's memory traffic. Elsewhere (other
-    devices and dtypes, strided inputs, torch.compile, jit tracing and ONNX export, torch.func
-    transforms, or no C++ compiler) it is ATen's pointwise PReLU kernel, the op
-    ``torch.nn.functional.prelu`` lowers to, which torch.compile decomposes into a pointwise op.
-    Both give `prelu_reference`'s outputs and input gradients exactly (the slope gradient, a sum,
-    up to summation order) and support double backward.
+    Dense CPU float32, float64 and bfloat16 tensors run the fused kernel (`rectifiers.prelu_fast`),
+    everything else ATen's PReLU; both give `prelu_reference`'s outputs and input gradients exactly
+    (the slope gradient up to summation order) and support double backward.
 
     By default the backward keeps the input, as ``torch.nn.PReLU`` does, so the output may be
-    modified in place afterwards (an in-place dropout or ReLU). With ``save_output=True`` and every
-    slope positive, the fused backward keeps only the output, as ReLU does: a network that keeps the
-    output anyway (the next convolution needs it) then frees the input at once. The slope gradient
-    is then Σ g·min(f, 0) / a, one rounding of a·y per term away from Eq. 2's Σ g·min(y, 0), and the
-    output must not be modified in place before the backward (autograd raises an error if it is).
-    Unlike torch's entry point it takes any channel axis.
+    modified in place. With ``save_output=True`` and every slope positive it keeps only the output,
+    as ReLU does, which saves memory where the next layer keeps it anyway; the slope gradient is then
+    one rounding of a·y per term away from Eq. 2, and the output must not be modified in place.
 
     >>> import torch
     >>> prelu(torch.tensor([[-2.0, 3.0]]), torch.tensor([0.25]))
@@ -128,13 +107,10 @@ class PReLU(nn.Module):
         init: initial slope; the paper uses 0.25 throughout (Sec. 2.1).
         device, dtype: of the slopes, in ``torch.nn.PReLU``'s positions.
         dim: (keyword) the channel axis of the input (1 for NCHW / (N, C), -1 for NHWC / (N, L, C)).
-        save_output: (keyword) keep the output rather than the input for the backward (see
-            `prelu`): less memory where the next layer keeps the output anyway, but then no in-place
-            op may follow this module. The paper's nets (`rectifiers.models`) turn it on.
+        save_output: (keyword) see `prelu`; no in-place op may then follow this module.
 
-    The parameter is ``weight`` of shape ``(num_parameters,)``, so ``state_dict`` loads into
-    ``torch.nn.PReLU`` and back. Do not apply weight decay to it (Sec. 2.1: decay pushes the slopes
-    to zero, biasing PReLU toward ReLU); `rectifiers.param_groups` builds optimizer groups that way.
+    ``weight`` has shape ``(num_parameters,)``, so ``state_dict`` loads into ``torch.nn.PReLU`` and
+    back. No weight decay on it (Sec. 2.1: decay biases PReLU toward ReLU); see `param_groups`.
 
     >>> m = PReLU(64)
     >>> m(torch.randn(2, 64, 8, 8)).shape
@@ -178,9 +154,7 @@ class PReLU(nn.Module):
 def activation_slope(module: nn.Module) -> float | None:
     """The negative-side slope ``a`` of a rectifier module, for Eq. 15; None for anything else.
 
-    ReLU → 0, LeakyReLU → its ``negative_slope``, PReLU (ours or ``torch.nn.PReLU``) → the mean of
-    its current slopes (its ``init`` value while the weights live on the meta device and have no
-    values), RReLU → the mean of its sampling range (its eval-mode slope).
+    PReLU gives the mean of its slopes (its ``init`` on the meta device), RReLU its eval-mode slope.
     """
     if isinstance(module, nn.ReLU):
         return 0.0

@@ -9,9 +9,8 @@ The same convention here: a convolution costs one multiply-add per weight per ou
 
 and biases, activations, pooling and PReLU (one multiply per negative value) count 0.
 
-The count runs the model once on the meta device: parameters and input are replaced by meta
-tensors (shape and dtype only, no storage) and forward hooks read each layer's output shape. So
-model C at 224 px, or any model already built on the meta device, costs no real memory or compute.
+The count runs the model once on the meta device (forward hooks read each layer's output shape), so
+model C at 224 px costs no real memory or compute.
 """
 
 from __future__ import annotations

@@ -12,13 +12,10 @@ them:
       Eq. 12: Var[Δx_l] = n̂_l · Var[w_l] · Var[Δy_l]         (one layer, Var[Δy_l] measured)
       Eq. 13: Var[Δx_l] = Var[Δy_L] · n̂_L Var[w_L] · Π_{k=l..L-1} ½(1 + a_k²) · n̂_k · Var[w_k]
 
-Var[w_l] is the variance of the weights actually in the model, so the theory column follows any
-initialization. a_k is the slope of the rectifier between layers (from `rectifiers.init.weight_layers`;
-1, i.e. linear, where there is none). The laws assume zero biases and weights independent of the
-signal; pooling or normalization between layers, zero padding at borders (fewer connections per
-border response) and finite width all move the measurement off the chained prediction. They hold in
-expectation: one random draw of a finite net wanders, so `signal_variance_over_draws` reports the
-geometric mean and the spread over several draws.
+Var[w_l] is the model's actual weights' variance, so the theory follows any initialization; a_k is
+the rectifier between layers (`weight_layers`; 1 where none). Pooling, normalization, zero padding
+and finite width move the measurement off the chained prediction, and the laws hold in expectation
+only, so `signal_variance_over_draws` reports the geometric mean and spread over several draws.
 """
 
 from __future__ import annotations
@@ -173,13 +170,12 @@ def _var(t: Tensor) -> float:
 def signal_variance(
     model: nn.Module, x: Tensor, backward: bool = True, generator: torch.Generator | None = None
 ) -> VarianceReport:
-    """Measure every Conv/Linear layer's forward (and backward) signal variance on input ``x``
-    beside Eq. 7/9 (and Eq. 12/13); see the module docstring.
+    """Every weight layer's forward (and backward) signal variance on input ``x`` beside Eq. 7/9
+    (and Eq. 12/13).
 
-    The model runs in eval mode (dropout off); each module's mode is restored afterwards. The
-    backward pass injects r ~ N(0, 1) (from ``generator``) as the gradient of the output, i.e. it
-    differentiates sum(output · r) with respect to the input only, so no parameter's ``.grad`` is
-    touched. A layer called twice appears twice (``name#2``).
+    Runs in eval mode, restoring each module's mode. The backward differentiates sum(output · r),
+    r ~ N(0, 1) from ``generator``, with respect to the input only, so no ``.grad`` is touched. A
+    layer called twice appears twice (``name#2``).
     """
     layers = weight_layers(model)
     if not layers:
@@ -244,8 +240,7 @@ def signal_variance(
 
 
 def _chain(rows: list[VarianceRow], backward: bool) -> None:
-    """Fill the Eq. 9 and Eq. 13 columns from the first layer's measured response and the last
-    layer's measured response gradient."""
+    """Fill the Eq. 9 / Eq. 13 columns, chained from the first layer's Var[y] and the last's Var[Δy]."""
     forward = variance_chain(((r.n, r.var_w, r.slope_in) for r in rows[1:]), start=rows[0].var_y)
     for row, value in zip(rows, forward, strict=True):
         row.var_y_eq9 = value
@@ -392,13 +387,11 @@ def signal_variance_over_draws(
     backward: bool = True,
     seed: int = 0,
 ) -> VarianceDraws:
-    """Run `signal_variance` on ``draws`` independent models ``build_model(seed + i)`` (the
-    builder should initialize the model from that seed). A single draw of a finite-width net can sit
-    far from the expectation; the geometric mean over draws is what the laws predict.
+    """Run `signal_variance` on ``draws`` models ``build_model(seed + i)``, each initialized from
+    its seed; the geometric mean over draws is what the laws predict.
 
-    The output gradient r of draw i comes from its own stream (seed ``R_SEED_OFFSET + seed + i``):
-    a generator seeded like the weights' would replay the weights' numbers, correlating r with them.
-    For the same reason ``x`` must not be drawn from any of the builder's seeds.
+    Draw i's output gradient uses seed ``R_SEED_OFFSET + seed + i``: a generator seeded like the
+    weights' would replay their numbers, correlating r with them (so ``x`` must not use those seeds).
     """
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")

@@ -1,37 +1,20 @@
 """Rectifier-aware ("He" / "MSRA") initialization, paper Sec. 2.2, Eq. 5-15.
 
-A conv or fc response is y_l = W_l x_l + b_l (Eq. 5). With zero-mean weights of variance Var[w_l]
-and a rectifier of slope a between layers:
-
-- forward (Eq. 7-10):  Var[y_l] = n_l · Var[w_l] · E[x_l²],  E[x_l²] = ½(1 + a²) · Var[y_{l-1}],
-  so the signal keeps its scale when ½(1 + a²) · n_l · Var[w_l] = 1, with n_l = k²·c (fan_in);
-- backward (Eq. 11-14): Var[Δx_l] = ½(1 + a²) · n̂_l · Var[w_l] · Var[Δx_{l+1}], so the gradient
-  keeps its scale when ½(1 + a²) · n̂_l · Var[w_l] = 1, with n̂_l = k²·d (fan_out).
-
-Either way (Eq. 15) the weights are drawn from an untruncated zero-mean Gaussian with
+With a rectifier of slope a between layers, a layer keeps the forward signal's scale when
+½(1 + a²) · n · Var[w] = 1 with n = fan_in (Eq. 10), and the gradient's when the same holds with
+n̂ = fan_out (Eq. 14). Either way (Eq. 15) the weights come from an untruncated zero-mean Gaussian,
 
     std = sqrt(2 / ((1 + a²) · n))
 
-a = 0 is ReLU (gain √2), a = 0.25 the paper's PReLU init (gain 1.372), a = 1 the linear case, which is
-Xavier's n · Var[w] = 1 (std = sqrt(1/n), Caffe's "xavier" filler). The paper trains with the
-backward form, Eq. 14 (Sec. 3), which is `mode="fan_out"`; the torch.nn.init-style functions default
-to `mode="fan_in"` like `torch.nn.init.kaiming_normal_`.
+a = 0 is ReLU (gain √2), 0.25 the paper's PReLU init, 1 the linear case (Xavier's n · Var[w] = 1,
+Caffe's "xavier" filler). The paper trains with Eq. 14, `initialize`'s default ``mode="fan_out"``;
+the torch.nn.init-style functions default to ``"fan_in"`` as torch does.
 
-Fans of a weight of shape (out, in/groups, *kernel) (Linear: (out, in)), with k² = prod(kernel):
-
-- fan_in  = (in/groups) · k²: each response sees k² positions of the c/groups channels of its group
-  (n of Eq. 5);
-- fan_out = (out/groups) · k²: each input position feeds k² positions of the d/groups filters of its
-  group (n̂ of Eq. 11).
-
-For `groups=1` these equal torch.nn.init's fans. A weight tensor does not record its groups, and
-torch.nn.init always uses out · k² for fan_out, which overstates n̂ by the group count; pass `groups=`
-(as `initialize` does from each Conv module) to get the paper's n̂ for a grouped convolution.
-
-A transposed convolution stores its weight as (in, out/groups, *kernel) and spreads each input over
-k² outputs spaced by its stride, so on average a response sums (in/groups) · k² / prod(stride) terms
-(n) and each input position feeds (out/groups) · k² (n̂). A tensor does not tell a transposed conv's
-weight from a conv's (torch.nn.init reads both as a conv's); `calculate_fans(module)` does.
+Fans of a weight (out, in/groups, *kernel): fan_in = (in/groups) · k², fan_out = (out/groups) · k².
+A tensor does not record its groups, so torch.nn.init's fan_out overstates n̂ by the group count:
+pass ``groups=`` (`initialize` does, from each module). A transposed conv's weight is
+(in, out/groups, *kernel) and each response sums (in/groups) · k² / prod(stride) terms on average;
+only `calculate_fans(module)` can tell it from a conv's weight.
 """
 
 from __future__ import annotations
@@ -100,10 +83,8 @@ def _shape(tensor_or_shape: ShapeLike) -> tuple[int, ...]:
 def calculate_fans(layer_or_shape: ShapeLike | nn.Module, groups: int = 1) -> tuple[float, float]:
     """``(fan_in, fan_out)`` = ``(n, n̂)`` of Eq. 5 and Eq. 11.
 
-    For a weight (tensor or shape) ``(out, in/groups, *kernel)``: ``fan_in = (in/groups)·k²``,
-    ``fan_out = (out/groups)·k²`` (ints). For a weight layer module (Conv, ConvTranspose, Linear), its
-    own groups and layout: a transposed conv gives ``(in/groups)·k²/prod(stride)`` and
-    ``(out/groups)·k²`` (see the module docstring), a float where the stride does not divide k².
+    Ints for a weight (tensor or shape); for a weight layer module its own groups and layout, a
+    float where a transposed conv's stride does not divide k².
 
     >>> calculate_fans((128, 64, 3, 3))
     (576, 1152)
@@ -144,9 +125,8 @@ def _fan(fan_in: float, fan_out: float, mode: InitMode, shape: tuple[int, ...]) 
 
 
 def _check_slope(a: float) -> float:
-    # A bool is an int to Python, but a=True is a mistake, not a slope of 1 (torch raises too).
+    # a=True is a mistake, not a slope of 1; nan or inf would give silently useless weights
     if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
-        # nan would give a nan std, inf a zero one: both silently useless weights
         raise ValueError(f"the rectifier slope a must be a finite number, got {a!r}")
     return float(a)
 
@@ -172,9 +152,8 @@ GAINS = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu", "prelu")
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
-    """The std multiplier for ``nonlinearity``, with ``torch.nn.init.calculate_gain``'s names and values,
-    plus ``"prelu"``: Eq. 15's ``sqrt(2 / (1 + a²))`` with ``a = param`` (default 0.25, the paper's
-    initial slope). ``"leaky_relu"`` is the same formula with torch's default a = 0.01.
+    """``torch.nn.init.calculate_gain`` plus ``"prelu"``: Eq. 15's ``sqrt(2 / (1 + a²))`` with
+    ``a = param`` (default 0.25, the paper's initial slope; ``"leaky_relu"``'s is torch's 0.01).
 
     >>> round(calculate_gain("prelu"), 4)
     1.372
@@ -212,10 +191,8 @@ def xavier_std(tensor_or_shape: ShapeLike, mode: InitMode = "fan_avg", *, groups
 
 
 def gaussian_(tensor: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
-    """Fill ``tensor`` in place from the untruncated N(0, std²) and return it (the paper's filler).
-
-    Not truncated: a truncated normal has a smaller variance than std², which Eq. 15 sets exactly.
-    """
+    """Fill ``tensor`` in place from N(0, std²) and return it; untruncated, since truncation would
+    shrink the variance Eq. 15 sets."""
     if not std >= 0:
         raise ValueError(f"std must be a non-negative number, got {std!r}")
     with torch.no_grad():
@@ -234,8 +211,7 @@ def _uniform_(tensor: Tensor, std: float, generator: torch.Generator | None) -> 
 
 
 def _is_empty(tensor: Tensor) -> bool:
-    """Whether ``tensor`` has no element, after warning as torch.nn.init does: a zero-element weight
-    has no fan, and filling it does nothing."""
+    """Whether ``tensor`` has no element (no fan), after warning as torch.nn.init does."""
     if tensor.numel():
         return False
     warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
@@ -243,8 +219,7 @@ def _is_empty(tensor: Tensor) -> bool:
 
 
 def _he_slope(a: float, nonlinearity: str) -> float:
-    """The slope for Eq. 15 from torch's ``kaiming_*`` arguments: "relu" means a = 0 whatever ``a``
-    says (as in torch), "leaky_relu" (torch's default) takes ``a``."""
+    """The slope for Eq. 15 from torch's ``kaiming_*`` arguments ("relu" means a = 0, as in torch)."""
     a = _check_slope(a)
     if nonlinearity not in ("leaky_relu", "relu"):
         raise ValueError(
@@ -263,13 +238,8 @@ def he_normal_(
     *,
     groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from N(0, std²), std = ``sqrt(2 / ((1 + a²) · n))`` (Eq. 10/14/15).
-
-    The arguments are ``torch.nn.init.kaiming_normal_``'s, in its order: ``a`` is the slope of the
-    rectifier (0 ReLU, 0.25 the paper's PReLU init), ``nonlinearity="relu"`` sets a = 0.
-    ``mode="fan_in"`` preserves the forward signal (Eq. 10), ``"fan_out"`` the backward one (Eq. 14,
-    what the paper trains with), ``"fan_avg"`` the mean of both fans. ``groups`` divides fan_out for
-    a grouped convolution's weight (see the module docstring).
+    """Fill ``tensor`` from N(0, `he_std`²) (Eq. 10/14/15), with ``torch.nn.init.kaiming_normal_``'s
+    arguments in its order; ``mode="fan_avg"`` averages the fans, ``groups`` divides fan_out.
 
     >>> w = he_normal_(torch.empty(256, 128, 3, 3), mode="fan_out")
     """
@@ -288,8 +258,7 @@ def he_uniform_(
     *,
     groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from U(-b, b) with b = √3 · ``he_std`` (the same variance as `he_normal_`);
-    ``torch.nn.init.kaiming_uniform_``'s arguments."""
+    """`he_normal_`'s variance from U(-b, b), b = √3 · `he_std` (``kaiming_uniform_``'s arguments)."""
     slope = _he_slope(a, nonlinearity)
     if _is_empty(tensor):
         return tensor
@@ -310,8 +279,7 @@ def xavier_normal_(
     mode: InitMode = "fan_avg",
     groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from N(0, gain² / n) (`xavier_std`), ``torch.nn.init.xavier_normal_``'s
-    arguments; the keyword ``mode="fan_in"`` is Caffe's "xavier" (the paper's baseline)."""
+    """N(0, gain² / n) (`xavier_std`) with ``xavier_normal_``'s arguments; ``mode="fan_in"`` is Caffe's."""
     if _is_empty(tensor):
         return tensor
     return gaussian_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
@@ -325,8 +293,7 @@ def xavier_uniform_(
     mode: InitMode = "fan_avg",
     groups: int = 1,
 ) -> Tensor:
-    """Fill ``tensor`` from U(-b, b), b = √3 · gain · `xavier_std` (``"fan_avg"``: Glorot's uniform),
-    ``torch.nn.init.xavier_uniform_``'s arguments."""
+    """U(-b, b), b = √3 · gain · `xavier_std`, with ``torch.nn.init.xavier_uniform_``'s arguments."""
     if _is_empty(tensor):
         return tensor
     return _uniform_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
@@ -334,13 +301,11 @@ def xavier_uniform_(
 
 @dataclass(frozen=True)
 class WeightLayer:
-    """A Conv1d/2d/3d or Linear layer and the rectifiers around it.
+    """A weight layer and the rectifiers around it.
 
-    ``slope_in`` is the slope of the rectifier applied to the layer's input (the f of
-    x_l = f(y_{l-1}), Eq. 8) and ``slope_out`` that of the rectifier applied to its response (the f′
-    of Eq. 12); None where no rectifier sits between this layer and its neighbour. ``other_in`` /
-    ``other_out`` name the type of a torch activation that is not a rectifier (SiLU, GELU, Tanh, ...)
-    found there instead.
+    ``slope_in``: the rectifier on the layer's input (x_l = f(y_{l-1}), Eq. 8); ``slope_out``: the
+    one on its response (f′ of Eq. 12); None where there is none. ``other_in`` / ``other_out`` name a
+    non-rectifier torch activation (SiLU, GELU, ...) found there instead.
     """
 
     name: str
@@ -356,7 +321,6 @@ class WeightLayer:
 
 
 def _other_activation(module: nn.Module) -> str | None:
-    """The type name of a torch activation module that is not a rectifier, else None."""
     is_activation = type(module).__module__ == nn.modules.activation.__name__
     if is_activation and not isinstance(module, _NOT_ACTIVATIONS) and activation_slope(module) is None:
         return type(module).__name__
@@ -364,17 +328,12 @@ def _other_activation(module: nn.Module) -> str | None:
 
 
 def weight_layers(model: nn.Module) -> list[WeightLayer]:
-    """Every Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear of ``model`` in forward order, with its
-    rectifiers.
+    """Every `WEIGHT_LAYER_TYPES` module of ``model`` in forward order, with its rectifiers.
 
-    Forward order is taken to be registration order (``model.named_modules()``), which is the
-    execution order of every sequential design such as the paper's plain nets. The rectifier after a
-    layer is the first ReLU / LeakyReLU / PReLU / RReLU module registered after it and before the next
-    weight layer; other modules in between (pooling, dropout, normalization) are passed over. A
-    torch activation that is not a rectifier (SiLU, GELU, ELU, Tanh, ...) seen first takes the
-    rectifier's place as ``other_in`` / ``other_out``.
-    Activations called functionally in ``forward``, or one activation module reused at several
-    places, cannot be seen this way: pass an explicit ``a`` to `initialize` for such models.
+    Forward order is registration order (``named_modules()``), true of sequential designs such as
+    the paper's nets. The rectifier after a layer is the first activation module registered before
+    the next weight layer (pooling, dropout, normalization are passed over). Functional or reused
+    activations cannot be seen this way: pass an explicit ``a`` to `initialize` for such models.
     """
     layers: list[tuple[str, nn.Module]] = []
     before: list[tuple[float | None, str | None]] = []  # (slope, other activation) before each layer
@@ -401,13 +360,11 @@ def _linear_if_none(slope: float | None) -> float:
 
 
 def variance_chain(layers: Iterable[tuple[float, float, float | None]], start: float = 1.0) -> list[float]:
-    """The layer product of Eq. 9 and Eq. 13, layer by layer: ``start`` and then ``start`` times the
-    running product of ½(1 + a_l²) · n_l · Var[w_l] over the ``(n_l, Var[w_l], a_l)`` given.
+    """The layer product of Eq. 9 / Eq. 13: ``start``, then ``start`` times the running product of
+    ½(1 + a_l²) · n_l · Var[w_l] over the ``(n_l, Var[w_l], a_l)`` given; ``a_l = None`` is linear.
 
-    Forward (Eq. 9): n_l = fan_in and a_l the rectifier before layer l, in forward order, from
-    ``start`` = Var[y] of the layer before the first. Backward (Eq. 13): n̂_l = fan_out and a_l the
-    rectifier after layer l, from the last layer back, from ``start`` = Var[Δx] after the last.
-    ``a_l = None`` (no rectifier there) is the linear case, a = 1.
+    Forward (Eq. 9): fan_in and the rectifier before each layer, in forward order. Backward (Eq. 13):
+    fan_out and the rectifier after each layer, from the last layer back.
 
     >>> [round(v, 4) for v in variance_chain([(576, 2 / 576, 0.0), (1152, 1e-4, 0.25)])]
     [1.0, 1.0, 0.0612]
@@ -421,13 +378,8 @@ def variance_chain(layers: Iterable[tuple[float, float, float | None]], start: f
 
 @dataclass
 class InitRow:
-    """One weight layer of an `InitReport`.
-
-    ``n`` is the fan the rule used (per ``mode``); ``a`` the slope it entered into Eq. 15 (None for
-    rules that use none); ``std`` the target std; ``measured_std`` the std of the weights actually
-    drawn (None on the meta device). ``slope_in`` / ``slope_out`` are the rectifiers found around the
-    layer (see `WeightLayer`).
-    """
+    """One weight layer of an `InitReport`: ``n`` the fan the rule used, ``a`` the slope it put into
+    Eq. 15 (None if none), ``std`` the target, ``measured_std`` the drawn weights' (None on meta)."""
 
     name: str
     kind: str
@@ -487,19 +439,13 @@ class InitReport:
     def attenuation(
         self, start: str, end: str, std: float | None = None, direction: str = "backward"
     ) -> float:
-        """Factor by which the signal std changes across layers ``start`` .. ``end`` (inclusive,
-        forward order), relative to He initialization of the same layers.
+        """Factor by which the signal std changes across layers ``start`` .. ``end`` (inclusive),
+        relative to He initialization of the same layers: Π_l σ_l / σ_He,l.
 
-        Backward (Eq. 13): Π_l sqrt(½(1 + a_l²) · n̂_l) · σ_l = Π_l σ_l / σ_He,l, with a_l the slope of
-        the rectifier after layer l: the std of the gradient at ``start``'s input over the std
-        He's Eq. 14 would give there, for the same gradient entering after ``end``. Forward (Eq. 9):
-        the same with n_l and the rectifier before layer l: the std of ``end``'s response relative to
-        He's Eq. 10, for the same response of the layer before ``start``. A layer without a
-        rectifier on that side counts as linear (a = 1).
-
-        ``std=None`` uses each row's target std; a number applies that fixed std to every layer.
-        Paper Sec. 2.2: VGG model B with std 0.01, gradient from conv10 back to conv2, gives
-        ``attenuation("conv2", "conv10", std=0.01)`` = 1/(5.9·4.2²·2.9²·2.1⁴) ≈ 1/(1.7·10⁴).
+        Backward (Eq. 13) uses n̂_l and the rectifier after each layer, forward (Eq. 9) n_l and the
+        one before. ``std=None`` uses each row's target std; a number applies to every layer.
+        Sec. 2.2: VGG model B at std 0.01 gives ``attenuation("conv2", "conv10", std=0.01)`` =
+        1/(5.9·4.2²·2.9²·2.1⁴) ≈ 1/(1.7·10⁴).
         """
         if direction not in ("backward", "forward"):
             raise ValueError(f"direction must be 'backward' or 'forward', got {direction!r}")
@@ -567,7 +513,6 @@ class InitReport:
 
 
 def _fc_stds(fc_std: float | Sequence[float] | None, layers: list[WeightLayer]) -> dict[str, float]:
-    """Map each Linear layer's name to its fixed std."""
     if fc_std is None:
         return {}
     linear = [layer.name for layer in layers if isinstance(layer.module, nn.Linear)]
@@ -616,29 +561,23 @@ def initialize(
     biases to 0. Fans as `calculate_fans` gives them for each module (groups, transposed layout).
 
     Schemes:
-        ``"he"``: N(0, 2 / ((1 + a²) · n)) (Eq. 15), n by ``mode``: ``"fan_out"`` (default) is
-            Eq. 14, the form the paper trains with; ``"fan_in"`` is Eq. 10; ``"fan_avg"`` their mean.
+        ``"he"``: N(0, 2 / ((1 + a²) · n)) (Eq. 15), n by ``mode`` (``"fan_out"``: Eq. 14, the
+            paper's; ``"fan_in"``: Eq. 10; ``"fan_avg"``: their mean).
         ``"xavier"``: N(0, 1/n) with n by ``mode`` (``mode="fan_in"`` is the paper's baseline).
         ``"gaussian"``: N(0, std²) for every layer (``std=`` required), e.g. the 0.01 of Sec. 2.2.
-        ``"torch"``: each layer's own ``reset_parameters()`` (PyTorch's default, for comparison;
-            biases keep PyTorch's default too). Its target std is 1/sqrt(3 · fan_in), from
-            ``kaiming_uniform_(a=√5)``, which is not He's init despite the name.
+        ``"torch"``: each layer's ``reset_parameters()``, biases included; its target std
+            1/sqrt(3 · fan_in) comes from ``kaiming_uniform_(a=√5)``, not He's init.
 
-    ``a="auto"`` takes each layer's slope from the rectifier module next to it (`weight_layers`):
-    for ``"fan_out"`` / ``"fan_avg"`` the rectifier after the layer (the f′ of Eq. 12), for
-    ``"fan_in"`` the one before it (x_l = f(y_{l-1}), Eq. 8). Where none is there the signal passes
-    linearly and a = 1 (the linear case of Eq. 15): the first layer in fan_in mode (the paper
-    instead keeps Eq. 10's ½ there "for simplicity"; pass ``a=0`` for that) and a final classifier
-    in fan_out mode. A torch activation that is not a rectifier (SiLU, GELU, ELU, Tanh, ...) there
-    is also taken as linear, with a warning naming it. A number sets ``a`` for every layer.
+    ``a="auto"`` takes each layer's slope from the rectifier next to it (`weight_layers`): after
+    the layer for ``"fan_out"`` / ``"fan_avg"`` (Eq. 12), before it for ``"fan_in"`` (Eq. 8); a = 1
+    where there is none (the paper keeps Eq. 10's ½ on the first layer: pass ``a=0`` for that), and
+    for a non-rectifier activation, with a warning. A number sets ``a`` for every layer.
 
-    ``fc_std``: a fixed std for the Linear layers, one entry per Linear layer in forward order
-    (``(0.01, 0.01, 0.001)`` is the paper's fc1-fc3 choice, Sec. 2.2), or one number for all; it
-    overrides the scheme for those layers in every scheme.
+    ``fc_std``: fixed stds for the Linear layers in forward order, one each or one for all
+    (``(0.01, 0.01, 0.001)`` is the paper's, Sec. 2.2); it overrides every scheme there.
 
-    The defaults are the one init of this package: `InitConfig()` (the trainer's) and
-    `Net(init=True)` both come here with them. Eq. 14 is the form the paper trains with, and the fc
-    layers get it too because the paper's fixed fc stds stall a narrow head; pass ``fc_std`` for them.
+    These defaults are the package's one init (`InitConfig()` and `Net(init=True)` use them); the
+    fc layers get Eq. 14 too because the paper's fixed fc stds stall a narrow head.
 
     Works on the meta device: stds come from shapes only, and ``measured_std`` is then None.
     """

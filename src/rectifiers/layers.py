@@ -1,13 +1,9 @@
 """Building blocks of the paper's networks: spatial pyramid pooling, activations, conv + activation.
 
-`SpatialPyramidPool2d` is the SPP layer of [10] that the paper puts before fc1 (Table 1: levels
-{6, 3, 2, 1}; Table 3: {7, 3, 2, 1}, "a total of 63 bins"). It turns a feature map of any size into a
-fixed-length vector, which is what lets the same fc layers score a 224-px crop and the larger maps of
-dense multi-scale testing. Caffe's and Chainer's SPP only know power-of-2 pyramids, and the paper's
-levels are not, so each level here is an adaptive max pooling with exactly n×n bins for any n.
-
-`make_activation` resolves the activation name (or class) once, when a model is built; `forward`
-never looks at strings.
+`SpatialPyramidPool2d` is the SPP layer of [10] before fc1 (Table 1: levels {6, 3, 2, 1}; Table 3:
+{7, 3, 2, 1}): a fixed-length vector from a map of any size, so the same fc layers score a crop and
+the larger maps of dense testing. The paper's levels are not powers of 2, so each level is an
+adaptive max pooling with exactly n×n bins. `make_activation` resolves names once, at build time.
 """
 
 from __future__ import annotations
@@ -78,12 +74,8 @@ def conv_act(
     act: ActLayer = "relu",
     save_output: bool = False,
 ) -> tuple[nn.Conv2d, nn.Module]:
-    """A convolution (with bias, as in Caffe) and the activation that follows it (`make_activation`).
-
-    Returned as a pair rather than wrapped in a container so a model can register both under
-    readable names (`features.conv2_1`, `features.act2_1`) in forward order, which is the order
-    `rectifiers.initialize(a="auto")` reads the slope that follows each layer from.
-    """
+    """A convolution (with bias, as in Caffe) and the activation after it, as a pair so a model can
+    register both in forward order, where `initialize(a="auto")` reads each layer's slope."""
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
     return conv, make_activation(act, out_channels, save_output=save_output)
 
@@ -91,17 +83,11 @@ def conv_act(
 class SpatialPyramidPool2d(nn.Module):
     """Spatial pyramid max pooling [10] with arbitrary bin counts per level.
 
-    For every level n the (H, W) map is max-pooled into n×n bins. Bin i along the height covers rows
-    floor(i·H/n) to ceil((i+1)·H/n) (exclusive), and likewise along the width: the bins tile the map,
-    neighbouring bins overlap by at most one row/column when n does not divide H, and when H < n some
-    rows serve several bins. So any map of at least 1×1 works, square or not, including maps smaller
-    than the largest level. This is `adaptive_max_pool2d`'s rule, and that kernel does the work; while
-    `torch.onnx.export` runs (ONNX has no adaptive pooling) the same bins are computed from integer
-    comparisons instead, so an exported model keeps a dynamic input size.
+    Level n max-pools the map into n×n bins, bin i covering rows floor(i·H/n) to ceil((i+1)·H/n)
+    (`adaptive_max_pool2d`'s rule), so any map of at least 1×1 works. Under `torch.onnx.export`
+    (no adaptive pooling in ONNX) integer comparisons compute the same bins, keeping dynamic sizes.
 
-    Output: (N, C · Σ n²). Each level is flattened channel-major, as (C, n, n), and the levels are
-    concatenated in the order given. Levels (7, 3, 2, 1) give 63 bins (Table 3); (6, 3, 2, 1) give 50
-    (Table 1).
+    Output: (N, C · Σ n²), each level flattened as (C, n, n), levels in the order given.
 
     >>> SpatialPyramidPool2d((7, 3, 2, 1))(torch.randn(2, 512, 14, 14)).shape
     torch.Size([2, 32256])
@@ -139,9 +125,8 @@ class SpatialPyramidPool2d(nn.Module):
 
 
 def _bin_max(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
-    """Max over n bins along `dim`. Position p is in bin i when floor(i·L/n) <= p < ceil((i+1)·L/n),
-    i.e. i·L < (p+1)·n and p·n < (i+1)·L: integer comparisons on tensors, with no shape-dependent
-    branch, so an exported graph stays exact for every input size L."""
+    """Max over n bins along `dim`: p is in bin i when i·L < (p+1)·n and p·n < (i+1)·L, tensor
+    comparisons with no shape-dependent branch, so an exported graph is exact for every size L."""
     length = x.shape[dim]
     pos = torch.arange(length, device=x.device).view(
         [-1 if d == dim % x.dim() else 1 for d in range(x.dim())]
@@ -154,6 +139,5 @@ def _bin_max(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
 
 
 def _bin_max_2d(x: torch.Tensor, n: int) -> torch.Tensor:
-    """`adaptive_max_pool2d(x, n)` from comparisons and reductions (the max over a rectangle is the
-    max over its rows of the max over its columns). Slower than the native kernel, so export only."""
+    """`adaptive_max_pool2d(x, n)` from comparisons, rows then columns; slower, so export only."""
     return _bin_max(_bin_max(x, n, 2), n, 3)

@@ -29,33 +29,17 @@ Choices the paper leaves open, made here (and parameters where it matters):
   depths are the `depths` argument, so other placements and depths (`net22`) are one call away.
 - Activations follow every conv and fc1, fc2 (not fc3); dropout follows the activations of fc1, fc2.
 
-Counted from these definitions (`rectifiers models`, `rectifiers.complexity`), at 224 px and 1000
-classes: multiply-adds ×10¹⁰ VGG-19 1.963, A 1.906, B 2.322, C 5.346 (Table 3: 1.96, 1.90, 2.32, 5.30;
-C is 0.9% above, the paper's rounding convention is not stated), depths 19/19/22/22; parameters A
-178.0 M, B 183.3 M, C 330.6 M, net14 75.0 M. Channel-wise PReLU slopes = every conv's filters plus the
-4096 units of fc1 and of fc2: A 14,688, B 15,968, C 20,576, net14 10,304; channel-shared net14 has 13
-(Sec. 2.1: 11 conv + fc1 + fc2). net14's alternating padding costs 0.98 G multiply-adds, against
-0.95 G were every map exactly 36 and 18.
+`rectifiers models` and `rectifiers.complexity` count multiply-adds, parameters and slopes from
+these definitions (Table 3's figures are matched in the README).
 
-Small-image variants (the same families, for 28-64 px images on a CPU): `stem="small"` makes the
-first conv 3×3 stride 1 (pad 1) and drops the first max pool (VGG, whose first conv already is 3×3/1,
-loses pool1); the stages are unchanged, so a 28-32 px
-input gives stage maps near net14's 36/18 (28/14 or 32/16). The SPP levels then default to the
-family's `small_spp_levels` ((4, 2, 1): bins of 3-4 px like the paper's 18/6; VGG: (2,)). The
-small-scale experiments use
+Small images (28-64 px on a CPU): `stem="small"` makes conv1 3×3 stride 1 and drops the first max
+pool, so a 28-32 px input gives stage maps near net14's 36/18; the SPP levels then default to the
+family's `small_spp_levels` (bins of 3-4 px like the paper's). The small-scale experiments use
+``create_model("net14" | "net22" | "net30", stem="small", width=0.25, fc_width=256)``.
 
-    create_model("net14" | "net22" | "net30", stem="small", width=0.25, fc_width=256)
-
-(conv channels 16/32/64, fc 256: 0.52 M parameters and 31 M multiply-adds per 28-px image for
-net14 with a 10-class head).
-
-Initialization: by default every model is initialized by `rectifiers.initialize` with its defaults,
-which are also the trainer's (`InitConfig()`; presets may change them): He init in the Eq. 14
-(fan_out) form on every conv and fc layer, a taken from the activation after each layer (Eq. 15;
-a = 1 for the classifier), biases 0.
-The paper's fixed fc stds (0.01, 0.01, 0.001, Sec. 2.2) are `initialize(model, fc_std=...)`, or
-`init.fc_std` in a config. `init=False` leaves the layers as PyTorch constructs them (and is what
-building on the meta device needs).
+Initialization: `rectifiers.initialize` with its defaults (He's Eq. 14 on every conv and fc layer,
+biases 0), the trainer's too; the paper's fixed fc stds are ``initialize(model, fc_std=...)``.
+``init=False`` keeps PyTorch's init (what building on the meta device needs).
 """
 
 from __future__ import annotations
@@ -140,32 +124,27 @@ def count_slopes(model: nn.Module) -> int:
 class Net(nn.Module):
     """A plain conv net built from a `NetSpec`: conv stages → SPP → fc, fc, classifier.
 
-    Layers are registered in forward order with readable names: `features.conv1`, `features.act1`,
-    `features.pool1`, `features.conv2_1`, ... (VGG, which has no stem: `features.conv1_1`, ...), then
-    `head.spp`, `head.fc1`, `head.act1`, `head.drop1`, ..., `head.fc3`.
-
-    timm's head API: `forward_features` / `forward_head(x, pre_logits=False)`, `get_classifier()`,
-    `reset_classifier(num_classes)` (fine-tuning on a new class count is one call) and `num_features`,
-    the width in front of the classifier. The PReLUs keep their outputs for the backward
-    (`rectifiers.prelu`'s ``save_output``): nothing in these nets modifies an activation in place.
+    Layers are registered in forward order (`features.conv1`, `features.act1`, `features.pool1`,
+    `features.conv2_1`, ..., `head.spp`, `head.fc1`, ..., `head.fc3`), which `initialize` relies on.
+    timm's head API: `forward_features`, `forward_head(x, pre_logits=False)`, `get_classifier()`,
+    `reset_classifier(num_classes)`, `num_features`. The PReLUs use ``save_output``: nothing in
+    these nets modifies an activation in place.
 
     Args:
         spec: the architecture table.
         name: the registry name, recorded in `build_args` so a checkpoint can rebuild the model.
         num_classes: outputs of the classifier.
         in_chans: input channels.
-        act: "relu" | "prelu" (channel-wise) | "prelu_shared" | "leaky_relu" (slope 0.01), or an
-            activation class or factory (`rectifiers.layers.make_activation`), after every conv and
-            every hidden fc layer. `build_args` (what a checkpoint stores) records a class by its
-            import path, which `create_model` does not take back.
+        act: one of `ACTIVATIONS` or a class or factory (`make_activation`), after every conv and
+            hidden fc layer. `build_args` records a class by its import path, which `create_model`
+            does not take back.
         dropout: drop probability after each hidden fc layer's activation (paper: 0.5).
         width: multiplier of every conv layer's filter count (rounded, at least 1).
         fc_width: units of each hidden fc layer (None: the spec's, 4096 for all paper models).
         depths: convs per stage, one entry per stage (None or empty: the spec's).
         stem: "imagenet" (the paper's first layers) or "small" (3×3 stride-1 conv1, no first pool).
         spp_levels: SPP bins per side (None or empty: the spec's, or its small-stem levels).
-        init: True: `rectifiers.initialize` with its defaults, those of `InitConfig()` (He's Eq. 14
-            on every layer); False: PyTorch's own init.
+        init: True: `rectifiers.initialize`'s defaults; False: PyTorch's own init.
     """
 
     def __init__(
@@ -256,8 +235,7 @@ class Net(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh classifier for ``num_classes`` classes (0: none, the model returns its pre-logits),
-        initialized as this model's `init` says: He's Eq. 14 for True (a = 1, no rectifier follows;
-        bias 0), PyTorch's default for False."""
+        initialized as this model's `init` says."""
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
         old = self.get_classifier()
@@ -385,9 +363,8 @@ NET_ARGS: tuple[str, ...] = tuple(
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Decorator: register a model builder under its function name for `create_model`.
 
-    A builder that takes `**kwargs` is expected to pass them on to `Net`; `create_model` checks them
-    against `Net`'s arguments (`NET_ARGS`) before calling it. Registering a name again (a notebook
-    cell run twice) replaces the builder, with a warning.
+    `create_model` checks a builder's `**kwargs` against `NET_ARGS`. Registering a name again (a
+    notebook cell run twice) replaces the builder, with a warning.
     """
     name = fn.__name__
     if name in _REGISTRY:
@@ -404,9 +381,7 @@ def list_models() -> list[str]:
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model `name`, e.g. `create_model("model_a", act="prelu", num_classes=10)`.
 
-    Raises ValueError for an unknown name (listing the known ones) or an unknown keyword argument
-    (listing the valid ones).
-    """
+    Raises ValueError for an unknown name or keyword argument, listing the valid ones."""
     fn = _REGISTRY.get(name)
     if fn is None:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")

@@ -1,17 +1,12 @@
 """PReLU on the fused CPU kernel (`rectifiers.prelu_kernel`), wrapped for autograd.
 
-`rectifiers.prelu` calls `fused_prelu` whenever `can_fuse` says the kernel applies: a plain CPU
-tensor in float32, float64 or bfloat16, laid out contiguous or channels_last, outside tracing and
-torch.func transforms, with the kernel built. Everywhere else it takes ATen's PReLU, the composite
-path, with the same results. Under torch.compile the composite path is what dynamo sees (a pointwise
-op Inductor fuses with its neighbours, where an opaque call would break the graph); under torch.jit
-tracing and ONNX export likewise, so the exported graph holds a PRelu node.
+`rectifiers.prelu` calls `fused_prelu` where `can_fuse` holds (a plain dense CPU tensor of a kernel
+dtype, outside compile, tracing and torch.func) and ATen's PReLU elsewhere, with the same results:
+torch.compile then sees a pointwise op Inductor can fuse, and ONNX export a PRelu node.
 
-Gradients (Eq. 2-3): a plain backward runs the fused kernel, one pass for ∂E/∂y and ∂E/∂a. A
-backward that builds a graph (``create_graph=True``, for double backward / gradgradcheck) instead
-writes the same formulas with differentiable torch ops, so second derivatives flow; so does the
-backward of a gradient batched by vmap (``is_grads_batched=True``, vectorized jacobians).
-Forward-mode AD (dual tensors) takes the composite path, which has the jvp formula.
+A plain backward runs the fused kernel (Eq. 2-3 in one pass). A backward that builds a graph
+(double backward) or a vmap-batched gradient takes the same formulas in differentiable torch ops;
+forward-mode AD takes ATen's path, which has the jvp formula.
 """
 
 from __future__ import annotations
@@ -103,14 +98,9 @@ def _has_tangent(t: Tensor) -> bool:
 class _FusedPReLU(torch.autograd.Function):
     """y = PReLU(x) with the fused kernel forward and backward; differentiable backward on demand.
 
-    What is kept for the backward: x, as torch.nn.PReLU keeps it. With ``save_output`` and every
-    slope positive (the paper initializes them to 0.25 and they rarely leave (0, 1)), the output y
-    instead, which the next layer (a convolution) keeps anyway, so x can be freed at once as in a
-    ReLU network; y > 0 exactly where x > 0, and Eq. 2's Σ g·x is Σ g·y / a. Like ReLU's output, a y
-    kept this way must not be modified in place before the backward (autograd then raises an error).
-
-    A gradient batched by functorch (``is_grads_batched=True``, vectorized jacobian / hessian) has no
-    storage for the kernel to read, so it takes the differentiable torch ops, which vmap batches.
+    Keeps x for the backward, or with ``save_output`` and every slope positive y, which the next
+    layer keeps anyway (Eq. 2's Σ g·x is then Σ g·y / a). A functorch-batched gradient has no
+    storage for the kernel, so it takes the differentiable torch ops.
     """
 
     # The forward takes ctx itself (no separate setup_context): Function.apply then skips binding
@@ -153,11 +143,8 @@ def _is_batched(t: Tensor) -> bool:
 def _composite_backward(
     src: Tensor, weight: Tensor, grad: Tensor, channel: int | None, from_output: bool
 ) -> tuple[Tensor, Tensor]:
-    """Eq. 2-3 in differentiable torch ops: ∂E/∂x = g·(1 or a), ∂E/∂a = Σ g·min(x, 0) per channel.
-
-    From the output y (all slopes positive): the same mask, and Σ g·min(y, 0) / a. Its graph runs
-    through y back into this Function, and the two paths to ``a`` cancel as they should
-    (∂/∂a of Σ g·x is 0), so double backward stays exact.
+    """Eq. 2-3 in differentiable torch ops: ∂E/∂x = g·(1 or a), ∂E/∂a = Σ g·min(x, 0) per channel
+    (from y: Σ g·min(y, 0) / a, whose two graph paths to ``a`` cancel, keeping double backward exact).
     """
     positive = src > 0
     slope = slope_view(src, weight, channel)

@@ -1,34 +1,22 @@
 """A fused CPU kernel for PReLU (paper Eq. 1-3), compiled on first use and cached.
 
-Why: ATen's PReLU backward writes the slope gradient's summand g·y to a full-size temporary before it
-reduces it over N·H·W, so `nn.PReLU` costs several times ReLU's forward+backward on a CPU
-(benchmarks/RESULTS.md). Here the backward is one pass that reads y and ∂E/∂f, writes ∂E/∂y and
-accumulates Eq. 2's per-channel sum in registers,
+Why: ATen's PReLU backward writes the slope gradient's summand g·y to a full-size temporary before
+reducing it, so `nn.PReLU` costs several times ReLU on a CPU. Here the backward is one pass that
+reads y and ∂E/∂f, writes ∂E/∂y and accumulates Eq. 2's per-channel sum in registers (ReLU's memory
+traffic); the forward is one pass too. Outputs and input gradients are bit-identical to
+`prelu_reference` (the slope rounded to the input's dtype, a·y and a·g rounded once); the slope
+gradient is summed in fixed chunks that depend only on the tensor's size, never the thread count,
+so results are reproducible.
 
-    ∂E/∂y_i = ∂E/∂f_i · (1 if y_i > 0 else a_c)          (Eq. 1 differentiated)
-    ∂E/∂a_c = Σ_{i in channel c} ∂E/∂f_i · min(y_i, 0)    (Eq. 2-3)
+With every slope in [2^-20, 2^20] the backward can run from the output f instead of y
+(``from_output``): f > 0 exactly where y > 0 and Σ g·min(y, 0) = Σ g·min(f, 0) / a_c, so PReLU keeps
+no tensor of its own, as ReLU does (`rectifiers.prelu`'s ``save_output``).
 
-which is the memory traffic of ReLU's backward (two reads, one write), and the forward is one pass
-like ReLU's. The arithmetic mirrors `prelu_reference`: the slope is first rounded to the input's
-dtype, a·y and a·g are rounded once (round-to-nearest-even for bfloat16), so outputs and input
-gradients are bit-identical to it; the slope gradient is a sum whose order differs, accumulated in
-float (float64 for float64 inputs) within fixed chunks and in float64 across chunks. The chunks depend
-only on the tensor's size, never on the thread count, so results are reproducible.
-
-The backward can also run from the output f instead of the input y (`PReLUKernel.backward`'s
-``from_output``) when every slope lies in [2^-20, 2^20]: then f > 0 exactly where y > 0, and
-Σ g·min(y, 0) = Σ g·min(f, 0) / a_c. A network keeps f anyway (the next convolution needs it), so
-with `rectifiers.prelu`'s ``save_output`` PReLU then holds no tensor of its own, as ReLU does; the
-input gradient stays bit-identical and the slope gradient differs from Σ g·y by the one rounding of
-a·y in each term.
-
-The source, ``prelu_kernel.cpp`` beside this module, is plain C++ with OpenMP (no torch headers, so it
-compiles quickly), built with the system compiler (``$CXX`` or ``c++``) into
-``~/.cache/rectifiers/kernels/<hash of the source text, flags, compiler and CPU>/`` (or
-``$RECTIFIERS_CACHE``) and called through ctypes on the tensors' data pointers. A dense tensor is seen
-as ``outer`` blocks of C channel runs of ``inner`` elements: NCHW gives (N, C, H·W), channels_last
-(N·H·W, C, 1). `load()` returns None (and warns once) where no compiler is found or the build fails;
-`rectifiers.prelu` then uses ATen's kernel. Set ``RECTIFIERS_NO_KERNEL=1`` to force that fallback.
+``prelu_kernel.cpp`` beside this module is plain C++ with OpenMP (no torch headers, so it compiles
+quickly), built with ``$CXX`` or ``c++`` into `cache_dir()` under a hash of its inputs and called
+through ctypes. A dense tensor is ``outer`` blocks of C channel runs of ``inner`` elements: NCHW is
+(N, C, H·W), channels_last (N·H·W, C, 1). `load()` returns None (warning once) without a compiler or
+on a failed build, and `rectifiers.prelu` uses ATen's kernel; ``RECTIFIERS_NO_KERNEL=1`` forces that.
 """
 
 from __future__ import annotations
@@ -63,18 +51,15 @@ SOURCE = Path(__file__).with_name("prelu_kernel.cpp")
 # -O3 and the host's vector ISA (-march=native); -fopenmp for the threads, which then share the
 # OpenMP runtime torch itself loaded (same soname, libgomp.so.1).
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17")
-# The source is built twice. bfloat16 runs on full-width AVX-512 vectors where the CPU has them
-# (gcc's default for -march=native is 256 bits): its loops then match ATen's relu. float32 and
-# float64 keep 256-bit vectors, which measured faster on freshly allocated (page-faulting) outputs
-# and no slower otherwise (benchmarks/RESULTS.md).
+# Built twice: bfloat16 on 512-bit vectors where the CPU has them (gcc's -march=native default is
+# 256), matching ATen's relu; float32/float64 keep 256-bit ones, faster on page-faulting outputs.
 _VARIANTS = {"narrow": (), "wide": ("-mprefer-vector-width=512",)}
 _WIDE_DTYPES = (torch.bfloat16,)
 _ABI = 2
 
 
 def cache_dir() -> Path:
-    """Where built kernels are kept: ``$RECTIFIERS_CACHE``, else ``$XDG_CACHE_HOME/rectifiers``,
-    else ``~/.cache/rectifiers``; each build in a subfolder named by the hash of its inputs."""
+    """Where built kernels are kept (under `runtime.cache_root()`), one subfolder per build."""
     return cache_root() / "kernels"
 
 
@@ -88,8 +73,8 @@ def _cpu_signature() -> str:
 
 
 def _library_paths(compiler: str) -> dict[str, Path]:
-    """Variant name -> where its library is cached, in a folder named by the hash of the build's inputs
-    (the source's text, not its path: a reinstall of the same source reuses the build)."""
+    """Variant name -> its cached library, in a folder named by the hash of the build's inputs (the
+    source's text, not its path, so a reinstall reuses the build)."""
     source = SOURCE.read_text()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     flags = " ".join(_FLAGS) + repr(sorted(_VARIANTS.items()))
@@ -99,7 +84,6 @@ def _library_paths(compiler: str) -> dict[str, Path]:
 
 
 def _build(compiler: str) -> dict[str, Path]:
-    """Build every variant of the library (or find it in the cache); variant name -> path."""
     paths = _library_paths(compiler)
     for name, extra in _VARIANTS.items():
         target = paths[name]
@@ -171,10 +155,7 @@ class PReLUKernel:
         from_output: bool = False,
     ) -> None:
         """Fill ``grad_input`` (strides of ``src``) and ``grad_weight`` (C slopes), either may be None.
-
-        ``src`` is the forward's input x, or its output y with ``from_output`` (only where `forward`
-        returned True): the input gradient is the same bit for bit, and the slope gradient is
-        Σ_{y<=0} g·y / a, the Σ g·x of Eq. 2 up to one rounding of a·x per term."""
+        ``src`` is x, or y with ``from_output`` (only where `forward` returned True)."""
         status = self._entry[src.dtype][1](
             DTYPES[src.dtype],
             src.data_ptr(),

@@ -1,33 +1,21 @@
 """The paper's training augmentation and the evaluation views, on whole uint8 batches (torch ops only).
 
-Training (paper Sec. 3, after VGG and AlexNet): the shorter side is resized to a random s in
-[s_min, s_max] (paper: 256-512), a random crop x crop window is cut (224), half of the samples are
-flipped horizontally, AlexNet's PCA colour altering shifts every pixel by `eigvecs @ (alpha * eigvals)`
-with alpha ~ N(0, pca_std) per sample and channel, then the mean is subtracted.
+Training (paper Sec. 3, after VGG and AlexNet): shorter side resized to a random s in
+[s_min, s_max] (paper: 256-512), a random crop x crop window (224), a horizontal flip for half of the
+samples, AlexNet's PCA colour altering, then the mean subtracted.
 
-Pixel convention: transforms take uint8 images and work in float32 *pixel units* (0..255). A
-`Normalize` then maps x -> (x * scale - mean) / std: the paper's recipe is `scale=1`, a per-pixel mean
-and no std (inputs stay in 0..255 minus the mean image); the small presets use `scale=1/255` with a
-per-channel mean and std. Without a `Normalize` the outputs are float32 pixel values (PCA colour
-altering may push them slightly outside [0, 255]; nothing clamps, as in AlexNet).
+Pixels are float32 in 0..255 until a `Normalize` maps x -> (x * scale - mean) / std (the paper:
+`scale=1`, a per-pixel mean, no std; the small presets: `scale=1/255`, per-channel mean and std).
+Nothing clamps the PCA shift, as in AlexNet.
 
-Geometry on whole pixels: an image is resized once so that its shorter side is s (`resized_size`
-fixes the rounding of the longer side, the same in every path) and the crop is cut at an integer
-offset (`crop_start`). Without scale jitter (s equal to the image's shorter side) a training crop is
-therefore an exact slice of the image, like every evaluation crop: no training image is resampled
-at a fractional offset when no test image is. A batch is resized per distinct scale (the shorter
-sides are drawn as integers, so a batch has at most s_max - s_min + 1 of them), bilinear with
-antialiasing, and every sample's window is sliced from its resized image.
-Files take the same geometry per image with Pillow: the resized window is computed directly from
-its source box (`Image.resize(box=...)`), which is the same window of the whole resized image.
+Geometry on whole pixels: one resize to shorter side s (`resized_size` rounds the longer side the
+same in every path), then a crop at an integer offset (`crop_start`), so without scale jitter a
+training crop is an exact slice, like every evaluation crop. Files take the same geometry with
+Pillow, resampling only the window's source box.
 
-The evaluation view (`eval_view`: shorter side resized, central crop) is one function used by
-training-time validation (`EvalTransform`), `rectifiers.evaluate`, `rectifiers.predict` and the
-normalization statistics, for images in memory and in files alike.
-
-Random numbers: `TrainTransform.sample_params(n, generator)` draws every sample's parameters up front;
-`apply(x, params)` is deterministic. The loader draws a table for the whole epoch from (seed, epoch), so
-a sample's augmentation does not depend on the batch size, the rank or the number of ranks.
+`eval_view` is the one evaluation view (validation, evaluate, predict, normalization statistics).
+`TrainTransform.sample_params` draws every random number up front and `apply` is deterministic, so
+the loader's per-epoch table makes augmentation independent of batch size and ranks.
 """
 
 from __future__ import annotations
@@ -72,7 +60,6 @@ def _check_batch(x: torch.Tensor) -> None:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """float32 pixel values (uint8 0..255 -> 0.0..255.0); float input is returned as float32."""
     return x.float() if x.dtype != torch.float32 else x
 
 
@@ -91,8 +78,8 @@ def resized_size(h: int, w: int, short: int) -> tuple[int, int]:
 
 
 def crop_start(u: float, room: int) -> int:
-    """The integer offset of a crop with `room` pixels to spare (image side - crop side), chosen by
-    a fraction u in [0, 1): each of the room + 1 positions is equally likely for uniform u."""
+    """The integer offset of a crop with `room` pixels to spare, from u in [0, 1): each of the
+    room + 1 positions equally likely for uniform u."""
     if room < 0:
         raise ValueError(f"the crop is {-room} pixel(s) larger than the image")
     return min(int(u * (room + 1)), room)
@@ -120,20 +107,16 @@ def center_crop(x: torch.Tensor, size: _Size) -> torch.Tensor:
 
 
 def eval_view(x: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
-    """The evaluation view of (B, C, H, W): shorter side resized to `resize`, then the central
-    crop x crop window. float32 pixel values (B, C, crop, crop). Every evaluation path makes its view
-    with this function, so a checkpoint's validation error during training and its single-view error
-    afterwards come from the same pixels."""
+    """Shorter side resized to `resize`, then the central crop x crop window: float32 (B, C, crop,
+    crop). Every evaluation path uses it, so validation and single-view errors see the same pixels."""
     if not 1 <= crop <= resize:
         raise ValueError(f"need 1 <= crop <= resize, got crop={crop}, resize={resize}")
     return center_crop(resize_shorter(x, resize), crop).contiguous()
 
 
 def ten_crop(x: torch.Tensor, size: _Size, flip: bool = True) -> torch.Tensor:
-    """AlexNet's 10 views of (B, C, H, W): (10, B, C, h, w) holding the top-left, top-right, bottom-left,
-    bottom-right and center crops, then the same five flipped horizontally (only the five, (5, B, C,
-    h, w), with `flip=False`). Reshape to (V * B, ...) for one forward pass and average the scores
-    over the first axis."""
+    """AlexNet's 10 views of (B, C, H, W): (10, B, C, h, w), the four corner crops and the center
+    crop, then the same five flipped (only the five with `flip=False`)."""
     _check_batch(x)
     h, w = _pair(size)
     H, W = x.shape[-2:]
@@ -146,8 +129,7 @@ def ten_crop(x: torch.Tensor, size: _Size, flip: bool = True) -> torch.Tensor:
 
 def gather_crops(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
     """The size x size window of every image of (B, C, H, W) at integer (top[b], left[b]): exact
-    pixel copies, (B, C, size, size). (Slicing each image measured several times faster than one
-    advanced-indexing gather of all windows.)"""
+    pixel copies, (B, C, size, size). A slice per image: faster than one advanced-indexing gather."""
     _check_batch(x)
     starts = zip(top.tolist(), left.tolist(), strict=True)
     return torch.stack([x[b, :, t : t + size, u : u + size] for b, (t, u) in enumerate(starts)])
@@ -188,11 +170,9 @@ def _pca_shift(
 def rgb_pca(
     ds: Any, max_samples: int = 10_000, seed: int = 0, min_short: int | None = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(eigvals, eigvecs) of a data set's RGB covariance, in the convention of `IMAGENET_PCA_*`
-    (eigenvalues of the covariance of [0, 1] values, times 255), from up to `max_samples` images.
-    JPEG files decode reduced (draft mode) as long as their shorter side stays >= `min_short` (default:
-    the paper's smallest training scale): a photo's colour covariance hardly depends on the scale it is
-    decoded at, and the reduced decode is several times faster. `None`: full size."""
+    """(eigvals, eigvecs) of a data set's RGB covariance in `IMAGENET_PCA_*`'s convention, from up to
+    `max_samples` images. JPEGs decode reduced down to shorter side `min_short` (None: full size),
+    since colour covariance hardly depends on scale and the reduced decode is faster."""
     if ds.num_channels != 3:
         raise ValueError("PCA colour statistics need a 3-channel data set")
     s1 = torch.zeros(3, dtype=torch.float64)
@@ -213,10 +193,8 @@ def rgb_pca(
 def _sample_batches(
     ds: Any, max_samples: int | None, seed: int, size: int | None, min_short: int | None = None
 ) -> Any:
-    """Yield batches (B, C, H, W) of `ds` (all images, or `max_samples` chosen with `seed`): chunks of
-    an in-memory set, single images of a file set; uint8, or the float `eval_view` at `size` x `size`
-    when `size` is given. A file decodes reduced (JPEG draft mode) down to a shorter side of `size`,
-    or of `min_short` when no `size` is given."""
+    """Batches of `ds` (all images, or `max_samples` chosen with `seed`): uint8, or the `eval_view`
+    at `size` x `size`. A file decodes reduced down to shorter side `size` (else `min_short`)."""
     n = len(ds)
     take = n if max_samples is None or max_samples >= n else max_samples
     g = torch.Generator().manual_seed(seed)
@@ -243,10 +221,8 @@ MEAN_MODES = ("channel", "pixel")
 class Normalize:
     """y = (x * scale - mean) / std on float pixel batches (B, C, H, W).
 
-    `mean` is per channel, shape (C, 1, 1), or per pixel, shape (C, H, W): the paper subtracts the
-    per-pixel mean image (Sec. 3) and divides by nothing (`std=None`). A per-pixel mean of another size
-    than the input's is resized bilinearly to it (e.g. for dense testing at larger scales). `std` is
-    per channel. Both are in the units of `x * scale`.
+    `mean` is per channel (C, 1, 1) or per pixel (C, H, W), the paper's (Sec. 3, with `std=None`),
+    resized bilinearly to an input of another size. `std` is per channel; both in units of `x * scale`.
     """
 
     def __init__(
@@ -297,10 +273,9 @@ class Normalize:
         max_samples: int | None = None,
         seed: int = 0,
     ) -> Normalize:
-        """Statistics of a data set's images. `mode="pixel"`: the mean image at `size` x `size`
-        (images resized by their shorter side and center-cropped; default: the in-memory images' own
-        size); `mode="channel"`: one mean per channel. `std` (per channel) when `divide_std`. In-memory
-        sets use every image unless `max_samples` says otherwise; file sets use 10,000 by default."""
+        """Statistics of a data set's images: the mean image at `size` x `size` (`eval_view`s;
+        default: the in-memory images' own size) or one mean per channel, and `std` when
+        `divide_std`. File sets use 10,000 images by default, in-memory sets all."""
         if mode not in MEAN_MODES:
             raise ValueError(f"mode must be {' or '.join(map(repr, MEAN_MODES))}, got {mode!r}")
         images = getattr(ds, "images", None)
@@ -314,8 +289,7 @@ class Normalize:
         measure = functools.partial(cls._measure, ds, mode, divide_std, size, scale, max_samples, seed)
         if images is not None:
             return measure()
-        # A file set decodes thousands of images for this: once per listing, cached beside it (other
-        # DDP ranks wait for the first one's result and load it).
+        # A file set decodes thousands of images for this: cached per listing, shared by DDP ranks.
         key = [mode, divide_std, size, scale, max_samples, seed]
         return cls.from_state_dict(cached_statistics(ds, key, lambda: measure().state_dict()))
 
@@ -364,7 +338,6 @@ class Normalize:
         return cls(mean, std, scale)
 
     def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mul, add) with y = x * mul + add, cached per device, dtype and input size."""
         key = (x.device, x.dtype, *x.shape[-2:]) if self.mode == "pixel" else (x.device, x.dtype)
         cached = self._cache.get(key)
         if cached is None:
@@ -379,8 +352,8 @@ class Normalize:
         return cached
 
     def __call__(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalize x; `shift` (B, C), a per-image offset in pixel units added first (the PCA
-        colour shift), is folded into the same single pass over the batch."""
+        """Normalize x; `shift` (B, C), a per-image pixel offset added first (the PCA colour shift),
+        is folded into the same pass."""
         _check_batch(x)
         if x.shape[1] != self.mean.shape[0]:
             raise ValueError(f"Normalize for {self.mean.shape[0]} channel(s) got {x.shape[1]}")
@@ -421,10 +394,8 @@ def pil_to_tensor(im: Image.Image) -> torch.Tensor:
 def pil_train_crop(
     im: Image.Image, scale: int, crop: int, offset: Sequence[float], flip: bool
 ) -> Image.Image:
-    """The training crop of one image: shorter side resized to `scale` (`resized_size`), the crop x
-    crop window at the integer offsets `crop_start(offset, room)` (y, x), mirrored when `flip`. At the
-    image's own scale it is a plain slice; otherwise Pillow resamples only the window, from the source
-    box that maps onto it (the same pixels as that window of the whole resized image)."""
+    """One image's training crop, the same geometry as `TrainTransform.geometry`: at the image's own
+    scale a plain slice, otherwise Pillow resamples only the window's source box."""
     w, h = im.size
     rh, rw = resized_size(h, w, scale)
     top, left = crop_start(offset[0], rh - crop), crop_start(offset[1], rw - crop)
@@ -441,12 +412,10 @@ def pil_train_crop(
 class TrainTransform:
     """The paper's augmentation: uint8 (B, C, H, W) -> float32 (B, C, crop, crop).
 
-    scale: (s_min, s_max), the range of the shorter side before cropping (paper: (256, 512) with
-    crop 224), an integer s uniform in s_min..s_max per sample; s_min >= crop.
+    scale: (s_min, s_max), the integer shorter side drawn per sample (paper: (256, 512), crop 224).
     flip: probability of a horizontal flip.
-    pca_std: std of AlexNet's colour-altering coefficients (0 turns it off; skipped for 1 channel).
-    eigvals/eigvecs: the PCA basis (default: AlexNet's ImageNet constants; `rgb_pca(ds)` computes a
-    data set's own). normalize: applied last (see the module docstring for the pixel convention).
+    pca_std: std of AlexNet's colour-altering coefficients (0: off; skipped for 1 channel).
+    eigvals/eigvecs: the PCA basis (default AlexNet's; `rgb_pca(ds)` computes a data set's own).
     """
 
     def __init__(
@@ -489,9 +458,8 @@ class TrainTransform:
         )
 
     def sample_params(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Random parameters of n samples: shorter side `scale` (n,), an integer in [s_min, s_max];
-        crop `offset` (n, 2) float64 fractions in [0, 1) of the positions free (y, x), turned into
-        pixels by `crop_start` once the image's size is known; `flip` (n,) bool; PCA `alpha` (n, 3)."""
+        """Random parameters of n samples: `scale` (n,) int; `offset` (n, 2) float64 fractions (y, x)
+        for `crop_start` once the image size is known; `flip` (n,) bool; PCA `alpha` (n, 3)."""
         u = torch.rand(n, 4, generator=generator, dtype=torch.float64)
         alpha = torch.randn(n, 3, generator=generator) * self.pca_std
         s_min, s_max = self.scale
@@ -511,8 +479,7 @@ class TrainTransform:
         return self.finish(self.geometry(x, params), params)
 
     def geometry(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scale, crop and flip: float32 (B, C, crop, crop) pixel values. Each distinct scale resizes
-        its samples once; every crop is then an exact window at integer offsets."""
+        """Scale, crop and flip: float32 (B, C, crop, crop); one resize per distinct scale."""
         _check_batch(x)
         B, C, H, W = x.shape
         c = self.crop
@@ -540,8 +507,8 @@ class TrainTransform:
         return x if shift is None else x + shift.to(x.device, x.dtype)[:, :, None, None]
 
     def prepare_image(self, im: Image.Image, params: dict[str, Any]) -> torch.Tensor:
-        """The geometric part for one decoded image of any size (DataLoader workers): uint8
-        (C, crop, crop). `params` is one row of `sample_params` as plain values."""
+        """`geometry` for one decoded image (loader workers): uint8 (C, crop, crop); `params` is one
+        row of `sample_params` as plain values."""
         crop = pil_train_crop(im, int(params["scale"]), self.crop, params["offset"], bool(params["flip"]))
         return pil_to_tensor(crop)
 

@@ -1,37 +1,23 @@
 """Test-time views of a batch: single view, AlexNet's 10 views, and the paper's dense multi-scale testing.
 
-Every function takes a model in eval mode and a same-size batch of uint8 images (B, C, H, W) and
-returns softmax probabilities (B, K) as float32; several views are combined by averaging their
-probabilities. Nothing loops over views or windows in Python: all views of a batch go through the
-model as one batch. Each is two steps, so that the pixel work can run per image in a data loader's
-workers and the scoring on whole batches: `prepare_views` (resize and crop, float pixel values) and
+Each function takes a model in eval mode and a same-size uint8 batch (B, C, H, W) and returns
+float32 softmax probabilities (B, K), averaged over views; all views of a batch go through the model
+as one batch. Each is `prepare_views` (pixel work, which can run in loader workers) then
 `score_views` (normalize and score).
 
-    single_view   `transforms.eval_view`: shorter side resized to `resize`, the central crop × crop
-                  window (Table 2, 3), the same view as training-time validation.
-    ten_view      the four corner crops and the center crop, each also flipped (Table 5); only the five
-                  without `flip` (a model trained without mirrored images).
-    dense         the paper's "multi-view testing on feature maps" (Sec. 3, after SPP-net [11] and the
-                  dense evaluation of OverFeat / VGG): the conv layers run once on the whole image
-                  resized to shorter side s; every window of the training crop's feature-map size
-                  (14×14 for a 224 crop in model A) is cut from the last conv map with a strided view
-                  (`Tensor.unfold`), pooled by the SPP layer and scored by the fc layers, all windows
-                  as one batch; the same on the mirrored image; the scores of all windows are averaged.
-                  For a `Net` the SPP of all windows comes from pooling the whole map once
-                  (`window_pyramids`): the same values without copying every window.
-    multi_scale   dense scores averaged over several scales (Table 4's "multi-scale": 256, 384, 480).
+    single_view   `transforms.eval_view`, the same view as training-time validation (Table 2, 3).
+    ten_view      four corner crops and the center crop, each also flipped (Table 5).
+    dense         Sec. 3's "multi-view testing on feature maps" (after SPP-net [11]): the conv layers
+                  run once on the image at shorter side s, every window of the training crop's map
+                  size is pooled by SPP and scored by the fc layers, on the mirrored image too.
+    multi_scale   dense scores averaged over several scales (Table 4: 256, 384, 480).
 
-Dense testing needs the model to be split as `forward_features` (conv part, any input size) and
-`forward_head` (SPP + fc, any map size), as `rectifiers.models.Net` is.
+Dense testing needs `forward_features` (any input size) and `forward_head` (any map size), as `Net`
+has.
 
-Normalization at other sizes. A `Normalize` with a per-pixel mean holds the mean image of the
-training crop (crop × crop). Where the input has exactly that size (every single / 10-view crop, and
-dense testing of a square image at s = crop) the mean image is subtracted as in training. Where it
-does not (the whole resized image of dense testing), the mean image's per-channel average is
-subtracted instead. Training itself subtracted the same mean image from crops taken at random
-positions of randomly scaled images, so no pixel of the mean image belongs to a fixed place of the
-image; stretching it over a larger or non-square image (what `Normalize` alone would do) would put
-its structure at a place no training crop saw. A per-channel mean is used as it is.
+A per-pixel mean image is subtracted only from inputs of its own size; elsewhere (dense testing's
+whole image) its per-channel average is. Training subtracted it from crops at random positions and
+scales, so stretching it over a larger image would put its structure where no training crop saw it.
 """
 
 from __future__ import annotations
@@ -52,9 +38,8 @@ MAX_WINDOWS = 1024
 
 
 def normalize_input(x: Tensor, normalize: Normalize | None) -> Tensor:
-    """Float32 input for the model: `normalize(x)`, with a per-pixel mean replaced by its per-channel
-    average when `x` is not of the mean image's size (see the module docstring); `x` as float32
-    pixel values when `normalize` is None."""
+    """Float32 model input: `normalize(x)`, a per-pixel mean of another size than `x` replaced by its
+    per-channel average (see the module docstring)."""
     if normalize is None:
         return to_float(x).contiguous()
     if normalize.mode == "pixel" and tuple(normalize.mean.shape[-2:]) != tuple(x.shape[-2:]):
@@ -63,7 +48,6 @@ def normalize_input(x: Tensor, normalize: Normalize | None) -> Tensor:
 
 
 def softmax_scores(model: nn.Module, x: Tensor) -> Tensor:
-    """softmax(model(x)) in float32, (N, K)."""
     return F.softmax(model(x).float(), dim=1)
 
 
@@ -128,10 +112,7 @@ def score_views(
 def single_view(
     model: nn.Module, images: Tensor, *, resize: int, crop: int, normalize: Normalize | None = None
 ) -> Tensor:
-    """Scores of the center crop: shorter side resized to `resize`, the central crop × crop window.
-
-    uint8 (B, C, H, W) → probabilities (B, K).
-    """
+    """Probabilities (B, K) of the central crop × crop window at shorter side `resize`."""
     _check(model, images)
     return score_views(
         model, prepare_views(images, "single", scale=resize, crop=crop), "single", normalize=normalize
@@ -148,23 +129,16 @@ def ten_view(
     normalize: Normalize | None = None,
     flip: bool = True,
 ) -> Tensor:
-    """AlexNet's 10-view testing (Table 5): the four corner crops and the center crop of the image
-    resized to shorter side `resize`, each with its horizontal flip (not with `flip=False`); the
-    probabilities averaged.
-
-    uint8 (B, C, H, W) → probabilities (B, K). One forward pass of 10·B (5·B) crops.
-    """
+    """AlexNet's 10-view testing (Table 5) at shorter side `resize`: probabilities (B, K) averaged
+    over the corner and center crops and their flips (not with `flip=False`)."""
     _check(model, images)
     views = prepare_views(images, "ten", scale=resize, crop=crop, flip=flip)
     return score_views(model, views, "ten", normalize=normalize)
 
 
 def feature_window(model: nn.Module, crop: int, in_chans: int) -> tuple[int, int]:
-    """(h, w) of the last conv map for a crop × crop input: the window of dense testing.
-
-    Uses `model.feature_size` when the model has it (`rectifiers.models.Net`), else one forward pass of
-    a zero image through `forward_features`.
-    """
+    """(h, w) of the last conv map for a crop × crop input: the window of dense testing
+    (`model.feature_size` where it exists, else a forward pass of a zero image)."""
     size = getattr(model, "feature_size", None)
     if callable(size):
         h, w = size(crop)
@@ -195,13 +169,10 @@ def _bins(length: int, n: int) -> list[tuple[int, int]]:
 def window_pyramids(fmap: Tensor, levels: Sequence[int], window: tuple[int, int], stride: int) -> Tensor:
     """SPP features of every window of `fmap`, from max pooling the whole map once.
 
-    Equal to `SpatialPyramidPool2d(levels)` applied to each (wh, ww) window at positions 0, stride,
-    2·stride, ... (max is exact, so the values are identical), in the order of `Tensor.unfold`:
-    (N, C, h, w) → (N·nh·nw, C·Σn²). A bin of a window at (p, q) is the max over a kh × kw rectangle
-    at (p + y0, q + x0), where (y0, kh) and (x0, kw) depend only on the bin; so each distinct kh × kw
-    max pooling (stride 1, separable: rows, then columns) runs once over the map and every window
-    reads its bins from it with a strided slice. Overlapping windows thus share their pooling instead
-    of each copying and pooling its own pixels (SPP-net's "pooling on the feature maps").
+    Identical to `SpatialPyramidPool2d(levels)` on each (wh, ww) window at strides of `stride`, in
+    `Tensor.unfold`'s order: (N, C, h, w) → (N·nh·nw, C·Σn²). A bin's rectangle size (kh, kw) does
+    not depend on the window, so each distinct kh × kw max pooling runs once over the map and every
+    window reads its bins with a strided slice: overlapping windows share their pooling.
     """
     n, c, h, w = fmap.shape
     wh, ww = window
@@ -271,10 +242,9 @@ def dense(
             seen only by the windows that overlap it (and, mirrored, by the flipped image's).
         flip: also score the horizontally flipped image (the paper does).
         max_windows: windows per call of the fc layers (bounds memory; whole images per call).
-        pool_on_map: for a `Net` (head = SPP, then fc layers), compute every window's SPP from one
-            pooling of the whole map (`window_pyramids`, identical values, several times faster).
-            Otherwise, and for any other model, the windows are cut with `Tensor.unfold` and each goes
-            through `forward_head`.
+        pool_on_map: for a `Net`, every window's SPP from one pooling of the whole map
+            (`window_pyramids`, identical values, faster); otherwise each window is cut with
+            `Tensor.unfold` and goes through `forward_head`.
 
     Returns probabilities (B, K): the mean of softmax(fc(SPP(window))) over the windows of both images.
     """
@@ -320,7 +290,7 @@ def _dense_scores(
             logits = fc(window_pyramids(chunk, spp.levels, (wh, ww), stride))
         else:
             windows = chunk.unfold(2, wh, stride).unfold(3, ww, stride)  # (b, D, nh, nw, wh, ww), a view
-            # gathered channels-last (…, wh, ww, D): max pooling runs about 4x faster on it on CPU
+            # gathered channels-last (…, wh, ww, D): CPU max pooling is faster on that layout
             block = windows.permute(0, 2, 3, 4, 5, 1).reshape(-1, wh, ww, d)  # (b·nh·nw, wh, ww, D)
             logits = model.forward_head(block.permute(0, 3, 1, 2))
         probs = F.softmax(logits.float(), dim=1)
