@@ -58,12 +58,8 @@ def time_interleaved(
     fns: dict[K, Callable[[], object]], repeats: int, warmup: int = 2
 ) -> tuple[dict[K, list[float]], dict[K, list[float]]]:
     """Wall and CPU seconds of every call of each of ``fns`` after its first ``warmup`` calls, the
-    calls ordered by `carryover_balanced_cycle` (for a, b, c: a b a c b c, a b a c b c, ...).
-
-    Why that order: a call runs slower right after a large one, so each entry must come after each
-    other entry equally often; a rotated fixed order (A B C D, B C D A, ...) keeps the cyclic
-    neighbours instead. The k-th calls of all entries fall in the same cycle, so ratios of the k-th
-    times are paired.
+    calls ordered by `carryover_balanced_cycle` (for a, b, c: a b a c b c, a b a c b c, ...). The k-th
+    calls of all entries fall in the same cycle, so ratios of the k-th times are paired.
     """
     names = list(fns)
     wall: dict[K, list[float]] = {n: [] for n in names}

@@ -1,17 +1,13 @@
 """A run directory's checkpoints: which one a run continues from, and writing the next one.
 
-`store` has the mechanics (atomic writes, safe loading, names, links, pruning); this module has the
-trainer's policy on top of them:
+The trainer's policy on top of `store`'s mechanics:
 
 - resuming: `train.resume` = "auto" continues from the newest checkpoint that loads, a path from that
-  file, "" starts fresh but refuses a directory that already holds checkpoints (nothing is overwritten).
-  `RESUME_POLICY` says, per config field, what a resume may change: the fields that define the maths
-  must match, the data is compared by content (classes, channels, split sizes) rather than by its
-  spec string, new optimizer/schedule values are applied on top of the loaded state, and the rest
-  (workers, output, logging, precision, device) is free;
-- saving: an epoch's checkpoint goes to `checkpoints/`, then best.pt and last.pt link to it and only the
-  newest `keep_last` epoch files stay; a mid-epoch checkpoint replaces last.pt alone. A failed write (a
-  full disk) raises `CheckpointWriteError`, naming the earlier checkpoint that is still intact.
+  file, "" starts fresh but refuses a directory that already holds checkpoints. `RESUME_POLICY` says,
+  per config field, what a resume may change; the data is compared by content, not by spec string.
+- saving: an epoch's checkpoint goes to `checkpoints/`, then best.pt and last.pt link to it and only
+  the newest `keep_last` stay; a mid-epoch checkpoint replaces last.pt alone. A failed write raises
+  `CheckpointWriteError`, naming the earlier checkpoint that is still intact.
 """
 
 from __future__ import annotations
