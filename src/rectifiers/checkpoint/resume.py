@@ -77,12 +77,11 @@ def agree_on_resume_state(
 ) -> tuple[Path, dict[str, Any]] | None:
     """`load_resume_state` decided by rank 0 alone and obeyed by every rank.
 
-    Each rank choosing for itself could put them at different points (one resuming at epoch k, one
-    whose node does not see the run directory starting at 0): different shuffles and momentum, or a
-    hang at the first mismatched collective. Rank 0 broadcasts its choice (path, epoch, batch, step) or
-    its refusal; the other ranks load that file and check they read the same state. Any rank that
-    cannot raises on every rank, naming it. A mid-epoch state saved by another number of processes is
-    refused (its per-rank random streams and partial sums belong to that number).
+    Ranks choosing for themselves could resume at different points (a node that does not see the run
+    directory starts at 0) and hang at the first mismatched collective. The other ranks load rank 0's
+    choice and check they read the same state; any rank that cannot raises on every rank, naming it.
+    A mid-epoch state saved by another number of processes is refused (its per-rank random streams and
+    partial sums belong to that number).
     """
     decision: dict[str, Any] | None = None
     found, refusal = None, None

@@ -56,10 +56,6 @@ def _curve(runs: list[dict[str, Any]], key: str = "val_top1_err") -> list[float]
     return [statistics.fmean(r["metrics"][e][key] for r in runs) for e in range(epochs)]
 
 
-def _per_seed(runs: list[dict[str, Any]]) -> list[list[float]]:
-    return [[m["val_top1_err"] for m in r["metrics"]] for r in runs]
-
-
 def statements(
     per_seed: dict[str, dict[str, list[list[float]]]], chance: float
 ) -> list[tuple[str, list[float]]]:

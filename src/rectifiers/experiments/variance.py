@@ -172,10 +172,6 @@ def _cell(stat: dict[str, float]) -> str:
     return f"{_sci(stat['gmean'])} [{_sci(stat['min'])}, {_sci(stat['max'])}]"
 
 
-def _agrees(measured: float, law: float) -> bool:
-    return AGREE[0] <= measured / law <= AGREE[1]
-
-
 def run(ctx: Context) -> Outcome:
     settings, seeds = ctx.settings, ctx.seeds
     results: dict[str, Any] = {}
