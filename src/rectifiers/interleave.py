@@ -20,10 +20,8 @@ K = TypeVar("K", bound=Hashable)
 
 def carryover_balanced_cycle(n: int) -> list[int]:
     """A cyclic order of ``n`` entries in which each entry comes directly after every other entry
-    exactly once per cycle (each appears n - 1 times; one entry alone: ``[0]``).
-
-    It is an Eulerian circuit of the complete directed graph on the entries, walked by Hierholzer's
-    algorithm: every ordered pair (a, b) with a != b is an edge, and the circuit uses each once.
+    exactly once per cycle (each appears n - 1 times; one entry alone: ``[0]``): an Eulerian circuit
+    of the complete directed graph on the entries, by Hierholzer's algorithm.
     """
     if n < 1:
         raise ValueError(f"need at least one entry, got {n}")

@@ -167,11 +167,10 @@ def time_steps(
 
     Each row: median and min wall ms, median CPU ms, images/s (wall and per CPU second), GFLOP/s and,
     given ``peaks`` ({"float32": GFLOP/s, "bfloat16": GFLOP/s}), the fraction of the peak of the
-    variant's compute dtype. The trainer/prelu row also carries the paired ratios ``prelu_vs_relu``
-    (trainer/relu time ÷ trainer/prelu time: ≥ 1 means PReLU is as fast), ``vs_plain`` (plain/prelu
-    time ÷ trainer/prelu time) and ``vs_plain_relu`` (plain/relu time ÷ trainer/prelu time: the
-    PReLU trainer against a hand-written ReLU loop), each on wall and CPU time. Freed memory is kept
-    for reuse first, as `rectifiers train` does; that is process-wide, so it helps the plain loop too.
+    variant's compute dtype. The trainer/prelu row also carries paired ratios of times, each on wall
+    and CPU time: ``prelu_vs_relu`` (trainer/relu ÷ trainer/prelu: ≥ 1 means PReLU is as fast),
+    ``vs_plain`` (plain/prelu ÷ trainer/prelu) and ``vs_plain_relu`` (plain/relu ÷ trainer/prelu).
+    Freed memory is kept for reuse first, as `rectifiers train` does (process-wide: the plain loop too).
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
