@@ -1,12 +1,10 @@
 """`train.amp`: which autocast dtype a run trains in, and why.
 
-bfloat16 is not faster on every CPU. With AMX (Sapphire Rapids and later) oneDNN's bf16 matmuls and
-convolutions run several times faster than fp32; without AMX it depends on the CPU and the model, and
-where oneDNN emulates bf16 it is slower (figures: benchmarks/RESULTS.md). So on a CPU, "auto" takes
-bf16 at once only where AMX is there and oneDNN may use it, float32 where oneDNN has no bf16 kernels
-at all, and otherwise times the run's own model (forward + backward at the run's batch shape) in both
-precisions, interleaved, keeping bf16 only if it is clearly faster. The measurement costs a few steps
-and is cached per machine and model shape under `runtime.cache_root()`, so it is paid once.
+bfloat16 is not faster on every CPU: several times faster than fp32 with AMX, slower where oneDNN
+emulates it, in between otherwise (figures: benchmarks/RESULTS.md). So on a CPU "auto" takes bf16 at
+once only with usable AMX, float32 where oneDNN has no bf16 kernels, and otherwise times the run's own
+model step in both precisions, keeping bf16 only if clearly faster. That measurement is cached per
+machine and model shape under `runtime.cache_root()`.
 """
 
 from __future__ import annotations

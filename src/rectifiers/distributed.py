@@ -64,14 +64,10 @@ def setup(device_preference: str = "auto", timeout_s: float = 600.0) -> DistCont
 def end_process(code: int) -> int:
     """Return ``code``, or, in a process that joined a process group, exit with it right here.
 
-    Why: torch 2.13 keeps references to a group that DDP used, so gloo's worker threads outlive
-    destroy_process_group and run until the process ends. One of them can still be releasing the
-    Python tensors of the last collective when the interpreter shuts down; taking the GIL then
-    ends that thread inside C++ code that may not be left, and the process aborts ("terminate called
-    without an active exception", SIGABRT): torchrun reports a failed run although every file was
-    written (1 in about 50 two-process runs of the test suite's DDP run, on 2 busy cores). Skipping
-    the interpreter's shutdown skips that; the run's files are closed by then and stdio is flushed
-    here. `rectifiers.cli.main` calls it; a script that calls `fit` under torchrun may too.
+    gloo's worker threads outlive destroy_process_group and may still be releasing the last
+    collective's tensors at interpreter shutdown, which can abort the process (SIGABRT) after every
+    file was written; skipping the shutdown avoids that (stdio is flushed here). `rectifiers.cli.main`
+    calls it; a script that calls `fit` under torchrun may too.
     """
     if not _joined_group:
         return code

@@ -4,22 +4,9 @@ Recipe (paper Sec. 3): SGD with momentum 0.9, weight decay 5e-4 on weights but n
 slopes (Sec. 2.1), lr 1e-2 divided by 10 when the validation error plateaus, mini-batch 128,
 dropout 0.5 on fc1/fc2, He initialization in its backward form (Eq. 14).
 
-What a run writes (main process only) into `train.out`:
-    run.txt          the run header of each start: model, data, device, precision and why, kernel
-    config.json      the resolved RunConfig
-    init_report.md   what `initialize` did to each layer
-    test.json        with data.val_fraction: the final model's error on the spec's own val split
-    metrics.jsonl    one line per epoch: train_/val_ prefixed metrics, lr, step, images/s, for a
-                     net with PReLU the mean slope of each (`prelu_slopes`), and a partial-epoch
-                     line ("partial": true) where train.max_steps stops inside an epoch
-    checkpoints/     the last `keep_last` epoch checkpoints
-    last.pt best.pt  the newest checkpoint and the one with the lowest val top-1 error
-    curves.png       loss and error against epoch
-
-The pieces with a job of their own live beside it: `run_log` (the files above other than checkpoints,
-and the console), `checkpoint.resume` (which checkpoint a run resumes from and what a resume may
-change; writing checkpoints, last.pt, best.pt), `run_lock` (one run per directory), `rng_state` (the generator
-states a checkpoint carries), `stop_signals` (SIGINT/SIGTERM as a request to stop after a checkpoint).
+The main process writes into `train.out`: the run files of `run_log` (run.txt, config.json,
+init_report.md, metrics.jsonl, curves.png), test.json (with data.val_fraction: the final model on the
+spec's own val split), and the checkpoints of `checkpoint.resume` (checkpoints/, last.pt, best.pt).
 """
 
 from __future__ import annotations
@@ -68,8 +55,7 @@ from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
-# CheckpointWriteError, TrainingStopped and resolve_amp live in checkpoint.resume, stop_signals and amp;
-# callers import them here.
+# Defined in checkpoint.resume, stop_signals and amp; callers import them from here.
 __all__ = [
     "CheckpointWriteError",
     "NonFiniteLossError",

@@ -20,10 +20,8 @@ K = TypeVar("K", bound=Hashable)
 
 def carryover_balanced_cycle(n: int) -> list[int]:
     """A cyclic order of ``n`` entries in which each entry comes directly after every other entry
-    exactly once per cycle (each appears n - 1 times; one entry alone: ``[0]``).
-
-    It is an Eulerian circuit of the complete directed graph on the entries, walked by Hierholzer's
-    algorithm: every ordered pair (a, b) with a != b is an edge, and the circuit uses each once.
+    exactly once per cycle (each appears n - 1 times; one entry alone: ``[0]``): an Eulerian circuit
+    of the complete directed graph on the entries, by Hierholzer's algorithm.
     """
     if n < 1:
         raise ValueError(f"need at least one entry, got {n}")
@@ -58,12 +56,8 @@ def time_interleaved(
     fns: dict[K, Callable[[], object]], repeats: int, warmup: int = 2
 ) -> tuple[dict[K, list[float]], dict[K, list[float]]]:
     """Wall and CPU seconds of every call of each of ``fns`` after its first ``warmup`` calls, the
-    calls ordered by `carryover_balanced_cycle` (for a, b, c: a b a c b c, a b a c b c, ...).
-
-    Why that order: a call runs slower right after a large one, so each entry must come after each
-    other entry equally often; a rotated fixed order (A B C D, B C D A, ...) keeps the cyclic
-    neighbours instead. The k-th calls of all entries fall in the same cycle, so ratios of the k-th
-    times are paired.
+    calls ordered by `carryover_balanced_cycle` (for a, b, c: a b a c b c, a b a c b c, ...). The k-th
+    calls of all entries fall in the same cycle, so ratios of the k-th times are paired.
     """
     names = list(fns)
     wall: dict[K, list[float]] = {n: [] for n in names}

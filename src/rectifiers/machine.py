@@ -1,8 +1,7 @@
 """What this process runs on, as far as speed goes: the CPU model and its bf16 hardware.
 
 A benchmark figure or a precision choice is only true for the CPU it came from, and oneDNN can be
-capped below what the CPU has (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16` hides AMX, `AVX512_CORE`
-also AVX512_BF16, `AVX2` all of AVX-512), so both are read here.
+capped below what the CPU has (`ONEDNN_MAX_CPU_ISA`), so both are read here.
 """
 
 from __future__ import annotations

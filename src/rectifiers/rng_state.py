@@ -1,10 +1,8 @@
 """The random number generator states a checkpoint carries, so that a resumed run draws what it would have.
 
-Four global generators are saved: torch's CPU one (dropout among others), each CUDA device's, NumPy's
-and Python's `random`. `get_rng_state` captures them in one dict, `set_rng_state` puts them back. The
-trainer stores one such dict per rank under the checkpoint's "rng" key. The dict holds only tensors,
-numbers and lists: `rectifiers.load_checkpoint` reads with `weights_only=True`, which refuses
-NumPy arrays, so NumPy's key travels as an int64 tensor.
+torch's CPU generator, each CUDA device's, NumPy's and Python's `random`, in one dict per rank. Only
+tensors, numbers and lists, since checkpoints load with `weights_only=True`: NumPy's state travels
+as an int64 tensor.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """One training process per run directory: a lock file that names its holder.
 
-Two runs writing into the same `train.out` would interleave their checkpoints and metrics lines, and a
-`--resume` while the first still trains would continue from a state that is about to be replaced. The
-main process of a run holds `run.lock` (its pid and host, as JSON) for the whole run; a second run or
-resume into that directory is refused with a message naming the holder. The file is removed when the
-run ends, however it ends; one left by a killed process (same host, pid no longer running) is stale
-and taken over. A holder on another host cannot be checked from here: it is refused, and the message
-says which file to delete once that process is known to be gone.
+Two runs in one `train.out` would interleave their checkpoints and metrics. The main process holds
+`run.lock` (its pid and host, as JSON) for the whole run and removes it however the run ends; a
+second run is refused with a message naming the holder. A lock of a dead pid on this host is stale
+and taken over; one from another host cannot be checked, so it is refused and the message says which
+file to delete.
 """
 
 from __future__ import annotations

@@ -157,10 +157,8 @@ class RunLog:
     def trim_metrics(self, epoch: int) -> None:
         """Keep only the metrics lines of the epochs the starting state has completed (1..`epoch`).
 
-        An epoch's line is written just before its checkpoint, so a crash between the two, or a resume
-        from an older checkpoint, leaves lines of epochs that are about to run again (they would be
-        duplicated), and a crash inside the write leaves a torn last line (the next line would be glued
-        to it). The lines kept are exactly those the resumed run would have written itself.
+        A crash before the epoch's checkpoint, or a resume from an older one, leaves lines of epochs
+        about to run again, and a crash inside a write leaves a torn last line; both are dropped.
         """
         path = self.metrics_path
         if not self.is_main or not path.exists():

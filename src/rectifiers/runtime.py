@@ -1,22 +1,11 @@
-"""Process-wide settings: where the project caches what it builds or measures, glibc's allocator
-keeping freed memory (a faster CPU training loop), and the torch flags a run may change, put back
-afterwards.
+"""Process-wide settings: the cache folder (`cache_root`, for built PReLU kernels and measured
+precision choices), glibc's allocator keeping freed memory, and torch flags put back after a run.
 
-`cache_root` is the one folder for built PReLU kernels (`prelu_kernel`) and measured precision
-choices (`amp`): ``$RECTIFIERS_CACHE``, else ``$XDG_CACHE_HOME/rectifiers``, else
-``~/.cache/rectifiers``.
-
-PyTorch's CPU allocator asks glibc's ``malloc`` for every tensor. By default glibc serves large
-blocks (above a threshold that adapts up to 32 MiB) with a fresh ``mmap`` and hands them back with
-``munmap`` when freed, and trims the heap's free top back to the OS. A training step allocates and
-frees the same activation and gradient tensors every step, so each step touches new pages again,
-and the kernel must fault in and zero them: a sizeable share of a CPU step's time
-(benchmarks/RESULTS.md, "Peak memory"). `keep_freed_memory` raises the mmap threshold to its maximum
-and turns trimming off, so freed blocks stay in the heap and the next step reuses them. The
-process's resident size then stays at its peak instead of dipping between steps; the peak itself does
-not grow (the benchmark measures both).
-That setting cannot be read back and undone, so only the `rectifiers train` command applies it; `fit`
-called from a user's own process leaves the allocator alone.
+A training step frees and reallocates the same large tensors every step; by default glibc returns
+them to the OS (``munmap``, heap trimming), so each step faults in and zeroes fresh pages again, a
+sizeable share of a CPU step (benchmarks/RESULTS.md, "Peak memory"). `keep_freed_memory` keeps them in
+the heap; resident size then stays at its peak. It cannot be undone, so only `rectifiers train`
+applies it; `fit` called from a user's own process leaves the allocator alone.
 """
 
 from __future__ import annotations

@@ -2,19 +2,14 @@
 
 Variants of one step (a fixed batch of random images, SGD momentum 0.9, weight decay 5e-4):
 
-    trainer/prelu  what `rectifiers train` runs by default: `train_step.TrainStep` on a channels_last
-                   model and input, in the precision `train.amp = auto` picks for this model,
-                   `rectifiers.PReLU`, no weight decay on the slopes, and the trainer's tally read
-                   back every `train_step.READ_EVERY` steps
+    trainer/prelu  `train_step.TrainStep` as `rectifiers train` runs it: channels_last, the precision
+                   `train.amp = auto` picks, `rectifiers.PReLU`, no weight decay on the slopes
     trainer/relu   the same with ReLU
-    plain/prelu    what a user writes by hand: float32, NCHW, eager, `torch.nn.PReLU`,
-                   ``SGD(model.parameters(), ...)``, ``loss.backward(); opt.step()``
+    plain/prelu    what a user writes by hand: float32, NCHW, eager, `torch.nn.PReLU`
     plain/relu     the same with ReLU
 
-All variants of one model are built in one process and timed in `interleave.time_interleaved`'s
-order, so load from other processes and the wake of the step before hit them alike. Each step is
-timed on the wall clock and on the process's CPU clock: on a shared machine the wall clock also
-counts waiting for a core, the CPU clock only the work.
+All variants are timed in `interleave.time_interleaved`'s order, so load from other processes hits
+them alike, on the wall clock and on the process's CPU clock (which counts only the work).
 """
 
 from __future__ import annotations
@@ -172,11 +167,10 @@ def time_steps(
 
     Each row: median and min wall ms, median CPU ms, images/s (wall and per CPU second), GFLOP/s and,
     given ``peaks`` ({"float32": GFLOP/s, "bfloat16": GFLOP/s}), the fraction of the peak of the
-    variant's compute dtype. The trainer/prelu row also carries the paired ratios ``prelu_vs_relu``
-    (trainer/relu time ÷ trainer/prelu time: ≥ 1 means PReLU is as fast), ``vs_plain`` (plain/prelu
-    time ÷ trainer/prelu time) and ``vs_plain_relu`` (plain/relu time ÷ trainer/prelu time: the
-    PReLU trainer against a hand-written ReLU loop), each on wall and CPU time. Freed memory is kept
-    for reuse first, as `rectifiers train` does; that is process-wide, so it helps the plain loop too.
+    variant's compute dtype. The trainer/prelu row also carries paired ratios of times, each on wall
+    and CPU time: ``prelu_vs_relu`` (trainer/relu ÷ trainer/prelu: ≥ 1 means PReLU is as fast),
+    ``vs_plain`` (plain/prelu ÷ trainer/prelu) and ``vs_plain_relu`` (plain/relu ÷ trainer/prelu).
+    Freed memory is kept for reuse first, as `rectifiers train` does (process-wide: the plain loop too).
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")

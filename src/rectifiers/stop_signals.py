@@ -1,9 +1,8 @@
-"""SIGINT/SIGTERM as a polite request to stop training at the next step, after a checkpoint.
+"""SIGINT/SIGTERM as a request to stop training at the next step, after a checkpoint.
 
-A run killed mid-step loses everything since its last checkpoint. Instead, the first SIGINT (Ctrl-C)
-or SIGTERM (what schedulers and `kill` send) only records the signal; the training loop polls
-`StopSignals.signum` after each step, raises `TrainingStopped` and saves a checkpoint before it
-returns. A second signal means "now": it raises KeyboardInterrupt at once.
+The first SIGINT or SIGTERM only records the signal (`StopSignals.signum`); the training loop polls
+it, raises `TrainingStopped` and saves a checkpoint before it returns. A second signal raises
+KeyboardInterrupt at once.
 """
 
 from __future__ import annotations

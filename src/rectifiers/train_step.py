@@ -3,12 +3,10 @@
 `TrainStep` is the step `engine.fit` runs for every batch; the step benchmark and `reproduce
 prelu-cost` time the same object, so what they measure is what trains.
 
-Reading a value back to the host (``bool(loss.isfinite())``, ``.cpu()``) waits for every queued
-kernel; on a GPU that stalls the host that should be queueing the next step, and under torchrun each
-collective that agrees on a flag is a round trip between the ranks. So each step adds its loss and
-top-1 count into device tensors (`StepTally`), remembers the losses not yet checked, and the trainer
-`read`s them in one transfer (and at most one all-reduce) every few steps and before anything is
-saved: a non-finite loss is still named by its own step, found among the unchecked ones.
+A read back to the host waits for every queued kernel (and under torchrun is a round trip between
+ranks), so each step adds its loss and top-1 count into device tensors (`StepTally`) and the trainer
+`read`s them in one transfer every few steps and before any save; a non-finite loss is still named
+by its own step.
 """
 
 from __future__ import annotations

@@ -55,8 +55,7 @@ def bench_prelu_op(
     two ops' k-th times (they ran side by side, in `interleave.balanced_schedule`'s order).
 
     ``keep_memory`` first applies `rectifiers.runtime.keep_freed_memory`, as the trainer does, so
-    every op's output reuses freed memory alike (up to glibc's 32 MiB limit) instead of whichever op
-    the allocator happens to hand fresh pages paying for page faults.
+    that no op pays page faults for fresh memory that another op does not.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")

@@ -8,13 +8,10 @@
 A checkpoint is a plain dict. Keys written by the trainer:
 
     format        "rectifiers/1"
-    model         the unwrapped module's state_dict
-    optimizer     optimizer.state_dict()
-    scheduler     scheduler.state_dict() (or None)
-    scaler        the GradScaler's state (the fp16 loss scale; empty without fp16)
-    epoch         epochs completed before this save
-    batch         batches of epoch `epoch` already done (0 at an epoch end)
-    step          optimizer steps so far
+    model, optimizer, scheduler (or None), scaler (the fp16 loss scale; empty without fp16)
+                  their state_dicts; model's is the unwrapped module's
+    epoch, batch, step  epochs completed, batches of the next already done (0 at an epoch end),
+                  optimizer steps
     world_size    processes of the run that saved it (a mid-epoch state resumes with as many)
     config        RunConfig.to_dict()
     model_args    the keyword arguments that rebuild the model with `create_model`; for a model
@@ -22,7 +19,6 @@ A checkpoint is a plain dict. Keys written by the trainer:
     classes       class names, index = label
     data_sizes    {"train": N, "val": M} images, which a resume compares with its data
     normalization the input normalization (`rectifiers.transforms.Normalize.state_dict()`)
-    rng           per-rank RNG states, so a resumed run continues the same random streams
-    epoch_sums    per-rank partial training sums of a mid-epoch save
+    rng, epoch_sums  per-rank RNG states and partial training sums (a mid-epoch save continues them)
     best_val_top1_err, versions
 """

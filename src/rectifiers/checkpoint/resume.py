@@ -1,17 +1,13 @@
 """A run directory's checkpoints: which one a run continues from, and writing the next one.
 
-`store` has the mechanics (atomic writes, safe loading, names, links, pruning); this module has the
-trainer's policy on top of them:
+The trainer's policy on top of `store`'s mechanics:
 
 - resuming: `train.resume` = "auto" continues from the newest checkpoint that loads, a path from that
-  file, "" starts fresh but refuses a directory that already holds checkpoints (nothing is overwritten).
-  `RESUME_POLICY` says, per config field, what a resume may change: the fields that define the maths
-  must match, the data is compared by content (classes, channels, split sizes) rather than by its
-  spec string, new optimizer/schedule values are applied on top of the loaded state, and the rest
-  (workers, output, logging, precision, device) is free;
-- saving: an epoch's checkpoint goes to `checkpoints/`, then best.pt and last.pt link to it and only the
-  newest `keep_last` epoch files stay; a mid-epoch checkpoint replaces last.pt alone. A failed write (a
-  full disk) raises `CheckpointWriteError`, naming the earlier checkpoint that is still intact.
+  file, "" starts fresh but refuses a directory that already holds checkpoints. `RESUME_POLICY` says,
+  per config field, what a resume may change; the data is compared by content, not by spec string.
+- saving: an epoch's checkpoint goes to `checkpoints/`, then best.pt and last.pt link to it and only
+  the newest `keep_last` stay; a mid-epoch checkpoint replaces last.pt alone. A failed write raises
+  `CheckpointWriteError`, naming the earlier checkpoint that is still intact.
 """
 
 from __future__ import annotations
@@ -81,12 +77,11 @@ def agree_on_resume_state(
 ) -> tuple[Path, dict[str, Any]] | None:
     """`load_resume_state` decided by rank 0 alone and obeyed by every rank.
 
-    Each rank choosing for itself could put them at different points (one resuming at epoch k, one
-    whose node does not see the run directory starting at 0): different shuffles and momentum, or a
-    hang at the first mismatched collective. Rank 0 broadcasts its choice (path, epoch, batch, step) or
-    its refusal; the other ranks load that file and check they read the same state. Any rank that
-    cannot raises on every rank, naming it. A mid-epoch state saved by another number of processes is
-    refused (its per-rank random streams and partial sums belong to that number).
+    Ranks choosing for themselves could resume at different points (a node that does not see the run
+    directory starts at 0) and hang at the first mismatched collective. The other ranks load rank 0's
+    choice and check they read the same state; any rank that cannot raises on every rank, naming it.
+    A mid-epoch state saved by another number of processes is refused (its per-rank random streams and
+    partial sums belong to that number).
     """
     decision: dict[str, Any] | None = None
     found, refusal = None, None

@@ -1,10 +1,8 @@
 """`rectifiers <subcommand>`: thin wrappers over the library's functions.
 
-One module per subcommand, each with `add(subparsers)`, which registers the subcommand's arguments
-and sets `func`, and `run(args)`, which does the work and returns an exit code. The modules that do
-the work are imported inside `run`, so that `rectifiers --help` stays fast; at the top a subcommand
-module imports only the choice lists its flags offer, from the modules that declare them. A new
-subcommand is a new module whose `add` joins `_SUBCOMMANDS` (the order of `rectifiers --help`).
+One module per subcommand, each with `add(subparsers)` (arguments, sets `func`) and `run(args)` (does
+the work, returns an exit code). Work modules are imported inside `run` so that `rectifiers --help`
+stays fast. A new subcommand's `add` joins `_SUBCOMMANDS` (the order of `rectifiers --help`).
 """
 
 from __future__ import annotations

@@ -10,19 +10,9 @@
     prelu-cost      Sec. 2.1: PReLU's "negligible" cost, as a train-step throughput ratio
 
 Each module defines `TITLE`, `PAPER` (where in the paper), `USES_DATA`, `USES_SEEDS`, `PRESETS`
-(settings per preset) and `run(ctx) -> Outcome`; it composes the library (`rectifiers.engine.fit`,
-`rectifiers.evaluate`, `rectifiers.diagnostics`, ...), has no training loop of its own and imports
-no other experiment. What they share:
-
-    context      Context (settings, where to write) and Outcome (numbers, table, verdicts)
-    recipe       the config every training run starts from, lr schedule, default data, presets
-    subsets      class-balanced subsets of a data set, written once as an image folder
-    runs         one kept, resumable `fit` run; the arms of a comparison over the seeds
-    table2_runs  Table 2's net14 runs, which Table 1 reads too
-    verdict      per-seed statistics to a verdict on a claim of the paper
-    tables       markdown tables and percentages
-    provenance   git revision, versions and machine of a result
-    outputs      results.json and table.md
+(settings per preset) and `run(ctx) -> Outcome`; it composes the library, has no training loop of its
+own and imports no other experiment. The other modules here are what they share (`context`, `recipe`,
+`runs`, `verdict`, `outputs`, ...).
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """Table 1 at small scale: the learned PReLU slopes of every layer of the 14-layer net, channel-shared
 and channel-wise (for channel-wise, the mean over the layer's channels), beside the paper's.
 
-The paper's reading of its Table 1: conv1's slopes (0.681 shared, 0.596 channel-wise) are
-"significantly greater than 0" (its filters are Gabor-like, both signs of response are kept), and
-in the channel-wise version deeper conv layers generally have smaller slopes ("more nonlinear").
+The paper's reading: conv1's slopes (0.681 shared, 0.596 channel-wise) are "significantly greater
+than 0", and in the channel-wise version deeper conv layers generally have smaller slopes.
 
-The models are Table 2's: its PReLU runs, the same run directories (`table2_runs`: one set of
-runs, two tables; whichever experiment runs first trains them, the other reuses them). The slopes
-are read from the final checkpoint (`rectifiers.load_model`), and their course from the per-epoch
-`prelu_slopes` of each run's metrics.jsonl, plotted against training steps so that a reader sees
-whether they settled. The paper's readings are put as per-seed statistics, each read by
-`verdict`: conv1's slope minus 0.1 ("clearly > 0"), conv1's slope minus the mean of the stage-3
-conv layers (conv3_1..conv3_6), and Spearman's rank correlation between conv depth (1..11) and
-slope; the same statistics of the paper's Table 1 give the sign and size to compare with.
+The models are Table 2's PReLU runs (`table2_runs`: whichever experiment runs first trains them).
+Slopes come from the final checkpoint, and their course from each run's per-epoch `prelu_slopes`.
+The readings are put as per-seed statistics for `verdict`: conv1's slope minus 0.1, conv1's slope
+minus the mean of conv3_1..conv3_6, and Spearman's rank correlation between conv depth and slope;
+the same statistics of the paper's Table 1 give the sign and size to compare with.
 """
 
 from __future__ import annotations

@@ -1,29 +1,14 @@
 """Figures 2 and 3 at small scale: a 22-layer and a 30-layer ReLU net trained from He's init and from
 Xavier's, validation error against epoch.
 
-The paper's claims (Sec. 2.2, p. 5-6): at 22 layers (its model B) both inits converge and He's
-"starts reducing error earlier"; at 30 layers (27 conv + 3 fc, its Figure 3) He's converges while
-Xavier's "completely stalls" ("does not converge even given more epochs").
+The paper's claims (Sec. 2.2, p. 5-6): at 22 layers both inits converge and He's "starts reducing
+error earlier"; at 30 layers He's converges while Xavier's "completely stalls".
 
-The nets are the small-image members of the net14 family (`net22`: 19 conv + 3 fc, `net30`: 27 conv
-+ 3 fc with the 16 extra 2×2 convs in stage 3; `stem="small"`, act="relu", width and fc width from
-the preset). Every run goes through `rectifiers.engine.fit` with one recipe (`recipe.RECIPE`, lr 0.01
-divided by 10 at the preset's fixed epochs so that the runs end trained out, dropout 0.5, weight
-decay 5e-4, a validation split held out of train); the two arms differ only in `init.scheme`:
-
-    He      std = sqrt(2 / n) on every conv and fc layer (Eq. 10 with `init.a = 0`, conv1 included)
-    Xavier  std = sqrt(1 / n) on every conv and fc layer (Caffe's "xavier", the paper's baseline)
-
-so He's std is √2 times Xavier's in every layer. conv1 has no rectifier before it, so Eq. 8's ½
-does not hold there and `init.a = "auto"` would give it a = 1, Xavier's std, in both arms; the
-paper keeps Eq. 10 on the first layer "for simplicity", and so does `recipe.RECIPE` (`init.a = 0`).
-
-The fc layers. The paper trained its He models with fixed fc stds of 0.01, 0.01, 0.001 (Sec. 2.2),
-chosen for 4096-wide fc layers and unnormalised pixels in [-128, 128], and does not say what its
-Xavier baseline used there. Those stds do not transfer to our 256-wide fc layers and normalised
-inputs (the project's presets note that they stall a 256-wide head), and keeping them would make
-part of both arms identical by fiat. So here each scheme sets the fc layers too; the question is
-the scheme, and the comparison differs in nothing else.
+Every run goes through `rectifiers.engine.fit` with `recipe.RECIPE`; the two arms differ only in
+`init.scheme` (He std = sqrt(2 / n), Xavier sqrt(1 / n), on every conv and fc layer). conv1 keeps
+Eq. 10 with a = 0, as the paper does "for simplicity". The scheme sets the fc layers too: the paper's
+fixed fc stds (0.01, 0.01, 0.001) were chosen for 4096-wide layers and unnormalised pixels, stall a
+256-wide head, and would make part of both arms identical by fiat.
 """
 
 from __future__ import annotations
@@ -69,10 +54,6 @@ def _curve(runs: list[dict[str, Any]], key: str = "val_top1_err") -> list[float]
     """Mean over seeds of `key` per epoch."""
     epochs = min(len(r["metrics"]) for r in runs)
     return [statistics.fmean(r["metrics"][e][key] for r in runs) for e in range(epochs)]
-
-
-def _per_seed(runs: list[dict[str, Any]]) -> list[list[float]]:
-    return [[m["val_top1_err"] for m in r["metrics"]] for r in runs]
 
 
 def statements(

@@ -1,23 +1,17 @@
 """PReLU's cost (Sec. 2.1: "The time complexity due to PReLU is negligible for both forward and
 backward propagation"), measured as the training throughput of the same net with ReLU and with PReLU.
 
-The net is that of `relu-vs-prelu`: `net14`, small-image stem, width 0.25, fc 256, 28-px inputs,
-batch 128. Two measurements, both with every variant interleaved in an order where each comes right
-after every other equally often (`rectifiers.interleave`), so that a machine slowing down part-way,
-or one variant's wake, slows every variant alike:
+The net is that of `relu-vs-prelu`. Two measurements, each with its variants interleaved
+(`rectifiers.interleave`) so that a machine slowing down part-way slows every variant alike:
 
-1. The training step (`rectifiers.step_timing.time_steps`): the trainer's own step
-   (`rectifiers.train_step.TrainStep`: channels_last, the precision `train.amp = auto` picks,
-   `rectifiers.PReLU`) and a plain PyTorch step (float32, NCHW, `torch.nn.PReLU`), each with ReLU
-   and with channel-wise PReLU, timed on the wall clock and on the process's CPU clock (on a shared
-   machine the CPU clock's paired ratio is the cleaner one).
-2. End to end, `rectifiers.engine.fit` itself (loader, step, bookkeeping) on in-memory fake images,
-   for ReLU, channel-shared and channel-wise PReLU: each run trains two short epochs and reports the
-   images/s of the second (the first includes one-off warm-up); the median over repeats is compared.
+1. The training step (`rectifiers.step_timing.time_steps`): the trainer's step and a plain PyTorch
+   step, each with ReLU and channel-wise PReLU, on the wall and CPU clocks.
+2. End to end, `rectifiers.engine.fit` on in-memory fake images for ReLU, channel-shared and
+   channel-wise PReLU: the images/s of the second of two epochs (the first includes warm-up), median
+   over repeats.
 
-The op count is given beside it: a PReLU adds one multiply per activation value (of the negative
-ones, in fact) to a layer whose conv or fc already costs n multiply-adds per value, counted from
-the model by `rectifiers.complexity`.
+The op count beside it (`rectifiers.complexity`): a PReLU adds one multiply per negative activation to
+a layer that already costs n multiply-adds per value.
 """
 
 from __future__ import annotations

@@ -2,15 +2,10 @@
 its held-out split, the data it trains on by default, and the presets that size the runs: `smoke`
 (seconds, what the test suite runs) and `full` (what the README reports).
 
-What "full" promises: every run ends trained out (`verdict.trained_out`: the held-out validation
-error of the last 3 epochs within 1 point; a run that does not is reported so, never re-run longer)
-on CIFAR-10's training set less 10% of every class held out for validation (45,000 images), tested
-once on its 10,000 test images, with the paper's recipe scaled down: SGD momentum 0.9, weight decay
-5e-4 never on slopes, lr 0.01 divided by 10 at fixed epochs (the same for every arm), batch 128,
-dropout 0.5. To fit each experiment within 2 hours alone on a 2-core CPU the nets are narrower
-(width 0.125, fc 128) and the images stay CIFAR's 32 px (crops of 28); the epochs and milestones
-were fixed before any full run (their sizing is in benchmarks/RESULTS.md). Where an experiment
-exceeds 2 hours on an idle machine, the remedy is a narrower net, not fewer epochs.
+"full" promises that every run ends trained out (`verdict.trained_out`; a run that does not is
+reported so, never re-run longer) on CIFAR-10 less 10% of every class held out, tested once on its
+test set, with the paper's recipe scaled down to fit each experiment within 2 hours on a 2-core CPU:
+narrower nets and CIFAR's 32 px, never fewer epochs (their sizing is in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,15 +17,9 @@ from typing import Any
 from rectifiers import cifar10
 from rectifiers.experiments.tables import pct
 
-# The recipe of every training experiment, on top of the `default` preset (small-image net14
-# family, width 0.25, fc 256, SGD lr 0.01, momentum 0.9, weight decay 5e-4 except on slopes, batch
-# 128). He's init in its Eq. 10 form with a = 0 on every layer, conv1 included: the paper's choice
-# ("we also adopt Eq. (10) in the first layer for simplicity"), and one std per layer for ReLU and
-# PReLU alike, so runs of one seed start from the same weights whatever the activation.
-# The input side follows Table 2's "resized so that the shorter side is 256 ... each view is 224":
-# shorter side 32, crops of 28 (the same 0.875), no scale jitter; half the training crops flipped
-# (Sec. 3). Validation is the center crop of the 32-px image; ten-view testing takes its four
-# corners and center, each flipped.
+# On top of the `default` preset. He's Eq. 10 with a = 0 on every layer, conv1 included (the paper's
+# "for simplicity"): one std per layer for ReLU and PReLU alike, so runs of one seed start from the
+# same weights. Shorter side 32, crops of 28: Table 2's 224/256 ratio, no scale jitter.
 RECIPE: dict[str, Any] = {
     "data.crop": 28,
     "data.scale_min": 32,
@@ -123,8 +112,7 @@ def smoke(summary: str) -> dict[str, Any]:
 VAL_FRACTION = 0.1  # of every class of CIFAR-10's 50,000 training images, held out for validation
 NARROW = {"model.width": 0.125, "model.fc_width": 128}
 
-# Table 2 and Table 1: 3 seeds x 3 activations of net14 (Table 1 reads the 6 PReLU runs). lr 0.01
-# for 16 epochs, 0.001 for 6, 0.0001 for the last 2: the last three epochs come after the first drop.
+# Table 2 and Table 1. The last three epochs (the trained-out window) come after the first drop.
 FULL_TABLE2: dict[str, Any] = {
     "seeds": 3,
     "epochs": 24,
@@ -137,9 +125,8 @@ FULL_TABLE2: dict[str, Any] = {
     "the 10,000 test images; width 0.125, fc 128",
 }
 
-# Figures 2 and 3: 2 seeds x {22, 30 layers} x {He, Xavier}. lr 0.01 for 8 epochs (the paper's
-# figures tell the inits apart within their first epochs), 0.001 for 2, 0.0001 for the last 2: the
-# last three epochs come after the first drop.
+# Figures 2 and 3: the paper's figures tell the inits apart within their first epochs, so a short
+# first lr; the last three epochs come after the first drop.
 FULL_CONVERGENCE: dict[str, Any] = {
     "seeds": 2,
     "epochs": 12,

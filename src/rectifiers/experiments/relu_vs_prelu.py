@@ -3,16 +3,13 @@ same epochs and schedule, ten-view error, mean ± std over seeds.
 
 The paper (ImageNet, 75 epochs, 10-view testing): ReLU 33.82 / 13.34, channel-shared PReLU
 32.71 / 12.87, channel-wise 32.64 / 12.75 (top-1 / top-5 %): PReLU lowers top-1 error by 1.1-1.2
-points. Its images were resized to 256 (no scale jitter) for training and testing, views of 224.
+points.
 
-Here: `net14` in its small-image form (`stem="small"`, fc 256) trained by `rectifiers.engine.fit`
-with `recipe.RECIPE` (shorter side 32, crops of 28, the same 0.875 ratio, flips), the paper's
-fixed-epoch schedule (lr 0.01, divided by 10 at the same epochs for every model), a validation split
-held out of train (`data.val_fraction`), and tested once by `rectifiers.evaluate.evaluate(views=
-"ten")` on the final checkpoint over the test split: the four corner 28-crops and the center crop of
-the 32-px image, each flipped. Runs with the same seed start from the same weights (He's Eq. 10 with
-a = 0 whatever the activation) and see the data in the same order, so the differences are paired by
-seed; `verdict` reads them. Table 1 (`coefficients`) reads its slopes from these runs' PReLU models.
+Here: `net14` in its small-image form trained by `rectifiers.engine.fit` with `recipe.RECIPE`, and
+tested once by `rectifiers.evaluate.evaluate(views="ten")` on the final checkpoint over the test
+split. Runs with the same seed start from the same weights and see the data in the same order, so
+the differences are paired by seed; `verdict` reads them. Table 1 (`coefficients`) reads its slopes
+from these runs' PReLU models.
 """
 
 from __future__ import annotations

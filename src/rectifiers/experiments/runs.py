@@ -1,8 +1,6 @@
 """The experiments' training runs: one `rectifiers.engine.fit` run of the recipe, kept in its run
 directory (a second invocation reuses a finished run and continues an interrupted one), and the
 arms of a comparison, trained for every seed of the preset.
-
-Nothing here trains by itself: `train` hands a `RunConfig` to `rectifiers.engine.fit`.
 """
 
 from __future__ import annotations

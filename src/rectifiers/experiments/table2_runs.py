@@ -1,8 +1,7 @@
 """Table 2's training runs, which Table 1 reads too: `net14` with each activation, every seed.
 
-One set of runs, two tables: `relu-vs-prelu` and `coefficients` train through here with the same
-presets into the same run directories (under `relu-vs-prelu`'s output), so whichever experiment
-runs first trains them and the other reuses them.
+`relu-vs-prelu` and `coefficients` train through here into the same run directories (under
+`relu-vs-prelu`'s output), so whichever runs first trains them and the other reuses them.
 """
 
 from __future__ import annotations

@@ -1,35 +1,18 @@
 """Forward and backward signal variance against depth (Sec. 2.2, Eq. 9 and Eq. 13) for the 22- and
-30-layer nets, under four initializations, measured by `rectifiers.diagnostics` over random draws.
+30-layer nets (`stem="small"`, ReLU, 28×28×3 N(0, 1) input) under four initializations (`SCHEMES`),
+measured by `rectifiers.diagnostics` over random draws. The `full` preset builds them at the paper's
+widths: the laws hold in expectation, and a narrow net's single draw wanders further from them.
 
-The nets are the small-image members of the net14 family (net22: 19 conv + 3 fc, net30: 27 conv +
-3 fc; `stem="small"`, ReLU) on a N(0, 1) input of 28×28×3. The `full` preset builds them at the
-paper's widths (64, 128, 256 filters, fc 4096, as in Figure 3's model); `convergence` trains them a
-quarter as wide, for CPU time. The laws hold in expectation over random weights, and a narrow net's
-single draw wanders further from them (finite width), so the wide nets are the fairer test of the
-law itself. Each scheme sets every conv and fc layer (biases 0):
+The "paper" column is the law with the nominal stds (`InitReport`): forward Var[y_L] / Var[y_1] =
+Π_{l=2..L} ½(1 + a_l²) n_l σ_l², backward Var[Δx_1] / Var[Δx_L] = Π_{l=1..L-1} ½(1 + a_l²) n̂_l σ_l².
+The law leaves out max pooling and zero padding (a padded border response has fewer than n
+connections), so the table also gives stage 3 alone (no pooling), and the nets are measured with
+circular padding (every response has its full n connections, as Eq. 5 assumes) and with zeros.
 
-    He fan_in    std = sqrt(2 / n),  n = k²c (Eq. 10)   keeps Var[y_l] constant
-    He fan_out   std = sqrt(2 / n̂), n̂ = k²d (Eq. 14)   keeps Var[Δx_l] constant
-    Xavier       std = sqrt(1 / n) (Caffe's "xavier", the paper's baseline): both shrink by ½ per layer
-    fixed 0.01   Sec. 2.2's example: both vanish
-
-The paper's law, evaluated with the nominal stds (`InitReport`), is the "paper" column:
-forward Var[y_L] / Var[y_1] = Π_{l=2..L} ½(1 + a_l²) n_l σ_l², backward Var[Δx_1] / Var[Δx_L] =
-Π_{l=1..L-1} ½(1 + a_l²) n̂_l σ_l² (a = 0 for ReLU, 1 where no rectifier sits, e.g. at the input).
-
-Two things the law does not model move the whole-net measurement off it: max pooling (pool2 and the
-SPP layer raise E[x²] forward and pass the gradient to one input in four backward) and zero
-padding (a border response of a padded 2×2 conv has fewer than n connections, so each padded layer
-loses variance). The table therefore also gives stage 3 alone (conv3_1 .. conv3_last, no pooling
-in between), and the nets are measured twice: with circular padding (every response has its full
-n connections, as Eq. 5 assumes; the figure) and with the zero padding they train with.
-
-Numbers. The fixed-0.01 signal falls by ~10⁻⁵⁰ over 30 layers, below float32's range, where the
-diagnostics compute variances. Since the nets are positively homogeneous at init (ReLU, max pooling,
-zero biases) and backpropagation is linear, the input is multiplied by s and the output gradient by
-g (`_Scaled`), which multiplies every Var[y] by s² and every Var[Δx] by g² and leaves each ratio
-exactly as it was; s and g are chosen from the law so that the largest and smallest variances sit
-symmetrically inside float32's range. Only ratios are reported.
+The fixed-0.01 signal falls by ~10⁻⁵⁰ over 30 layers, below float32's range. The nets are positively
+homogeneous at init and backpropagation is linear, so the input is scaled by s and the output
+gradient by g (`_Scaled`): every ratio stays exactly as it was while the variances sit inside
+float32's range. Only ratios are reported.
 """
 
 from __future__ import annotations
@@ -136,7 +119,7 @@ def _measure(
     stage = [i for i, r in enumerate(rows) if ".conv3_" in r.name]
     whole_f, whole_b = _law(rows, 0, len(rows) - 1)
     stage_f, stage_b = _law(rows, stage[0], stage[-1])
-    # s² and g² put the first and last variance symmetrically around 1 (see the module docstring)
+    # s² and g² put the first and last variance symmetrically around 1, inside float32's range
     s = whole_f ** (-0.25)
     g = whole_b ** (-0.25)
 
@@ -187,10 +170,6 @@ def _sci(v: float) -> str:
 
 def _cell(stat: dict[str, float]) -> str:
     return f"{_sci(stat['gmean'])} [{_sci(stat['min'])}, {_sci(stat['max'])}]"
-
-
-def _agrees(measured: float, law: float) -> bool:
-    return AGREE[0] <= measured / law <= AGREE[1]
 
 
 def run(ctx: Context) -> Outcome:
