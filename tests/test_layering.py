@@ -44,6 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "complexity",
         "decode",
         "cifar10",
+        "text_table",
     ),
     "ops": ("prelu_kernel", "prelu_fast", "activations", "layers", "init", "optim"),
     "models and data": (

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.init import calculate_fans, variance_chain, weight_layers
+from rectifiers.text_table import aligned_lines
 
 __all__ = [
     "VarianceDraws",
@@ -64,18 +65,6 @@ class VarianceRow:
 
 def _sci(value: float | None) -> str:
     return "-" if value is None else f"{value:.3e}"
-
-
-def _aligned(header: list[str], body: list[list[str]], left: int = 2) -> list[str]:
-    widths = [max(len(r[c]) for r in [header, *body]) for c in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(w) if c < left else cell.rjust(w)
-            for c, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return [line(header), line(["-" * w for w in widths]), *map(line, body)]
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
@@ -123,7 +112,7 @@ class VarianceReport:
             if backward:
                 cells += [_sci(v) for v in (r.var_dy, r.var_dx, r.var_dx_eq12, r.var_dx_eq13)]
             body.append(cells)
-        lines = _aligned(header, body)
+        lines = aligned_lines(header, body, left=2)
         lines.append(
             f"forward  Var[y_L]/Var[y_1]  measured {self.forward_ratio:.3g}, "
             f"Eq. 9 {self.forward_ratio_eq9:.3g}"
@@ -324,7 +313,7 @@ class VarianceDraws:
                 dx, dx13 = stats["var_dx"][i], stats["var_dx_eq13"][i]
                 cells += [_sci(dx[0]), _sci(dx[2]), _sci(dx[3]), _sci(dx13[0])]
             body.append(cells)
-        lines = [f"{len(self.reports)} independent draws", *_aligned(header, body)]
+        lines = [f"{len(self.reports)} independent draws", *aligned_lines(header, body, left=2)]
 
         def summary(label: str, measured: tuple | None, theory: tuple | None) -> str:
             assert measured is not None and theory is not None

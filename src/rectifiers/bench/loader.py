@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from rectifiers.bench.step import PRESET_CASES
-from rectifiers.bench.table import aligned_table, cell
+from rectifiers.bench.table import cell
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.loader import BatchLoader, make_loader
 from rectifiers.step_timing import StepCase, time_steps
+from rectifiers.text_table import aligned_table
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
 

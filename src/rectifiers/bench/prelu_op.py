@@ -18,9 +18,10 @@ from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
 from rectifiers.bench.machine_info import DTYPES, synchronize
-from rectifiers.bench.table import aligned_table, cell
+from rectifiers.bench.table import cell
 from rectifiers.interleave import time_interleaved
 from rectifiers.runtime import keep_freed_memory
+from rectifiers.text_table import aligned_table
 
 # name -> f(x, slopes); the slopes are channel-wise along dim 1 (torch's layout).
 OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from rectifiers.bench.table import aligned_table, cell
+from rectifiers.bench.table import cell
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.step_timing import VARIANTS, StepCase, make_step
+from rectifiers.text_table import aligned_table
 
 # The small-image settings of the presets (configs/*.toml); the experiments use the same nets.
 PRESET_CASES: dict[str, dict[str, Any]] = {
