@@ -6,9 +6,9 @@ The paper (ImageNet, 75 epochs, 10-view testing): ReLU 33.82 / 13.34, channel-sh
 points.
 
 Here: `net14` in its small-image form trained by `rectifiers.engine.fit` with `recipe.RECIPE`, and
-tested once by `rectifiers.evaluate.evaluate(views="ten")` on the final checkpoint over the test
-split. Runs with the same seed start from the same weights and see the data in the same order, so
-the differences are paired by seed; `verdict` reads them. Table 1 (`coefficients`) reads its slopes
+tested once by `rectifiers.evaluate.evaluate` with `EvalOptions(views="ten")` on the final checkpoint
+over the test split. Runs with the same seed start from the same weights and see the data in the same
+order, so the differences are paired by seed; `verdict` reads them. Table 1 (`coefficients`) reads its slopes
 from these runs' PReLU models.
 """
 
