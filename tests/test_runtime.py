@@ -50,7 +50,8 @@ def test_freed_blocks_are_reused_without_page_faults() -> None:
     # freed at the heap's top exceeds the trim threshold (twice the largest block), so it goes back to
     # the OS and every round faults all 8,192 pages in again.
     default = _faults_per_round("default")
-    assert min(default[-8:]) > 8000, default
+    if min(default[-8:]) < 8000:  # another C library or tuning: the comparison would show nothing
+        pytest.skip(f"this allocator keeps freed blocks by default: faults per round {default}")
     # Kept: the first rounds still grow the heap (posix_memalign asks for a little more than a freed
     # block of the same size); once freed neighbours have merged, every round reuses memory.
     kept = _faults_per_round("keep")
