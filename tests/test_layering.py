@@ -34,6 +34,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": (
         "rectifiers",
         "runtime",
+        "atomic_file",
         "machine",
         "metrics",
         "distributed",

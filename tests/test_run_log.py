@@ -44,7 +44,7 @@ def test_trim_keeps_the_resumed_epochs_and_drops_a_torn_line(tmp_path: Path, cap
     log.metrics_path.write_text(whole + '{"epoch": 4, "st')  # killed while writing epoch 4's line
     log.trim_metrics(2)
     assert [json.loads(x)["epoch"] for x in log.metrics_path.read_text().splitlines()] == [1, 2]
-    assert not list(log.run_dir.glob(".*.tmp"))
+    assert not list(log.run_dir.glob(".*.tmp*"))
 
 
 def test_trim_leaves_an_intact_file_untouched(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rectifiers.atomic_file import replacing
 from rectifiers.machine import CpuIsa, cpu_isa, cpu_model, onednn_has_bf16
 from rectifiers.runtime import cache_root
 
@@ -196,8 +196,7 @@ def _write_atomic(path: Path, text: str) -> None:
     # Several processes (DDP ranks, parallel runs) may calibrate the same key; each file is whole.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(text)
     except OSError:
         pass  # a read-only cache only costs a new measurement next time

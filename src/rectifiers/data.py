@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +54,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rectifiers import cifar10, decode, layouts, runtime
+from rectifiers.atomic_file import replacing
 
 _SPEC_FORMS = (
     "mnist5k",
@@ -611,7 +611,8 @@ def _save_listing(path: Path | None, probed: _Probed) -> None:
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+        with replacing(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
     except OSError as err:
         warnings.warn(
             f"could not write the listing cache {path} ({err}); the next open lists again", stacklevel=4
@@ -660,7 +661,8 @@ def cached_statistics(
         result = compute()
         arrays = {k: np.array(False) if v is None else np.asarray(v) for k, v in result.items()}
         try:
-            _atomic_write(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+            with replacing(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **arrays)
         except OSError as err:
             warnings.warn(f"could not write the statistics cache {path} ({err})", stacklevel=3)
         return result
@@ -737,23 +739,14 @@ def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path.with_suffix(".npy"), lambda f: np.save(f, ds.images.numpy()))
-        _atomic_write(path.with_suffix(".npz"), lambda f: np.savez(f, **meta))
+        with replacing(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
+            np.save(f, ds.images.numpy())
+        with replacing(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **meta)
     except OSError as err:
         warnings.warn(
             f"could not write the data cache {path} ({err}); the next open decodes again", stacklevel=4
         )
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _load_cache(path: Path | None, spec: str, memory_budget: int) -> InMemoryDataset | None:

@@ -21,7 +21,6 @@ on a failed build, and `rectifiers.prelu` uses ATen's kernel; ``RECTIFIERS_NO_KE
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -29,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rectifiers.atomic_file import replacing
 from rectifiers.machine import cpu_flags, cpu_model
 from rectifiers.runtime import cache_root
 
@@ -89,22 +88,15 @@ def _build(compiler: str) -> dict[str, Path]:
         target = paths[name]
         if target.is_file():
             continue
-        folder = target.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        # Build to a private name, then rename: processes racing here (DDP ranks, test workers)
-        # each get a complete library, and the last rename wins harmlessly.
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Processes racing here (DDP ranks, test workers) each get a complete library, and the last
+        # rename wins harmlessly.
+        with replacing(target) as tmp:
             # The packaged file itself is compiled, so a compiler error names its lines.
-            cmd = [compiler, *_FLAGS, *extra, str(SOURCE), "-o", tmp]
+            cmd = [compiler, *_FLAGS, *extra, str(SOURCE), "-o", str(tmp)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:  # the first errors are the cause; the rest often follow from them
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[:2000]}")
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
     return paths
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from rectifiers import prelu_kernel
 from rectifiers.activations import PReLU
+from rectifiers.atomic_file import replacing
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, InMemoryDataset
 from rectifiers.metrics import top5_is_informative
@@ -168,9 +168,8 @@ class RunLog:
         kept = "".join(json.dumps(r) + "\n" for r in records)
         if kept == text:
             return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(kept)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(kept)
         dropped = len(text.splitlines()) - len(records)
         self.say(f"metrics.jsonl: dropped {dropped} line(s) after epoch {epoch}, the resumed state")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from rectifiers.atomic_file import TEMP_MARK, replacing
 from rectifiers.config import RunConfig
 
 FORMAT = "rectifiers/1"
@@ -29,39 +30,28 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write `state` to `path` atomically: temp file in the same folder, fsync, rename.
+    """Write `state` to `path` atomically and durably (`atomic_file.replacing`).
 
     A crash or a full disk mid-write leaves the previous file at `path` untouched; the temp file is
     removed and the OSError propagates with the path in its message.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        with replacing(path, durable=True) as tmp, open(tmp, "wb") as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise OSError(err.errno, f"could not write checkpoint {path}: {err.strerror or err}") from err
-    _fsync_dir(path.parent)
     return path
 
 
 def link_checkpoint(source: Path, target: Path) -> None:
     """Make `target` name the same bytes as `source` (hard link, else copy), atomically."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(source, tmp)
-    except OSError:
-        tmp.write_bytes(source.read_bytes())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    with replacing(target, durable=True) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            tmp.write_bytes(source.read_bytes())
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
@@ -71,8 +61,8 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     intact); each is a checkpoint's size, so repeated crashes would otherwise fill the disk.
     """
     removed = []
-    for tmp in Path(folder).glob(".*.tmp-*"):
-        pid = tmp.name.rpartition(".tmp-")[2]
+    for tmp in Path(folder).glob(f".*{TEMP_MARK}*"):
+        pid = tmp.name.rpartition(TEMP_MARK)[2]
         if not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(FileNotFoundError):
@@ -171,16 +161,6 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
     for old in kept[keep_last:]:
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable; not every platform lets a directory be opened.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _is_unsafe(err: pickle.UnpicklingError) -> bool:

@@ -4,15 +4,14 @@ of the library opens like any other data set."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rectifiers import runtime
+from rectifiers.atomic_file import replacing
 
 
 def subset(spec: str, n_train: int | None, n_val: int | None, seed: int = 0) -> tuple[str, dict[str, int]]:
@@ -56,8 +55,7 @@ def _write_folder(splits: dict[str, Any], picks: dict[str, torch.Tensor], root: 
     from PIL import Image
 
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".subset-", dir=root.parent))
-    try:
+    with replacing(root) as tmp:
         for split, ds in splits.items():
             width = len(str(len(ds)))
             for i in picks[split].tolist():
@@ -70,10 +68,6 @@ def _write_folder(splits: dict[str, Any], picks: dict[str, torch.Tensor], root: 
         (tmp / "done").write_text("complete\n")
         if root.exists():  # an unfinished earlier attempt
             shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe_data(data: str, spec: str, sizes: dict[str, int]) -> str:
