@@ -396,51 +396,14 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return fn(**kwargs)
 
 
-@register_model
-def vgg19(**kwargs: Any) -> Net:
-    """VGG-19 [25]: 3×3 convs 64×2, 128×2, 256×4, 512×4, 512×4 with pools; fc 4096-4096. Depth 19."""
-    return Net(SPECS["vgg19"], name="vgg19", **kwargs)
+def _spec_builder(name: str) -> Callable[..., Net]:
+    def build(**kwargs: Any) -> Net:
+        return Net(SPECS[name], name=name, **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"`Net` of the table `SPECS[{name!r}]` (described in the module docstring)."
+    return build
 
 
-@register_model
-def vgg_b(**kwargs: Any) -> Net:
-    """VGG configuration B: 3×3 convs 64×2, 128×2, 256×2, 512×2, 512×2 with pools. Depth 13."""
-    return Net(SPECS["vgg_b"], name="vgg_b", **kwargs)
-
-
-@register_model
-def model_a(**kwargs: Any) -> Net:
-    """Table 3, model A: 7×7/2 96, 2×2/2 pool, 3×3 256×5 | 512×5 | 512×5, SPP {7,3,2,1}. Depth 19."""
-    return Net(SPECS["model_a"], name="model_a", **kwargs)
-
-
-@register_model
-def model_b(**kwargs: Any) -> Net:
-    """Table 3, model B: model A with 6 convs per stage. Depth 22."""
-    return Net(SPECS["model_b"], name="model_b", **kwargs)
-
-
-@register_model
-def model_c(**kwargs: Any) -> Net:
-    """Table 3, model C: model B with 384 | 768 | 896 filters. Depth 22."""
-    return Net(SPECS["model_c"], name="model_c", **kwargs)
-
-
-@register_model
-def net14(**kwargs: Any) -> Net:
-    """Table 1, the 14-layer model E of [10]: 7×7/2 64, 3×3/3 pool, 2×2 128×4, 2×2/2 pool, 2×2 256×6,
-    SPP {6,3,2,1}. Depths (4, 6)."""
-    return Net(SPECS["net14"], name="net14", **kwargs)
-
-
-@register_model
-def net22(**kwargs: Any) -> Net:
-    """net14 with 14 convs in stage 3: 19 conv + 3 fc. Depths (4, 14)."""
-    return Net(SPECS["net22"], name="net22", **kwargs)
-
-
-@register_model
-def net30(**kwargs: Any) -> Net:
-    """Figure 3's 30-layer small model, 27 conv + 3 fc: net14 with 16 more 2×2 256-filter convs. The
-    paper does not say where they go; here all are in stage 3 (depths (4, 22))."""
-    return Net(SPECS["net30"], name="net30", **kwargs)
+for _name in SPECS:
+    register_model(_spec_builder(_name))
