@@ -393,7 +393,7 @@ def test_mixed_size_files_are_scored_in_full_batches(tmp_path: Path, views: str,
 def test_training_time_validation_and_single_view_eval_agree_on_non_square_images(tmp_path: Path):
     """One eval view: the trainer's validation (EvalTransform through the loader's workers) and
     `evaluate(views="single")` score the same pixels of a 375 x 500 photo, so the same errors."""
-    from rectifiers.loader import make_loader
+    from rectifiers.loader import BatchLoader
     from rectifiers.transforms import EvalTransform
 
     spec = _image_folder(tmp_path / "photos", [(375, 500), (500, 375), (375, 500)])
@@ -411,7 +411,7 @@ def test_training_time_validation_and_single_view_eval_agree_on_non_square_image
         names=["a", "b"],
     )
     member = load_member(ck)
-    loader = make_loader(ds, 4, train=False, transform=EvalTransform(37, 32, normalize=member.normalize))
+    loader = BatchLoader(ds, 4, train=False, transform=EvalTransform(37, 32, normalize=member.normalize))
     with torch.no_grad():
         trained_val = torch.cat([F.softmax(member.model(x), dim=1) for x, _ in loader])
     r = evaluate([ck], ds, EvalOptions(views="single", batch_size=4, save_scores=True, channels_last=False))
@@ -439,14 +439,14 @@ def test_a_broken_val_file_is_skipped_named_and_never_replaced(tmp_path: Path):
 
 
 def test_training_time_validation_counts_a_broken_file_nowhere(tmp_path: Path):
-    from rectifiers.loader import make_loader
+    from rectifiers.loader import BatchLoader
     from rectifiers.transforms import EvalTransform
 
     spec = _image_folder(tmp_path / "f", [(20, 24), (24, 20), (18, 18)])
     broken = tmp_path / "f" / "val" / "b" / "0.png"
     broken.write_bytes(broken.read_bytes()[:120])
     ds = open_dataset(spec, "val", cache=False, workers=0)
-    loader = make_loader(ds, 2, train=False, transform=EvalTransform(18, 16))
+    loader = BatchLoader(ds, 2, train=False, transform=EvalTransform(18, 16))
     with pytest.warns(UserWarning, match="not counted"):
         labels = torch.cat([y for _, y in loader])
     assert torch.bincount(labels, minlength=2).tolist() == [3, 2]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from rectifiers.data import FileDataset, InMemoryDataset, open_dataset
-from rectifiers.loader import BatchLoader, make_loader
+from rectifiers.loader import BatchLoader
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
 
@@ -34,11 +34,11 @@ def test_train_ranks_cover_the_epoch_equally_without_overlap() -> None:
     n, world = 103, 2
     ds = _indexed(n)
     loaders = [
-        make_loader(ds, 10, train=True, transform=_identity, rank=r, world_size=world) for r in range(world)
+        BatchLoader(ds, 10, train=True, transform=_identity, rank=r, world_size=world) for r in range(world)
     ]
     assert [lo.num_samples for lo in loaders] == [51, 51] and [len(lo) for lo in loaders] == [5, 5]
     full = [
-        _ids(make_loader(ds, 10, train=True, transform=_identity, rank=r, world_size=world, drop_last=False))
+        _ids(BatchLoader(ds, 10, train=True, transform=_identity, rank=r, world_size=world, drop_last=False))
         for r in range(world)
     ]
     assert len(full[0]) == len(full[1]) == 51
@@ -52,7 +52,7 @@ def test_eval_ranks_see_every_image_exactly_once() -> None:
     ds = _indexed(n)
     seen: list[int] = []
     for r in range(world):
-        loader = make_loader(ds, 2, train=False, transform=_identity, rank=r, world_size=world)
+        loader = BatchLoader(ds, 2, train=False, transform=_identity, rank=r, world_size=world)
         ids = _ids(loader)
         assert ids == list(range(r, n, world)) and loader.num_samples == len(ids)
         assert len(loader) == -(-len(ids) // 2)  # the last partial batch is kept
@@ -62,31 +62,31 @@ def test_eval_ranks_see_every_image_exactly_once() -> None:
 
 def test_labels_follow_their_images() -> None:
     ds = _indexed(40)
-    for x, y in make_loader(ds, 8, train=True, transform=_identity, seed=3):
+    for x, y in BatchLoader(ds, 8, train=True, transform=_identity, seed=3):
         assert y.dtype == torch.int64 and torch.equal(y, x[:, 0, 0, 0].long() % 5)
 
 
 def test_set_epoch_reshuffles_reproducibly() -> None:
     ds = _indexed(64)
-    loader = make_loader(ds, 8, train=True, transform=_identity, seed=1)
+    loader = BatchLoader(ds, 8, train=True, transform=_identity, seed=1)
     loader.set_epoch(0)
     a = _ids(loader)
     b = _ids(loader)
     loader.set_epoch(1)
     c = _ids(loader)
     assert a == b and a != c and sorted(a) == sorted(c) == list(range(64))
-    other = make_loader(ds, 8, train=True, transform=_identity, seed=1, rank=1, world_size=2)
+    other = BatchLoader(ds, 8, train=True, transform=_identity, seed=1, rank=1, world_size=2)
     other.set_epoch(1)
-    mine = make_loader(ds, 8, train=True, transform=_identity, seed=1, rank=0, world_size=2)
+    mine = BatchLoader(ds, 8, train=True, transform=_identity, seed=1, rank=0, world_size=2)
     mine.set_epoch(1)
     assert sorted(_ids(mine) + _ids(other)) == list(range(64))  # same permutation on every rank
-    assert _ids(make_loader(ds, 8, train=True, transform=_identity, seed=2)) != a
+    assert _ids(BatchLoader(ds, 8, train=True, transform=_identity, seed=2)) != a
 
 
 def test_augmented_epoch_repeats_and_resumes_exactly() -> None:
     ds = open_dataset("fake:n=48,size=16")
     t = TrainTransform(12, (14, 20))
-    loader = make_loader(ds, 8, train=True, transform=t, seed=5)
+    loader = BatchLoader(ds, 8, train=True, transform=t, seed=5)
     loader.set_epoch(3)
     first = list(loader)
     second = list(loader)
@@ -107,9 +107,9 @@ def test_two_ranks_see_the_same_augmented_global_batches_as_one() -> None:
     """Rank r takes positions r, r + 2, ...: a 2 x 4 run equals a 1 x 8 run, augmentation included."""
     ds = open_dataset("fake:n=40,size=16")
     t = TrainTransform(12, (14, 20), normalize=Normalize.from_dataset(ds))
-    single = list(make_loader(ds, 8, train=True, transform=t, seed=9))
+    single = list(BatchLoader(ds, 8, train=True, transform=t, seed=9))
     ranks = [
-        list(make_loader(ds, 4, train=True, transform=t, seed=9, rank=r, world_size=2)) for r in range(2)
+        list(BatchLoader(ds, 4, train=True, transform=t, seed=9, rank=r, world_size=2)) for r in range(2)
     ]
     assert len(single) == len(ranks[0]) == len(ranks[1]) == 5
     for k, (x, y) in enumerate(single):
@@ -124,9 +124,9 @@ def test_plain_callable_train_transform_gets_a_seeded_generator() -> None:
     def noisy(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return x.float() + torch.rand(x.shape[0], 1, 1, 1, generator=generator)
 
-    a = [x for x, _ in make_loader(ds, 8, train=True, transform=noisy, seed=4)]
-    b = [x for x, _ in make_loader(ds, 8, train=True, transform=noisy, seed=4)]
-    c = [x for x, _ in make_loader(ds, 8, train=True, transform=noisy, seed=4, rank=1, world_size=2)]
+    a = [x for x, _ in BatchLoader(ds, 8, train=True, transform=noisy, seed=4)]
+    b = [x for x, _ in BatchLoader(ds, 8, train=True, transform=noisy, seed=4)]
+    c = [x for x, _ in BatchLoader(ds, 8, train=True, transform=noisy, seed=4, rank=1, world_size=2)]
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
     assert not torch.equal(a[0] - a[0].floor(), c[0] - c[0].floor())  # another rank, another stream
 
@@ -134,22 +134,22 @@ def test_plain_callable_train_transform_gets_a_seeded_generator() -> None:
 def test_output_contract_and_channels_last() -> None:
     ds = open_dataset("fake:n=20,size=16")
     t = TrainTransform(12, (12, 16))
-    x, y = next(iter(make_loader(ds, 6, train=True, transform=t)))
+    x, y = next(iter(BatchLoader(ds, 6, train=True, transform=t)))
     assert x.shape == (6, 3, 12, 12) and x.dtype == torch.float32 and y.shape == (6,)
     e = EvalTransform(16, 12)
-    x, _ = next(iter(make_loader(ds, 6, train=False, transform=e, channels_last=True)))
+    x, _ = next(iter(BatchLoader(ds, 6, train=False, transform=e, channels_last=True)))
     assert x.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_loader_validates() -> None:
     ds = _indexed(10)
     with pytest.raises(ValueError, match="no full batch"):
-        make_loader(ds, 8, train=True, transform=_identity, world_size=2)
-    assert len(make_loader(ds, 8, train=True, transform=_identity, world_size=2, drop_last=False)) == 1
+        BatchLoader(ds, 8, train=True, transform=_identity, world_size=2)
+    assert len(BatchLoader(ds, 8, train=True, transform=_identity, world_size=2, drop_last=False)) == 1
     with pytest.raises(ValueError, match="rank"):
-        make_loader(ds, 2, train=True, transform=_identity, rank=2, world_size=2)
+        BatchLoader(ds, 2, train=True, transform=_identity, rank=2, world_size=2)
     with pytest.raises(ValueError, match="batch_size"):
-        make_loader(ds, 0, train=False, transform=_identity)
+        BatchLoader(ds, 0, train=False, transform=_identity)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,8 +171,8 @@ def _mixed_folder(root: Path, n: int = 10) -> FileDataset:
 def test_file_dataset_batches_with_workers_match_the_main_process(tmp_path: Path) -> None:
     ds = _mixed_folder(tmp_path)
     t = TrainTransform(12, (16, 24))
-    serial = list(make_loader(ds, 4, train=True, transform=t, seed=2, num_workers=0))
-    workers = make_loader(ds, 4, train=True, transform=t, seed=2, num_workers=2)
+    serial = list(BatchLoader(ds, 4, train=True, transform=t, seed=2, num_workers=0))
+    workers = BatchLoader(ds, 4, train=True, transform=t, seed=2, num_workers=2)
     parallel = list(workers)
     assert len(serial) == len(parallel) == 2
     for (a, ya), (b, yb) in zip(serial, parallel, strict=True):
@@ -187,7 +187,7 @@ def test_file_dataset_eval_covers_every_image(tmp_path: Path) -> None:
     e = EvalTransform(14, 12)
     labels = []
     for r in range(2):
-        for x, y in make_loader(ds, 3, train=False, transform=e, rank=r, world_size=2):
+        for x, y in BatchLoader(ds, 3, train=False, transform=e, rank=r, world_size=2):
             assert x.shape[1:] == (3, 12, 12)
             labels += y.tolist()
     assert sorted(labels) == sorted(ds.targets.tolist())
@@ -196,9 +196,9 @@ def test_file_dataset_eval_covers_every_image(tmp_path: Path) -> None:
 def test_file_dataset_needs_the_matching_transform(tmp_path: Path) -> None:
     ds = _mixed_folder(tmp_path, n=4)
     with pytest.raises(ValueError, match="needs a TrainTransform"):
-        make_loader(ds, 2, train=True, transform=_identity)
+        BatchLoader(ds, 2, train=True, transform=_identity)
     with pytest.raises(ValueError, match="needs a EvalTransform"):
-        make_loader(ds, 2, train=False, transform=TrainTransform(8, (8, 8)))
+        BatchLoader(ds, 2, train=False, transform=TrainTransform(8, (8, 8)))
 
 
 def test_a_file_that_breaks_mid_run_is_replaced_and_the_epoch_completes(tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_a_file_that_breaks_mid_run_is_replaced_and_the_epoch_completes(tmp_path
     broken = tmp_path / ds.names[2]
     raw = broken.read_bytes()
     broken.write_bytes(raw[: len(raw) // 2])  # header intact: only decoding fails, during the run
-    loader = make_loader(ds, 3, train=True, transform=TrainTransform(10, (12, 14)), seed=1)
+    loader = BatchLoader(ds, 3, train=True, transform=TrainTransform(10, (12, 14)), seed=1)
     with pytest.warns(UserWarning, match="skipped"):
         batches = list(loader)
     assert len(batches) == 2 and all(x.shape == (3, 3, 10, 10) for x, _ in batches)

@@ -42,7 +42,7 @@ from rectifiers.checkpoint.store import FORMAT, CheckpointError, remove_stale_te
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.holdout import hold_out, val_is_test_split
-from rectifiers.loader import make_loader
+from rectifiers.loader import BatchLoader
 from rectifiers.metrics import error_from_counts, topk_correct
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
@@ -302,12 +302,12 @@ class Trainer:
             "device": ctx.device,
             "channels_last": t.channels_last,
         }
-        self.train_loader = make_loader(train_set, per_rank, train=True, transform=train_tf, **common)
-        self.val_loader = make_loader(val_set, per_rank, train=False, transform=eval_tf, **common)
+        self.train_loader = BatchLoader(train_set, per_rank, train=True, transform=train_tf, **common)
+        self.val_loader = BatchLoader(val_set, per_rank, train=False, transform=eval_tf, **common)
         self.test_loader = (
             None
             if self.test_set is None
-            else make_loader(self.test_set, per_rank, train=False, transform=eval_tf, **common)
+            else BatchLoader(self.test_set, per_rank, train=False, transform=eval_tf, **common)
         )
 
     def _restore(self, state: dict[str, Any]) -> None:

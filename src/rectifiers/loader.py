@@ -1,6 +1,6 @@
 """Batches for training and evaluation: shuffling, sharding over ranks, batched augmentation.
 
-`make_loader(dataset, batch_size, train=..., transform=...)` returns a `BatchLoader` that yields
+`BatchLoader(dataset, batch_size, train=..., transform=...)` yields
 (x float32 (B, C, crop, crop), y int64 (B,)); `batch_size` is per rank.
 
 Training: one permutation per epoch from (seed, epoch), of which rank r takes positions r, r + W, ...
@@ -38,44 +38,14 @@ def epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0) -> torch.
     return torch.Generator().manual_seed(int(state))
 
 
-def make_loader(
-    dataset: ImageDataset,
-    batch_size: int,
-    *,
-    train: bool,
-    transform: Callable[..., torch.Tensor],
-    rank: int = 0,
-    world_size: int = 1,
-    seed: int = 0,
-    num_workers: int = 0,
-    drop_last: bool | None = None,
-    device: torch.device | str | None = None,
-    channels_last: bool = False,
-) -> BatchLoader:
-    """A `BatchLoader` over `dataset` for this rank.
+class BatchLoader:
+    """Iterates (x float32 (B, C, crop, crop), y int64 (B,)) batches of one rank's share of an epoch.
 
     transform: a `TrainTransform` (train) or `EvalTransform` (eval); for in-memory sets any callable,
     called as `transform(x, generator)` in training (seeded by seed, epoch and rank) and `transform(x)`
     in evaluation. drop_last: default True for training. device: where batches are produced
     (in-memory images are copied there once).
     """
-    return BatchLoader(
-        dataset,
-        batch_size,
-        train=train,
-        transform=transform,
-        rank=rank,
-        world_size=world_size,
-        seed=seed,
-        num_workers=num_workers,
-        drop_last=train if drop_last is None else drop_last,
-        device=torch.device(device) if device is not None else None,
-        channels_last=channels_last,
-    )
-
-
-class BatchLoader:
-    """Iterates (x float32 (B, C, crop, crop), y int64 (B,)) batches of one rank's share of an epoch."""
 
     def __init__(
         self,
@@ -84,13 +54,13 @@ class BatchLoader:
         *,
         train: bool,
         transform: Callable[..., torch.Tensor],
-        rank: int,
-        world_size: int,
-        seed: int,
-        num_workers: int,
-        drop_last: bool,
-        device: torch.device | None,
-        channels_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        num_workers: int = 0,
+        drop_last: bool | None = None,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -109,8 +79,8 @@ class BatchLoader:
         self.world_size = world_size
         self.seed = seed
         self.num_workers = num_workers
-        self.drop_last = drop_last
-        self.device = device
+        self.drop_last = train if drop_last is None else drop_last
+        self.device = torch.device(device) if device is not None else None
         self.channels_last = channels_last
         self.num_samples = n // world_size if train else len(range(rank, n, world_size))
         if len(self) == 0:
@@ -133,7 +103,7 @@ class BatchLoader:
                 collate_fn=_stack_decoded,
                 num_workers=num_workers,
                 persistent_workers=num_workers > 0,
-                pin_memory=device is not None and device.type == "cuda",
+                pin_memory=self.device is not None and self.device.type == "cuda",
             )
         elif not isinstance(dataset, InMemoryDataset):
             raise ValueError(f"unsupported data set type {type(dataset).__name__}")

@@ -15,7 +15,7 @@ import torch
 from rectifiers.bench.step import PRESET_CASES
 from rectifiers.bench.table import cell
 from rectifiers.data import ImageDataset, open_dataset
-from rectifiers.loader import BatchLoader, make_loader
+from rectifiers.loader import BatchLoader
 from rectifiers.step_timing import StepCase, time_steps
 from rectifiers.text_table import aligned_table
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
@@ -103,7 +103,7 @@ def benchmark_loaders(
             variants.append(("files", open_dataset(spec, "train", memory_budget=0), num_workers))
         for kind, d, workers in variants:
             for train, tf in ((True, train_tf), (False, eval_tf)):
-                loader = make_loader(
+                loader = BatchLoader(
                     d, batch_size, train=train, transform=tf, num_workers=workers, device=device
                 )
                 limit = max_batches if kind == "memory" else max(10, max_batches // 5)
