@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rectifiers.activations import PReLU
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
+from rectifiers.checkpoint.inference import swap_to_torch_modules
 from rectifiers.complexity import complexity
 from rectifiers.interleave import time_interleaved
 from rectifiers.models import create_model
@@ -76,16 +76,6 @@ def _batch(case: StepCase, channels_last: bool) -> tuple[torch.Tensor, torch.Ten
     return images, torch.randint(0, case.classes, (case.batch,), generator=gen)
 
 
-def _swap_to_torch_prelu(model: nn.Module) -> nn.Module:
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, PReLU):
-                theirs = nn.PReLU(child.num_parameters)
-                theirs.load_state_dict(child.state_dict())
-                setattr(module, name, theirs)
-    return model
-
-
 def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[[], None]:
     """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch;
     ``amp_mode`` ("auto", "off", "bf16") sets the trainer variants' autocast as `train.amp` does."""
@@ -95,7 +85,7 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
     if kind == "plain":
         model = _model(case, act)
         if act == "prelu":
-            _swap_to_torch_prelu(model)
+            swap_to_torch_modules(model)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         images, targets = _batch(case, channels_last=False)
 

@@ -249,8 +249,6 @@ def dense(
     Returns probabilities (B, K): the mean of softmax(fc(SPP(window))) over the windows of both images.
     """
     _check(model, images)
-    if scale < 1:
-        raise ValueError(f"scale must be positive, got {scale}")
     resized = prepare_views(images, "dense", scale=scale, crop=0)
     return _dense_scores(model, resized, window, stride, normalize, flip, max_windows, pool_on_map)
 

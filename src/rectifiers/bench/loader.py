@@ -13,11 +13,10 @@ import numpy as np
 import torch
 
 from rectifiers.bench.step import PRESET_CASES
-from rectifiers.bench.table import cell
+from rectifiers.bench.table import Column, rows_table
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.loader import BatchLoader
 from rectifiers.step_timing import StepCase, time_steps
-from rectifiers.text_table import aligned_table
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
 
@@ -126,24 +125,19 @@ def benchmark_loaders(
 
 def format_benchmark(rows: list[dict[str, Any]]) -> str:
     """The rows of `benchmark_loaders` as an aligned text table."""
-    header = ["data", "source", "mode", "crop", "batch", "workers", "images/s", "median", "open s", "cold s"]
-
-    body = [
-        [
-            r["data"],
-            r["source"],
-            r["mode"],
-            str(r["crop"]),
-            str(r["batch_size"]),
-            str(r["workers"]),
-            f"{r['images_per_s']:.0f}",
-            f"{r['images_per_s_median']:.0f}",
-            cell(r["open_s"], ".2f"),
-            cell(r["open_cold_s"], ".2f"),
-        ]
-        for r in rows
+    columns: list[Column] = [
+        ("data", "data", ""),
+        ("source", "source", ""),
+        ("mode", "mode", ""),
+        ("crop", "crop", ""),
+        ("batch", "batch_size", ""),
+        ("workers", "workers", ""),
+        ("images/s", "images_per_s", ".0f"),
+        ("median", "images_per_s_median", ".0f"),
+        ("open s", "open_s", ".2f"),
+        ("cold s", "open_cold_s", ".2f"),
     ]
-    return aligned_table(header, body, left=3)
+    return rows_table(rows, columns, left=3)
 
 
 # BENCH_PRESETS name -> the preset whose model the loader feeds
@@ -191,17 +185,13 @@ def bench_loader_vs_step(
 
 
 def format_loader_vs_step(rows: list[dict[str, Any]]) -> str:
-    header = ["data", "source", "workers", "loader img/s", "(median)", "step img/s", "loader÷step"]
-    body = [
-        [
-            r["data"],
-            r["source"],
-            str(r["workers"]),
-            f"{r['images_per_s']:.0f}",
-            f"{r['images_per_s_median']:.0f}",
-            f"{r['step_images_per_s']:.0f}",
-            f"{r['loader_vs_step']:.1f}",
-        ]
-        for r in rows
+    columns: list[Column] = [
+        ("data", "data", ""),
+        ("source", "source", ""),
+        ("workers", "workers", ""),
+        ("loader img/s", "images_per_s", ".0f"),
+        ("(median)", "images_per_s_median", ".0f"),
+        ("step img/s", "step_images_per_s", ".0f"),
+        ("loader÷step", "loader_vs_step", ".1f"),
     ]
-    return aligned_table(header, body, left=2)
+    return rows_table(rows, columns, left=2)

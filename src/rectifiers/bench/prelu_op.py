@@ -18,10 +18,9 @@ from torch import Tensor
 
 from rectifiers.activations import prelu, prelu_reference
 from rectifiers.bench.machine_info import DTYPES, synchronize
-from rectifiers.bench.table import cell
+from rectifiers.bench.table import Column, rows_table
 from rectifiers.interleave import time_interleaved
 from rectifiers.runtime import keep_freed_memory
-from rectifiers.text_table import aligned_table
 
 # name -> f(x, slopes); the slopes are channel-wise along dim 1 (torch's layout).
 OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -152,19 +151,14 @@ def _measure(
 
 def format_bench_table(rows: list[dict[str, Any]]) -> str:
     """The rows of `bench_prelu_op` as an aligned text table."""
-    header = ["dtype", "format", "pass", "op", "median ms", "min ms", "÷ relu", "÷ torch.prelu"]
-
-    body = [
-        [
-            r["dtype"],
-            r["format"],
-            r["pass"],
-            r["op"],
-            f"{r['median_ms']:.2f}",
-            f"{r['min_ms']:.2f}",
-            cell(r["ratio_to_relu"], ".2f"),
-            cell(r["ratio_to_torch_prelu"], ".2f"),
-        ]
-        for r in rows
+    columns: list[Column] = [
+        ("dtype", "dtype", ""),
+        ("format", "format", ""),
+        ("pass", "pass", ""),
+        ("op", "op", ""),
+        ("median ms", "median_ms", ".2f"),
+        ("min ms", "min_ms", ".2f"),
+        ("÷ relu", "ratio_to_relu", ".2f"),
+        ("÷ torch.prelu", "ratio_to_torch_prelu", ".2f"),
     ]
-    return aligned_table(header, body, left=4)
+    return rows_table(rows, columns, left=4)

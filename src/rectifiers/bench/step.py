@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from rectifiers.bench.table import cell
+from rectifiers.bench.table import Column, rows_table
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.step_timing import VARIANTS, StepCase, make_step
-from rectifiers.text_table import aligned_table
 
 # The small-image settings of the presets (configs/*.toml); the experiments use the same nets.
 PRESET_CASES: dict[str, dict[str, Any]] = {
@@ -48,30 +47,24 @@ def default_cases(
 
 def format_step_table(rows: list[dict[str, Any]]) -> str:
     """The rows of `step_timing.time_steps` as an aligned table, the paired ratios in the last columns."""
-    header = ["case", "variant", "dtype", "ms wall", "ms cpu", "img/s", "img/cpu-s", "GFLOP/s", "% peak"]
-    header += ["prelu÷relu", "(cpu)", "÷plain", "(cpu)", "÷plain relu", "(cpu)"]
-
-    body = [
-        [
-            r["case"],
-            r["variant"],
-            r["compute_dtype"],
-            f"{r['wall_ms']:.0f}",
-            f"{r['cpu_ms']:.0f}",
-            f"{r['images_per_s']:.0f}",
-            f"{r['images_per_cpu_s']:.0f}",
-            f"{r['gflops']:.1f}",
-            cell(None if r["peak_fraction"] is None else 100 * r["peak_fraction"], ".1f", ""),
-            cell(r.get("prelu_vs_relu"), ".3f", ""),
-            cell(r.get("prelu_vs_relu_cpu"), ".3f", ""),
-            cell(r.get("vs_plain"), ".2f", ""),
-            cell(r.get("vs_plain_cpu"), ".2f", ""),
-            cell(r.get("vs_plain_relu"), ".2f", ""),
-            cell(r.get("vs_plain_relu_cpu"), ".2f", ""),
-        ]
-        for r in rows
+    columns: list[Column] = [
+        ("case", "case", ""),
+        ("variant", "variant", ""),
+        ("dtype", "compute_dtype", ""),
+        ("ms wall", "wall_ms", ".0f"),
+        ("ms cpu", "cpu_ms", ".0f"),
+        ("img/s", "images_per_s", ".0f"),
+        ("img/cpu-s", "images_per_cpu_s", ".0f"),
+        ("GFLOP/s", "gflops", ".1f"),
+        ("% peak", lambda r: None if r["peak_fraction"] is None else 100 * r["peak_fraction"], ".1f"),
+        ("prelu÷relu", "prelu_vs_relu", ".3f"),
+        ("(cpu)", "prelu_vs_relu_cpu", ".3f"),
+        ("÷plain", "vs_plain", ".2f"),
+        ("(cpu)", "vs_plain_cpu", ".2f"),
+        ("÷plain relu", "vs_plain_relu", ".2f"),
+        ("(cpu)", "vs_plain_relu_cpu", ".2f"),
     ]
-    return aligned_table(header, body, left=3)
+    return rows_table(rows, columns, left=3, missing="")
 
 
 def measure_step_memory(
@@ -148,20 +141,15 @@ def _memory_child(spec_json: str) -> None:
 
 
 def format_memory_table(rows: list[dict[str, Any]]) -> str:
-    header = ["case", "variant", "malloc", "setup MiB", "step peak MiB", "faults/step", "cpu s", "sys s"]
-    header.append("wall s")
-    body = [
-        [
-            r["case"],
-            r["variant"],
-            "keep" if r["keep_freed_memory"] else "default",
-            f"{r['setup_rss_mib']:.0f}",
-            f"{r['peak_rss_mib']:.0f}",
-            f"{r['minor_faults_per_step']:.0f}",
-            f"{r['cpu_s_per_step']:.3f}",
-            f"{r['sys_s_per_step']:.3f}",
-            f"{r['wall_s_per_step']:.3f}",
-        ]
-        for r in rows
+    columns: list[Column] = [
+        ("case", "case", ""),
+        ("variant", "variant", ""),
+        ("malloc", lambda r: "keep" if r["keep_freed_memory"] else "default", ""),
+        ("setup MiB", "setup_rss_mib", ".0f"),
+        ("step peak MiB", "peak_rss_mib", ".0f"),
+        ("faults/step", "minor_faults_per_step", ".0f"),
+        ("cpu s", "cpu_s_per_step", ".3f"),
+        ("sys s", "sys_s_per_step", ".3f"),
+        ("wall s", "wall_s_per_step", ".3f"),
     ]
-    return aligned_table(header, body, left=3)
+    return rows_table(rows, columns, left=3)

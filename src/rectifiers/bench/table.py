@@ -1,8 +1,27 @@
-"""Cells of the benchmark reports' tables (laid out by `rectifiers.text_table`)."""
+"""The benchmark reports' tables: each a list of columns over the rows a benchmark returns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
 
-def cell(value: float | None, fmt: str, missing: str = "-") -> str:
-    """``value`` formatted by ``fmt``, or ``missing`` where a row has none."""
+from rectifiers.text_table import aligned_table
+
+# (header, the row's key or a function of the row, format spec: "" for str())
+Column = tuple[str, str | Callable[[dict[str, Any]], Any], str]
+
+
+def rows_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[Column], left: int, missing: str = "-"
+) -> str:
+    """One line per row, one aligned column per `Column` (the first `left` left-aligned); `missing`
+    stands where a row has no value (None or no key)."""
+    body = [
+        [_cell(value(r) if callable(value) else r.get(value), fmt, missing) for _, value, fmt in columns]
+        for r in rows
+    ]
+    return aligned_table([header for header, _, _ in columns], body, left=left)
+
+
+def _cell(value: Any, fmt: str, missing: str) -> str:
     return missing if value is None else format(value, fmt)
