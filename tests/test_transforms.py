@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rectifiers.data import open_dataset
+from rectifiers.data import open_dataset, pil_to_tensor
 from rectifiers.layers import SpatialPyramidPool2d
 from rectifiers.transforms import (
     IMAGENET_PCA_EIGVALS,
@@ -22,7 +22,6 @@ from rectifiers.transforms import (
     center_crop,
     eval_view,
     pca_lighting,
-    pil_to_tensor,
     resize_shorter,
     rgb_pca,
     ten_crop,

@@ -238,7 +238,12 @@ class FileDataset(ImageDataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         im, label = self.load(i)
-        return torch.from_numpy(decode.image_to_array(im).copy()).permute(2, 0, 1).contiguous(), label
+        return pil_to_tensor(im), label
+
+
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+    """uint8 (C, H, W) of an "RGB" or "L" image."""
+    return torch.from_numpy(decode.image_to_array(im).copy()).permute(2, 0, 1).contiguous()
 
 
 # --------------------------------------------------------------------------------------------------

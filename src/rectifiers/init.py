@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.activations import activation_slope
+from rectifiers.text_table import aligned_lines
 
 __all__ = [
     "InitReport",
@@ -482,17 +483,8 @@ class InitReport:
 
     def __str__(self) -> str:
         header, body = self._table()
-        widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-        numeric = {3, 4, 5, 6}  # right-align the number columns
-
-        def line(cells: list[str]) -> str:
-            return "  ".join(
-                cell.rjust(w) if c in numeric else cell.ljust(w)
-                for c, (cell, w) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip()
-
         title = f"init: scheme={self.scheme} mode={self.mode} ({len(self.rows)} weight layers)"
-        return "\n".join([title, line(header), line(["-" * w for w in widths]), *map(line, body)])
+        return "\n".join([title, *aligned_lines(header, body, left=(0, 1, 2, 7))])  # numbers flush right
 
     def to_markdown(self) -> str:
         header, body = self._table()

@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 from rectifiers import decode, distributed
 from rectifiers.checkpoint.inference import Member, as_member, borrowed
+from rectifiers.data import pil_to_tensor
 from rectifiers.evaluate import EvalOptions, member_scores
-from rectifiers.transforms import Normalize, pil_to_tensor
+from rectifiers.transforms import Normalize
 from rectifiers.view_batches import ViewPlan, image_views
 from rectifiers.views import feature_window
 

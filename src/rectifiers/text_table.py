@@ -1,22 +1,29 @@
-"""Aligned plain-text tables, as the diagnostics and the benchmarks print them."""
+"""Aligned plain-text tables, as the reports, the CLI and the benchmarks print them."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 
-def aligned_lines(header: list[str], body: list[list[str]], left: int) -> list[str]:
-    """``header``, a rule and ``body``, columns two spaces apart: the first ``left`` columns flush left,
-    the rest flush right (numbers)."""
+
+def aligned_lines(
+    header: Sequence[str], body: Sequence[Sequence[str]], left: int | Collection[int], rule: bool = True
+) -> list[str]:
+    """``header``, a rule of dashes (with ``rule``) and ``body``, columns two spaces apart: the columns
+    ``left`` names (the first ``left`` for a number) flush left, the rest flush right (numbers)."""
     widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
+    flush_left = range(left) if isinstance(left, int) else left
 
-    def line(cells: list[str]) -> str:
+    def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            cell.ljust(w) if c < left else cell.rjust(w)
+            cell.ljust(w) if c in flush_left else cell.rjust(w)
             for c, (cell, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    return [line(header), line(["-" * w for w in widths]), *map(line, body)]
+    return [line(header), *([line(["-" * w for w in widths])] if rule else []), *map(line, body)]
 
 
-def aligned_table(header: list[str], body: list[list[str]], left: int) -> str:
+def aligned_table(
+    header: Sequence[str], body: Sequence[Sequence[str]], left: int | Collection[int], rule: bool = True
+) -> str:
     """`aligned_lines` joined into one string."""
-    return "\n".join(aligned_lines(header, body, left))
+    return "\n".join(aligned_lines(header, body, left, rule))

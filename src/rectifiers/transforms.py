@@ -25,12 +25,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rectifiers.data import cached_statistics
+from rectifiers.data import cached_statistics, pil_to_tensor
 
 # AlexNet's PCA of ImageNet RGB pixels (Krizhevsky et al. 2012, the constants fb.resnet.torch
 # published): eigenvalues of the covariance of RGB values in [0, 1], times 255 because the transforms
@@ -382,13 +381,6 @@ class Normalize:
 
 # --------------------------------------------------------------------------------------------------
 # Training and evaluation transforms
-
-
-def pil_to_tensor(im: Image.Image) -> torch.Tensor:
-    """uint8 (C, H, W) of an "RGB" or "L" image."""
-    a = np.asarray(im, dtype=np.uint8)
-    a = a[:, :, None] if a.ndim == 2 else a
-    return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
 
 
 def pil_train_crop(

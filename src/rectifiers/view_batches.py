@@ -17,9 +17,8 @@ import torch
 import torch.utils.data
 from torch import Tensor
 
-from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset
+from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset, pil_to_tensor
 from rectifiers.decode import BadImageError
-from rectifiers.transforms import pil_to_tensor
 from rectifiers.views import VIEWS, prepare_views
 
 ViewKey = tuple[int, int, bool]  # (crop, scale, flip) of one prepared tensor

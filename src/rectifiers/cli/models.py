@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rectifiers.complexity import complexity
     from rectifiers.models import create_model, list_models
+    from rectifiers.text_table import aligned_table
 
     kwargs = dict(act=args.act, stem=args.stem, num_classes=args.classes, width=args.width, init=False)
     kwargs["fc_width"] = args.fc_width
@@ -61,8 +62,5 @@ def run(args: argparse.Namespace) -> int:
         print("| " + " | ".join(header) + " |\n|---|" + "---:|" * (len(header) - 1))
         print("\n".join("| " + " | ".join(row) + " |" for row in rows))
         return 0
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        right = [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
-        print("  ".join([row[0].ljust(widths[0]), *right]))
+    print(aligned_table(header, rows, left=1, rule=False))
     return 0
