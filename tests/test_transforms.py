@@ -21,7 +21,6 @@ from rectifiers.transforms import (
     TrainTransform,
     center_crop,
     eval_view,
-    pca_lighting,
     resize_shorter,
     rgb_pca,
     ten_crop,
@@ -224,17 +223,19 @@ def test_train_transform_validates() -> None:
 # Colour
 
 
-def test_pca_lighting_adds_one_colour_per_image() -> None:
+def test_pca_colour_altering_adds_one_colour_per_image() -> None:
     x = _images(4).float()
-    out = pca_lighting(x, 0.1, generator=_gen())
-    shift = out - x
+    colour = TrainTransform(32, (32, 32), pca_std=0.1)
+    alpha = colour.sample_params(4, _gen())["alpha"]
+    shift = colour.finish(x, {"alpha": alpha}) - x
     assert torch.allclose(shift, shift[:, :, :1, :1].expand_as(shift), atol=1e-4)  # constant per image
-    alpha = torch.randn(4, 3, generator=_gen()) * 0.1
     expected = (alpha * IMAGENET_PCA_EIGVALS) @ IMAGENET_PCA_EIGVECS.T
     assert torch.allclose(shift[:, :, 0, 0], expected, atol=1e-4)
-    assert torch.equal(pca_lighting(x, 0.0), x)
+    assert not torch.allclose(expected, torch.zeros_like(expected))
+    off = TrainTransform(32, (32, 32), pca_std=0.0)
+    assert torch.equal(off.finish(x, off.sample_params(4, _gen())), x)
     gray = _images(2, c=1)
-    assert torch.equal(pca_lighting(gray, 0.1), gray.float())
+    assert torch.equal(colour.finish(gray, {"alpha": alpha[:2]}), gray.float())
 
 
 def test_rgb_pca_of_a_data_set() -> None:

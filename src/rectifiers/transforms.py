@@ -134,38 +134,6 @@ def gather_crops(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: i
     return torch.stack([x[b, :, t : t + size, u : u + size] for b, (t, u) in enumerate(starts)])
 
 
-def pca_lighting(
-    x: torch.Tensor,
-    std: float,
-    eigvals: torch.Tensor | None = None,
-    eigvecs: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """AlexNet colour altering: add eigvecs @ (alpha * eigvals) to every pixel of each RGB image,
-    alpha ~ N(0, std^2) per image and component (defaults: `IMAGENET_PCA_*`, for 0..255 pixels).
-    1-channel images are returned unchanged."""
-    _check_batch(x)
-    if x.shape[1] != 3 or std == 0:
-        return to_float(x)
-    alpha = torch.randn(x.shape[0], 3, generator=generator) * std
-    return _add_pca_shift(to_float(x), alpha, eigvals, eigvecs)
-
-
-def _add_pca_shift(
-    x: torch.Tensor, alpha: torch.Tensor, eigvals: torch.Tensor | None, eigvecs: torch.Tensor | None
-) -> torch.Tensor:
-    return x + _pca_shift(alpha, eigvals, eigvecs).to(x.device, x.dtype)[:, :, None, None]
-
-
-def _pca_shift(
-    alpha: torch.Tensor, eigvals: torch.Tensor | None, eigvecs: torch.Tensor | None
-) -> torch.Tensor:
-    """(B, 3) colour offsets sum_i alpha_i lambda_i p_i (AlexNet Sec. 4.1)."""
-    vals = IMAGENET_PCA_EIGVALS if eigvals is None else eigvals
-    vecs = IMAGENET_PCA_EIGVECS if eigvecs is None else eigvecs
-    return (alpha * vals) @ vecs.T
-
-
 def rgb_pca(
     ds: Any, max_samples: int = 10_000, seed: int = 0, min_short: int | None = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -489,11 +457,12 @@ class TrainTransform:
         return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
     def finish(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Colour altering and normalization of cropped float (or uint8) pixels."""
+        """Colour altering and normalization of cropped float (or uint8) pixels: AlexNet's (B, 3) colour
+        offsets sum_i alpha_i lambda_i p_i (AlexNet Sec. 4.1), one per image; 1-channel images get none."""
         x = to_float(x)
         shift = None
         if x.shape[1] == 3 and self.pca_std > 0:
-            shift = _pca_shift(params["alpha"], self.eigvals, self.eigvecs)
+            shift = (params["alpha"] * self.eigvals) @ self.eigvecs.T
         if self.normalize is not None:
             return self.normalize(x, shift)
         return x if shift is None else x + shift.to(x.device, x.dtype)[:, :, None, None]
