@@ -476,15 +476,13 @@ def make_fake_images(
 # Image files: folder and Tiny ImageNet layouts, in memory when they fit, with a disk cache
 
 
+@dataclass(frozen=True)
 class _FileOptions:
-    def __init__(
-        self, channels: int, memory_budget: int, cache_dir: Path | None, workers: int, max_pixels: int
-    ):
-        self.channels = channels
-        self.memory_budget = memory_budget
-        self.cache_dir = cache_dir
-        self.workers = workers
-        self.max_pixels = max_pixels
+    channels: int
+    memory_budget: int  # bytes of decoded pixels a set may take to be held in memory
+    cache_dir: Path | None
+    workers: int
+    max_pixels: int
 
 
 @dataclass
@@ -614,14 +612,7 @@ def _save_listing(path: Path | None, probed: _Probed) -> None:
         "sizes": probed.sizes,
         "skipped": np.array(probed.skipped, dtype=str),
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with replacing(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    except OSError as err:
-        warnings.warn(
-            f"could not write the listing cache {path} ({err}); the next open lists again", stacklevel=4
-        )
+    _write_cache(path, arrays, "listing cache", "; the next open lists again")
 
 
 def _load_listing(path: Path | None) -> _Probed | None:
@@ -665,11 +656,7 @@ def cached_statistics(
             return {k: None if f[k].dtype == bool else _from_array(f[k]) for k in f.files}
         result = compute()
         arrays = {k: np.array(False) if v is None else np.asarray(v) for k, v in result.items()}
-        try:
-            with replacing(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-        except OSError as err:
-            warnings.warn(f"could not write the statistics cache {path} ({err})", stacklevel=3)
+        _write_cache(path, arrays, "statistics cache", stacklevel=4)
         return result
 
 
@@ -731,8 +718,6 @@ def _locked(cache_path: Path | None) -> Iterator[None]:
 
 
 def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
-    """Write `path`.npy (images), then `path`.npz (labels, classes, skipped, shape), each atomically:
-    the .npz last, so a reader that finds it finds complete images."""
     if path is None:
         return
     meta = {
@@ -742,16 +727,29 @@ def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
         "classes": np.array(ds.classes, dtype=str),
         "skipped": np.array(ds.skipped, dtype=str),
     }
+    _write_cache(path, meta, "data cache", "; the next open decodes again", images=ds.images.numpy())
+
+
+def _write_cache(
+    path: Path,
+    arrays: dict[str, Any],
+    what: str,
+    fallback: str = "",
+    images: np.ndarray | None = None,
+    stacklevel: int = 5,
+) -> None:
+    """Write `path`.npy (`images`, when given), then `path`.npz (`arrays`), each atomically: the .npz
+    last, so a reader that finds it finds complete images. A cache only saves time, so a failure
+    (a full disk, a read-only folder) is a warning; `fallback` says what the next open does."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with replacing(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
-            np.save(f, ds.images.numpy())
+        if images is not None:
+            with replacing(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
+                np.save(f, images)
         with replacing(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **meta)
+            np.savez(f, **arrays)
     except OSError as err:
-        warnings.warn(
-            f"could not write the data cache {path} ({err}); the next open decodes again", stacklevel=4
-        )
+        warnings.warn(f"could not write the {what} {path} ({err}){fallback}", stacklevel=stacklevel)
 
 
 def _load_cache(path: Path | None, spec: str, memory_budget: int) -> InMemoryDataset | None:
