@@ -32,7 +32,7 @@ from rectifiers.optim import param_groups
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 
-__all__ = ["VARIANTS", "StepCase", "make_step", "step_precision", "time_steps"]
+__all__ = ["VARIANTS", "StepCase", "check_variants", "make_step", "step_precision", "time_steps"]
 
 VARIANTS = ("trainer/prelu", "trainer/relu", "plain/prelu", "plain/relu")
 
@@ -76,12 +76,17 @@ def _batch(case: StepCase, channels_last: bool) -> tuple[torch.Tensor, torch.Ten
     return images, torch.randint(0, case.classes, (case.batch,), generator=gen)
 
 
+def check_variants(variants: Sequence[str]) -> None:
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+
+
 def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[[], None]:
     """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch;
     ``amp_mode`` ("auto", "off", "bf16") sets the trainer variants' autocast as `train.amp` does."""
+    check_variants([variant])
     kind, _, act = variant.partition("/")
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     if kind == "plain":
         model = _model(case, act)
         if act == "prelu":
@@ -164,9 +169,7 @@ def time_steps(
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    check_variants(variants)
     keep_freed_memory()
     rows: list[dict[str, Any]] = []
     for case in cases:

@@ -21,7 +21,7 @@ import torch
 
 from rectifiers.bench.table import Column, rows_table
 from rectifiers.runtime import keep_freed_memory
-from rectifiers.step_timing import VARIANTS, StepCase, make_step
+from rectifiers.step_timing import StepCase, check_variants, make_step
 
 # The small-image settings of the presets (configs/*.toml); the experiments use the same nets.
 PRESET_CASES: dict[str, dict[str, Any]] = {
@@ -81,8 +81,7 @@ def measure_step_memory(
     the batch exist) and ``peak_rss_mib`` (the peak while the steps run); and per step after the
     first: minor page faults, CPU, system and wall seconds. Linux only (/proc/self).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    check_variants([variant])
     if not Path("/proc/self/clear_refs").exists():
         raise ValueError("measuring a step's peak RSS needs Linux's /proc/self/clear_refs")
     if steps < 2:
