@@ -178,7 +178,6 @@ class Trainer:
         self._build_loaders(train_set, val_set, normalize)
         self.amp_choice = self._resolve_amp()  # .reason: why this precision (the run header)
         self.amp = self.amp_choice.dtype
-        amp_why = self.amp_choice.reason
         # Built before the restore, which gives an fp16 run back its loss scale.
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp is torch.float16)
         if resume_state is not None:
@@ -191,7 +190,7 @@ class Trainer:
         else:
             self._seed_rank(cfg.train.seed)
         self.train_model = self._wrap(self.model)
-        self.run_log.header(cfg, self.model, (train_set, val_set), ctx.device, (self.amp, amp_why), kernel)
+        self.run_log.header(cfg, self.model, (train_set, val_set), ctx.device, self.amp_choice, kernel)
         if ctx.is_main:
             self._write_run_files()
         with self.stop_signals.installed():

@@ -27,6 +27,7 @@ from torch import nn
 
 from rectifiers import prelu_kernel
 from rectifiers.activations import PReLU
+from rectifiers.amp import AmpChoice
 from rectifiers.atomic_file import replacing
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, InMemoryDataset
@@ -104,13 +105,13 @@ class RunLog:
         model: nn.Module,
         data: tuple[ImageDataset, ImageDataset],
         device: torch.device,
-        precision: tuple[torch.dtype | None, str],
+        precision: AmpChoice,
         kernel: str,
     ) -> None:
         """Say what this run trains, on what, and how; append the same lines to run.txt.
 
-        `precision` is the autocast dtype (None: float32) and why it was chosen; `kernel` is what
-        `prelu_kernel_status` returned.
+        `precision` is the autocast dtype and why it was chosen; `kernel` is what `prelu_kernel_status`
+        returned.
         """
         train_set, val_set = data
         self.num_classes = len(train_set.classes)
@@ -126,7 +127,6 @@ class RunLog:
             if isinstance(train_set, InMemoryDataset)
             else "mixed sizes, decoded from files"
         )
-        dtype, reason = precision
         lines = [
             f"model: {what}, {params:,} parameters",
             f"data: {train_set.source}: {len(train_set):,} train / {len(val_set):,} val images, "
@@ -135,7 +135,7 @@ class RunLog:
             f"colour {d.pca_std:g}; val: shorter side {d.eval_resize}, center crop {d.crop}",
             f"device: {device}, {torch.get_num_threads()} threads; batch {config.train.batch_size}, "
             f"lr {config.optim.lr:g}, {config.train.epochs} epochs",
-            f"precision: {'float32' if dtype is None else str(dtype).removeprefix('torch.')} ({reason})",
+            f"precision: {precision.name} ({precision.reason})",
             f"fused PReLU kernel: {kernel}",
             f"run directory: {self.run_dir}",
         ]
