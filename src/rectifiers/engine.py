@@ -31,7 +31,6 @@ from rectifiers import __version__, distributed
 from rectifiers.activations import PReLU
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.checkpoint.resume import (
-    CheckpointWriteError,
     agree_on_resume_state,
     apply_overrides,
     check_same_data,
@@ -55,16 +54,7 @@ from rectifiers.stop_signals import StopSignals, TrainingStopped
 from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
-# Defined in checkpoint.resume, stop_signals and amp; callers import them from here.
-__all__ = [
-    "CheckpointWriteError",
-    "NonFiniteLossError",
-    "Trainer",
-    "TrainingStopped",
-    "fit",
-    "prelu_slopes",
-    "resolve_amp",
-]
+__all__ = ["NonFiniteLossError", "Trainer", "fit", "prelu_slopes"]
 
 
 class NonFiniteLossError(RuntimeError):

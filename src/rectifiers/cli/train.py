@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(list_presets()))
         return 0
     config = load_config(args.config, _overrides(args))
-    from rectifiers.engine import CheckpointWriteError, NonFiniteLossError, fit
+    from rectifiers.checkpoint.resume import CheckpointWriteError
+    from rectifiers.engine import NonFiniteLossError, fit
     from rectifiers.runtime import keep_freed_memory
 
     # Process-wide and not undoable, so here in the command rather than in `fit` (runtime.py).
