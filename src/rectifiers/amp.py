@@ -9,6 +9,7 @@ machine and model shape under `runtime.cache_root()`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -17,7 +18,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -161,7 +161,12 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     fp32_s, bf16_s = measure_step_pair(probe.make_step())
-    _write_atomic(path, json.dumps({"key": key, "fp32_s": fp32_s, "bf16_s": bf16_s}, indent=1))
+    # Several processes (DDP ranks, parallel runs) may calibrate the same key: each writes a whole
+    # file. A read-only cache only costs a new measurement next time.
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps({"key": key, "fp32_s": fp32_s, "bf16_s": bf16_s}, indent=1))
     choice = choose_from_timings(fp32_s, bf16_s)
     return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; saved to {path})")
 
@@ -190,13 +195,3 @@ def measure_step_pair(
                 step(dtype)
                 (fp32_s if dtype is None else bf16_s).append(time.process_time() - t0)
     return fp32_s, bf16_s
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # Several processes (DDP ranks, parallel runs) may calibrate the same key; each file is whole.
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with replacing(path) as tmp:
-            tmp.write_text(text)
-    except OSError:
-        pass  # a read-only cache only costs a new measurement next time
