@@ -99,12 +99,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = fit(config)
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, CheckpointWriteError) as err:
         print(f"rectifiers train: stopped: {err}", file=sys.stderr)
-        return 3
-    except CheckpointWriteError as err:
-        print(f"rectifiers train: stopped: {err}", file=sys.stderr)
-        return 4
+        return 3 if isinstance(err, NonFiniteLossError) else 4
     if result["status"] == "interrupted":
         return 128 + int(result["signal"])
     if result["metrics"] and not config.train.quiet:
