@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rectifiers.atomic_file import replacing
+from rectifiers.atomic_file import remove_stale_temp_files, replacing
 
 
 @pytest.mark.parametrize("durable", [False, True])
@@ -50,3 +50,13 @@ def test_a_temp_left_by_a_killed_writer_with_this_pid_is_cleared_first(tmp_path:
         assert tmp == stale and not tmp.exists()
         tmp.write_text("fresh")
     assert (tmp_path / "b.txt").read_text() == "fresh"
+
+
+def test_only_the_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    dead = tmp_path / ".last.pt.tmp-999999999"  # above any pid_max: no such process
+    mine = tmp_path / f".best.pt.tmp-{os.getpid()}"
+    other = tmp_path / ".notes.tmp-abc"
+    for path in (dead, mine, other):
+        path.write_text("partial")
+    assert remove_stale_temp_files(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name])

@@ -2,7 +2,7 @@
 
 The new content is written under a private name in the same folder (a rename is atomic only within
 one file system) and renamed over the target when complete; a writer that fails or is killed leaves
-the target untouched.
+the target untouched, and `remove_stale_temp_files` clears what a killed writer left.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ from pathlib import Path
 TEMP_MARK = ".tmp-"
 
 
+def temp_path(path: Path) -> Path:
+    """The private name this process prepares `path`'s new content under."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
     """Yield the temp path at which to write `path`'s new content (a file or a folder); it is renamed
@@ -25,7 +30,7 @@ def replacing(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
     durable: fsync the new file and then its folder, so that the rename survives a power cut.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    tmp = temp_path(path)
     _remove(tmp)  # left by a killed writer that had this PID
     try:
         yield tmp
@@ -37,6 +42,36 @@ def replacing(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
     if durable:
         with contextlib.suppress(OSError):  # not every platform lets a folder be opened
             _fsync(path.parent)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files in `folder` whose writer no longer runs.
+
+    A process killed mid-write leaves `.NAME.tmp-PID` behind (the file it was replacing is intact);
+    a checkpoint's is a checkpoint's size, so repeated crashes would otherwise fill the disk.
+    """
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_MARK}*"):
+        pid = tmp.name.rpartition(TEMP_MARK)[2]
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (this process counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
 
 
 def _fsync(path: Path) -> None:

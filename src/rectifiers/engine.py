@@ -30,6 +30,7 @@ from torch import nn
 from rectifiers import __version__, distributed
 from rectifiers.activations import PReLU
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
+from rectifiers.atomic_file import remove_stale_temp_files
 from rectifiers.checkpoint.resume import (
     agree_on_resume_state,
     apply_overrides,
@@ -37,7 +38,7 @@ from rectifiers.checkpoint.resume import (
     resume_overrides,
     save_run_checkpoint,
 )
-from rectifiers.checkpoint.store import FORMAT, CheckpointError, remove_stale_temp_files, resume_candidates
+from rectifiers.checkpoint.store import FORMAT, CheckpointError, resume_candidates
 from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.holdout import hold_out, val_is_test_split

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rectifiers.checkpoint.store import process_alive
+from rectifiers.atomic_file import process_alive, temp_path
 
 __all__ = ["LOCK_NAME", "RunDirectoryBusyError", "run_lock"]
 
@@ -53,7 +53,7 @@ def _acquire(path: Path, me: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The lock appears whole or not at all: written under a private name, then hard-linked into
     # place, which fails when the name exists (one winner among concurrent starters).
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(me) + "\n")
     try:
         for _ in range(2):  # the second try follows the removal of a stale lock

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rectifiers.atomic_file import TEMP_MARK, replacing
+from rectifiers.atomic_file import replacing
 from rectifiers.config import RunConfig
 
 FORMAT = "rectifiers/1"
@@ -52,36 +52,6 @@ def link_checkpoint(source: Path, target: Path) -> None:
             os.link(source, tmp)
         except OSError:
             tmp.write_bytes(source.read_bytes())
-
-
-def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete the temp files of `save_checkpoint`/`link_checkpoint` whose writer no longer runs.
-
-    A process killed mid-save leaves `.NAME.tmp-PID` behind (the checkpoint it was replacing is
-    intact); each is a checkpoint's size, so repeated crashes would otherwise fill the disk.
-    """
-    removed = []
-    for tmp in Path(folder).glob(f".*{TEMP_MARK}*"):
-        pid = tmp.name.rpartition(TEMP_MARK)[2]
-        if not pid.isdigit() or process_alive(int(pid)):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-            removed.append(tmp)
-    return removed
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` runs on this host (this process counts as running)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but belongs to someone else
-        return True
-    return True
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
