@@ -25,6 +25,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.conv import _ConvNd
 
+from rectifiers.text_table import markdown_table
+
+_HEADER = ("layer", "kind", "output", "multiply-adds", "params")
+
 
 @dataclass
 class LayerCost:
@@ -83,14 +87,11 @@ class ComplexityReport:
         return rows
 
     def to_markdown(self) -> str:
-        lines = ["| layer | kind | output | multiply-adds | params |", "|---|---|---|---:|---:|"]
-        lines += ["| " + " | ".join(row) + " |" for row in self._rows()]
-        return "\n".join(lines)
+        return markdown_table(_HEADER, self._rows(), right=(3, 4))
 
     def __str__(self) -> str:
-        header = ("layer", "kind", "output", "multiply-adds", "params")
-        rows = [header, *self._rows()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        rows = [_HEADER, *self._rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
         right = (False, False, False, True, True)
         lines = [
             "  ".join(

@@ -277,15 +277,11 @@ class VarianceDraws:
     @property
     def forward_ratio(self) -> tuple[float, float, float, float]:
         """(geometric mean, geometric std factor, min, max) of Var[y_L]/Var[y_1] over the draws."""
-        stat = self._ratio_stat("forward_ratio")
-        assert stat is not None
-        return stat
+        return _geo([rep.forward_ratio for rep in self.reports])
 
     @property
     def forward_ratio_eq9(self) -> tuple[float, float, float, float]:
-        stat = self._ratio_stat("forward_ratio_eq9")
-        assert stat is not None
-        return stat
+        return _geo([rep.forward_ratio_eq9 for rep in self.reports])
 
     @property
     def backward_ratio(self) -> tuple[float, float, float, float] | None:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.activations import activation_slope
-from rectifiers.text_table import aligned_lines
+from rectifiers.text_table import aligned_lines, markdown_table
 
 __all__ = [
     "InitReport",
@@ -487,17 +487,10 @@ class InitReport:
         return "\n".join([title, *aligned_lines(header, body, left=(0, 1, 2, 7))])  # numbers flush right
 
     def to_markdown(self) -> str:
-        header, body = self._table()
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return "\n".join(lines)
+        return markdown_table(*self._table())
 
     def to_dict(self) -> dict[str, Any]:
-        layers = []
-        for row in self.rows:
-            d = asdict(row)
-            d["shape"] = list(row.shape)
-            layers.append(d)
+        layers = [{**asdict(row), "shape": list(row.shape)} for row in self.rows]
         return {"scheme": self.scheme, "mode": self.mode, "layers": layers}
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -1,4 +1,4 @@
-"""Aligned plain-text tables, as the reports, the CLI and the benchmarks print them."""
+"""Plain-text tables, aligned or in markdown, as the reports, the CLI and the benchmarks print them."""
 
 from __future__ import annotations
 
@@ -27,3 +27,10 @@ def aligned_table(
 ) -> str:
     """`aligned_lines` joined into one string."""
     return "\n".join(aligned_lines(header, body, left, rule))
+
+
+def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]], right: Collection[int] = ()) -> str:
+    """A markdown table; the columns ``right`` names are flush right (numbers)."""
+    rule = "|" + "|".join("---:" if c in right else "---" for c in range(len(header))) + "|"
+    lines = ["| " + " | ".join(cells) + " |" for cells in [header, *body]]
+    return "\n".join([lines[0], rule, *lines[1:]])

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rectifiers.complexity import complexity
     from rectifiers.models import create_model, list_models
-    from rectifiers.text_table import aligned_table
+    from rectifiers.text_table import aligned_table, markdown_table
 
     kwargs = dict(act=args.act, stem=args.stem, num_classes=args.classes, width=args.width, init=False)
     kwargs["fc_width"] = args.fc_width
@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((name, *cells, f"{h}×{w}"))
     print(f"{args.act}, {args.stem} stem, width {args.width:g}, {args.size} px input, {args.classes} classes")
     if args.markdown:
-        print("| " + " | ".join(header) + " |\n|---|" + "---:|" * (len(header) - 1))
-        print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+        print(markdown_table(header, rows, right=range(1, len(header))))
         return 0
     print(aligned_table(header, rows, left=1, rule=False))
     return 0
