@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from rectifiers.interleave import balanced_schedule, carryover_balanced_cycle, time_interleaved
+from rectifiers.interleave import balanced_schedule, carryover_balanced_cycle, paired_ratio, time_interleaved
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
@@ -41,3 +41,11 @@ def test_time_interleaved_balances_the_order_and_skips_warmup() -> None:
 def test_carryover_balanced_cycle_needs_an_entry() -> None:
     with pytest.raises(ValueError, match="at least one"):
         carryover_balanced_cycle(0)
+
+
+def test_bad_repeats_are_refused_and_ratios_pair_the_kth_calls() -> None:
+    with pytest.raises(ValueError, match="repeats must be >= 1 and warmup >= 0"):
+        time_interleaved({"a": lambda: None}, repeats=0)
+    with pytest.raises(ValueError, match="repeats must be >= 1 and warmup >= 0"):
+        time_interleaved({"a": lambda: None}, repeats=1, warmup=-1)
+    assert paired_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 1.0]) == 3.0  # ratios 2, 3, 3

@@ -8,11 +8,12 @@ walks it for any number of calls, and `time_interleaved` times callables in it.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TypeVar
 
-__all__ = ["balanced_schedule", "carryover_balanced_cycle", "time_interleaved"]
+__all__ = ["balanced_schedule", "carryover_balanced_cycle", "paired_ratio", "time_interleaved"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -59,6 +60,8 @@ def time_interleaved(
     calls ordered by `carryover_balanced_cycle` (for a, b, c: a b a c b c, a b a c b c, ...). The k-th
     calls of all entries fall in the same cycle, so ratios of the k-th times are paired.
     """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     names = list(fns)
     wall: dict[K, list[float]] = {n: [] for n in names}
     cpu: dict[K, list[float]] = {n: [] for n in names}
@@ -72,3 +75,8 @@ def time_interleaved(
             cpu[name].append(c1 - c0)
         calls[name] += 1
     return wall, cpu
+
+
+def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """The median over k of num[k] / den[k]: the k-th calls of `time_interleaved` ran side by side."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))

@@ -26,7 +26,7 @@ from torch import nn
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.checkpoint.inference import swap_to_torch_modules
 from rectifiers.complexity import complexity
-from rectifiers.interleave import time_interleaved
+from rectifiers.interleave import paired_ratio, time_interleaved
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
 from rectifiers.runtime import keep_freed_memory
@@ -147,10 +147,6 @@ def _step_flops(case: StepCase) -> float:
     return 6.0 * macs * case.batch
 
 
-def _paired(num: list[float], den: list[float]) -> float:
-    return statistics.median(a / b for a, b in zip(num, den, strict=True))
-
-
 def time_steps(
     cases: Sequence[StepCase],
     variants: Sequence[str] = VARIANTS,
@@ -167,8 +163,6 @@ def time_steps(
     ``vs_plain`` (plain/prelu ÷ trainer/prelu) and ``vs_plain_relu`` (plain/relu ÷ trainer/prelu).
     Freed memory is kept for reuse first, as `rectifiers train` does (process-wide: the plain loop too).
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     check_variants(variants)
     keep_freed_memory()
     rows: list[dict[str, Any]] = []
@@ -201,7 +195,7 @@ def time_steps(
                     ("vs_plain_relu", "plain/relu"),
                 ):
                     if other in wall:
-                        row[key] = _paired(wall[other], wall[v])
-                        row[f"{key}_cpu"] = _paired(cpu[other], cpu[v])
+                        row[key] = paired_ratio(wall[other], wall[v])
+                        row[f"{key}_cpu"] = paired_ratio(cpu[other], cpu[v])
             rows.append(row)
     return rows

@@ -19,7 +19,7 @@ from torch import Tensor
 from rectifiers.activations import prelu, prelu_reference
 from rectifiers.bench.machine_info import DTYPES, synchronize
 from rectifiers.bench.table import Column, rows_table
-from rectifiers.interleave import time_interleaved
+from rectifiers.interleave import paired_ratio, time_interleaved
 from rectifiers.runtime import keep_freed_memory
 
 # name -> f(x, slopes); the slopes are channel-wise along dim 1 (torch's layout).
@@ -57,8 +57,6 @@ def bench_prelu_op(
     ``keep_memory`` first applies `rectifiers.runtime.keep_freed_memory`, as the trainer does, so
     that no op pays page faults for fresh memory that another op does not.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     if len(shape) < 2:
         raise ValueError(f"shape needs a channel dim 1, got {tuple(shape)}")
     unknown = [d for d in dtypes if d not in DTYPES] + [f for f in formats if f not in _FORMATS]
@@ -110,11 +108,10 @@ def bench_prelu_op(
 def _paired_ratio(
     times: dict[tuple[str, str], list[float]], op: str, base: str, pass_name: str
 ) -> float | None:
-    """Median over k of op's k-th time ÷ base's k-th time (None without base)."""
+    """`paired_ratio` of op's times to base's (None without base)."""
     if (base, pass_name) not in times:
         return None
-    pairs = zip(times[(op, pass_name)], times[(base, pass_name)], strict=True)
-    return statistics.median(a / b for a, b in pairs)
+    return paired_ratio(times[(op, pass_name)], times[(base, pass_name)])
 
 
 def _measure(
