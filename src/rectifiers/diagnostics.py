@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.init import calculate_fans, variance_chain, weight_layers
-from rectifiers.text_table import aligned_lines
+from rectifiers.text_table import aligned_lines, cell
 
 __all__ = [
     "VarianceDraws",
@@ -64,7 +64,7 @@ class VarianceRow:
 
 
 def _sci(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3e}"
+    return cell(value, ".3e")
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:

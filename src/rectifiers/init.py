@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.activations import activation_slope
-from rectifiers.text_table import aligned_lines, markdown_table
+from rectifiers.text_table import aligned_lines, cell, markdown_table
 
 __all__ = [
     "InitReport",
@@ -396,10 +396,6 @@ class InitRow:
     slope_out: float | None
 
 
-def _fmt(value: float | None, spec: str = ".4g") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 @dataclass
 class InitReport:
     """The per-layer result of `initialize`: a list of `InitRow` plus the scheme and mode."""
@@ -472,9 +468,9 @@ class InitReport:
                 r.kind,
                 "x".join(map(str, r.shape)),
                 f"{r.n:g}",
-                _fmt(r.a, ".3g"),
-                _fmt(r.std),
-                _fmt(r.measured_std),
+                cell(r.a, ".3g"),
+                cell(r.std, ".4g"),
+                cell(r.measured_std, ".4g"),
                 r.rule,
             ]
             for r in self.rows

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 
+def cell(value: object, fmt: str, missing: str = "-") -> str:
+    """``value`` formatted by ``fmt``, or ``missing`` where there is none (None)."""
+    return missing if value is None else format(value, fmt)
+
+
 def aligned_lines(
     header: Sequence[str], body: Sequence[Sequence[str]], left: int | Collection[int], rule: bool = True
 ) -> list[str]:
