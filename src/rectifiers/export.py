@@ -250,32 +250,29 @@ def prelu_slope_shapes(path: str | Path) -> list[tuple[int, ...]]:
 
 
 def verify_onnx(path: str | Path, model: nn.Module, inputs: Tensor | Sequence[Tensor]) -> float:
-    """Run the ONNX file with onnxruntime (CPU) and `model` (eval mode, no grad) on each input batch;
-    return the largest absolute difference between their outputs over all batches."""
+    """Run the ONNX file with onnxruntime (CPU) and `model` (lent in eval mode, no grad) on each input
+    batch; return the largest absolute difference between their outputs over all batches."""
     ort = _require("onnxruntime")
     batches = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if not batches:
         raise ValueError("verify_onnx needs at least one input batch")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    was_training = model.training
-    model.eval()
+    from rectifiers.checkpoint.inference import borrowed
+
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     worst = 0.0
-    try:
-        with torch.no_grad():
-            for x in batches:
-                expected = model(x.to(device)).float().cpu()
-                (got,) = session.run(None, {name: x.detach().float().cpu().numpy()})
-                got_t = torch.from_numpy(got)
-                if got_t.shape != expected.shape:
-                    raise ValueError(
-                        f"{path}: onnxruntime output {tuple(got_t.shape)} != PyTorch {tuple(expected.shape)}"
-                    )
-                worst = max(worst, float((got_t - expected).abs().max()))
-    finally:
-        model.train(was_training)
+    with borrowed(model, device), torch.no_grad():
+        for x in batches:
+            expected = model(x.to(device)).float().cpu()
+            (got,) = session.run(None, {name: x.detach().float().cpu().numpy()})
+            got_t = torch.from_numpy(got)
+            if got_t.shape != expected.shape:
+                raise ValueError(
+                    f"{path}: onnxruntime output {tuple(got_t.shape)} != PyTorch {tuple(expected.shape)}"
+                )
+            worst = max(worst, float((got_t - expected).abs().max()))
     return worst
 
 
