@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from rectifiers.layers import ACTIVATIONS, ActLayer, SpatialPyramidPool2d, conv_act, make_activation
+from rectifiers.layers import ActLayer, SpatialPyramidPool2d, conv_act, make_activation
 
 # --------------------------------------------------------------------------------------- the tables
 
@@ -166,8 +166,6 @@ class Net(nn.Module):
         super().__init__()
         _check_positive_int("num_classes", num_classes)
         _check_positive_int("in_chans", in_chans)
-        if isinstance(act, str) and act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if not width > 0:
