@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numpy as np
@@ -38,51 +39,42 @@ def epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0) -> torch.
     return torch.Generator().manual_seed(int(state))
 
 
+@dataclass(eq=False)
 class BatchLoader:
     """Iterates (x float32 (B, C, crop, crop), y int64 (B,)) batches of one rank's share of an epoch.
 
     transform: a `TrainTransform` (train) or `EvalTransform` (eval); for in-memory sets any callable,
     called as `transform(x, generator)` in training (seeded by seed, epoch and rank) and `transform(x)`
-    in evaluation. drop_last: default True for training. device: where batches are produced
-    (in-memory images are copied there once).
+    in evaluation.
     """
 
-    def __init__(
-        self,
-        dataset: ImageDataset,
-        batch_size: int,
-        *,
-        train: bool,
-        transform: Callable[..., torch.Tensor],
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        num_workers: int = 0,
-        drop_last: bool | None = None,
-        device: torch.device | str | None = None,
-        channels_last: bool = False,
-    ) -> None:
+    dataset: ImageDataset
+    batch_size: int  # per rank
+    _: KW_ONLY
+    train: bool
+    transform: Callable[..., torch.Tensor]
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    num_workers: int = 0  # DataLoader workers decoding a file set
+    drop_last: bool | None = None  # None: True for training
+    device: torch.device | str | None = None  # where batches are made (in-memory images go there once)
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        dataset, batch_size, rank, world_size = self.dataset, self.batch_size, self.rank, self.world_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         n = len(dataset)
         if n == 0:
             raise ValueError(f"{dataset.source}: the data set is empty")
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.train = train
-        self.transform = transform
-        self.rank = rank
-        self.world_size = world_size
-        self.seed = seed
-        self.num_workers = num_workers
-        self.drop_last = train if drop_last is None else drop_last
-        self.device = torch.device(device) if device is not None else None
-        self.channels_last = channels_last
-        self.num_samples = n // world_size if train else len(range(rank, n, world_size))
+        self.drop_last = self.train if self.drop_last is None else self.drop_last
+        self.device = torch.device(self.device) if self.device is not None else None
+        self.num_samples = n // world_size if self.train else len(range(rank, n, world_size))
         if len(self) == 0:
             raise ValueError(
                 f"{dataset.source}: {self.num_samples} samples per rank make no full batch of {batch_size} "
@@ -90,19 +82,19 @@ class BatchLoader:
             )
         self._files: torch.utils.data.DataLoader | None = None  # the worker pipeline of a file set
         if isinstance(dataset, FileDataset):
-            needed = TrainTransform if train else EvalTransform
-            if not isinstance(transform, needed):
+            needed = TrainTransform if self.train else EvalTransform
+            if not isinstance(self.transform, needed):
                 raise ValueError(
                     f"a file data set needs a {needed.__name__} (its per-image part runs in the loader's "
-                    f"workers), got {type(transform).__name__}"
+                    f"workers), got {type(self.transform).__name__}"
                 )
             self._sampler = _BatchList()
             self._files = torch.utils.data.DataLoader(
-                _FileItems(dataset, transform),
+                _FileItems(dataset, self.transform),
                 batch_sampler=self._sampler,
                 collate_fn=_stack_decoded,
-                num_workers=num_workers,
-                persistent_workers=num_workers > 0,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
                 pin_memory=self.device is not None and self.device.type == "cuda",
             )
         elif not isinstance(dataset, InMemoryDataset):
