@@ -280,7 +280,8 @@ def valid_keys() -> list[str]:
 def set_value(config: RunConfig, key: str, value: Any, source: str = "override") -> None:
     """Set a dotted key, converting `value` (str from the command line, or TOML types) to the field's type."""
     section_name, _, field_name = key.partition(".")
-    section = getattr(config, section_name, None) if section_name in _section_names() else None
+    sections = {f.name for f in dataclasses.fields(RunConfig)}
+    section = getattr(config, section_name) if section_name in sections else None
     fields = {f.name: f for f in dataclasses.fields(section)} if section is not None else {}
     if field_name not in fields:
         raise ValueError(f"unknown config key {key!r} ({source}); {_key_hint(key)}")
@@ -303,10 +304,6 @@ def _key_hint(key: str) -> str:
         section, _, name = k.partition(".")
         by_section.setdefault(section, []).append(name)
     return "valid keys:\n" + "\n".join(f"  {s}.{{{', '.join(n)}}}" for s, n in by_section.items())
-
-
-def _section_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(RunConfig)]
 
 
 def _resolve_preset(preset_or_path: str | Path) -> Path:
@@ -337,7 +334,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             return _first_fitting(key, value, typing.get_args(hint))
         return _scalar(key, value, hint)
     except (ValueError, TypeError) as err:  # TypeError: a TOML list or table where a number belongs
-        raise ValueError(f"bad value {value!r} for {key} (expected {_type_name(hint)}): {err}") from None
+        expected = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"bad value {value!r} for {key} (expected {expected}): {err}") from None
 
 
 def _scalar(key: str, value: Any, kind: type) -> Any:
@@ -376,10 +374,6 @@ def _first_fitting(key: str, value: Any, kinds: tuple[type, ...]) -> Any:
         except (ValueError, TypeError):
             continue
     raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", str(hint))
 
 
 def _choice(key: str, value: str, options: tuple[str, ...]) -> None:

@@ -23,11 +23,6 @@ SCORES_FILE = "scores.pt"
 RESULTS_FILE = "results.json"
 
 
-def _topk_hits(scores: Tensor, targets: Tensor, k: int) -> Tensor:
-    """(N,) bool: the target is among the k highest scores."""
-    return scores.topk(min(k, scores.shape[1]), dim=1).indices.eq(targets[:, None]).any(dim=1)
-
-
 class Counts:
     """Every sum of one evaluation, flattened into one float64 tensor for a single all-reduce."""
 
@@ -58,7 +53,7 @@ class Counts:
             torch.stack([topk_correct(s, targets) for s in flat]).view(members, scales, 2).cpu()
         )
         v["confusion"] += per_class_counts(ensemble, targets, k).cpu().double()
-        hits5 = _topk_hits(ensemble, targets, 5).double()
+        hits5 = ensemble.topk(min(5, k), dim=1).indices.eq(targets[:, None]).any(dim=1).double()  # per image
         v["class_top5"] += torch.bincount(targets, weights=hits5, minlength=k).cpu()
         return ensemble
 
