@@ -216,12 +216,14 @@ OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def resume_overrides(config: RunConfig, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The OVERRIDE fields whose value differs from the checkpoint's: {field: (saved, new)}."""
-    saved, current = _flat_configs(config, state, Path("checkpoint"))
-    return {
-        key: (saved[key], current[key])
-        for key, policy in RESUME_POLICY.items()
-        if policy == OVERRIDE and saved[key] != current[key]
-    }
+    return _changed(config, state, Path("checkpoint"), OVERRIDE)
+
+
+def _changed(config: RunConfig, state: dict[str, Any], path: Path, policy: str) -> dict[str, tuple[Any, Any]]:
+    """The fields of `policy` whose value in `config` differs from the checkpoint's: {field: (saved, new)}."""
+    saved, current = flatten(saved_config(state, path).to_dict()), flatten(config.to_dict())
+    fields = [key for key, rule in RESUME_POLICY.items() if rule == policy]
+    return {key: (saved[key], current[key]) for key in fields if saved[key] != current[key]}
 
 
 def apply_overrides(
@@ -264,21 +266,13 @@ def check_same_data(
 
 def _check_same_run(config: RunConfig, state: dict[str, Any], path: Path) -> None:
     """Refuse a change of any MUST_MATCH field, naming each with both values."""
-    saved, current = _flat_configs(config, state, path)
-    differ = [
-        f"{key} ({saved[key]!r} there, {current[key]!r} here)"
-        for key, policy in RESUME_POLICY.items()
-        if policy == MUST_MATCH and saved[key] != current[key]
-    ]
+    changed = _changed(config, state, path, MUST_MATCH).items()
+    differ = [f"{key} ({saved!r} there, {new!r} here)" for key, (saved, new) in changed]
     if differ:
         raise ValueError(
             f"{path} was trained with a different {', '.join(differ)}; these settings define the run "
             "and must match on resume: use the checkpoint's values or start a new run"
         )
-
-
-def _flat_configs(config: RunConfig, state: dict[str, Any], path: Path) -> tuple[dict, dict]:
-    return flatten(saved_config(state, path).to_dict()), flatten(config.to_dict())
 
 
 def _short(names: list[str]) -> str:
