@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rectifiers.bench.machine_info import synchronize
 from rectifiers.bench.step import PRESET_CASES
 from rectifiers.bench.table import Column, rows_table
 from rectifiers.data import ImageDataset, open_dataset
@@ -39,8 +40,8 @@ def measure_loader(
             images += x.shape[0]
             if max_batches is not None and k + 1 >= max_batches:
                 break
-        if loader.device is not None and loader.device.type == "cuda":
-            torch.cuda.synchronize(loader.device)
+        if loader.device is not None:
+            synchronize(loader.device)
         seconds = time.perf_counter() - t0
         rates.append(images / seconds if seconds > 0 else math.inf)
     return {"images": images, "images_per_s": max(rates), "images_per_s_median": float(np.median(rates))}
