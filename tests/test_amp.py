@@ -165,3 +165,45 @@ def test_the_run_records_its_precision_and_why(monkeypatch: pytest.MonkeyPatch, 
     header = (out / "run.txt").read_text()
     assert "precision: float32 (no AMX; bf16 step measured 0.57x fp32's speed" in header, header
     assert AmpChoice(None, "").name == "float32" and AmpChoice(torch.bfloat16, "").name == "bfloat16"
+
+
+class _Pressure:
+    """Stands in for `machine.cpu_wait_us`: the microseconds other tasks waited for a core, advancing
+    by ``per_call`` at each read."""
+
+    def __init__(self, per_call: int | None) -> None:
+        self.per_call, self.total = per_call, 0
+
+    def __call__(self) -> int | None:
+        if self.per_call is None:
+            return None
+        self.total += self.per_call
+        return self.total
+
+
+@pytest.mark.parametrize(("waited_us", "cached"), [(0, True), (None, True), (10**9, False)])
+def test_a_calibration_made_on_a_busy_cpu_is_not_cached(
+    monkeypatch: pytest.MonkeyPatch, no_amx: Path, waited_us: int | None, cached: bool
+) -> None:
+    # A run that calibrated while other jobs held the cores once cached "bf16 0.93x" for a model
+    # whose bf16 step is 1.5x faster, and every later run of that shape trained in float32.
+    monkeypatch.setattr(amp, "cpu_wait_us", _Pressure(waited_us))
+    measured = _Measured([1.0, 1.0], [0.5, 0.5])
+    monkeypatch.setattr(amp, "measure_step_pair", measured)
+    choice = resolve_amp("auto", CPU, deterministic=False, probe=_probe())
+    assert choice.dtype is torch.bfloat16  # this run still uses what it measured
+    assert bool(list((no_amx / "amp").glob("*.json"))) is cached
+    if not cached:
+        assert "busy" in choice.reason and "not cached" in choice.reason, choice.reason
+        resolve_amp("auto", CPU, deterministic=False, probe=_probe())
+        assert measured.calls == 2  # the next run measures again
+
+
+def test_config_json_records_the_precision_chosen_and_why(monkeypatch: pytest.MonkeyPatch, no_amx: Path):
+    monkeypatch.setattr(amp, "measure_step_pair", _Measured([0.4, 0.4], [0.2, 0.2]))
+    out = no_amx / "run"
+    fit(load_config(None, tiny_overrides(out, **{"train.epochs": "1"})))
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["amp"] == "auto"
+    assert saved["resolved"]["precision"] == "bfloat16"
+    assert "bf16 step measured 2.00x" in saved["resolved"]["precision_reason"]

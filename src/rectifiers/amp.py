@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rectifiers.atomic_file import replacing
-from rectifiers.machine import CpuIsa, cpu_isa, cpu_model, onednn_has_bf16
+from rectifiers.machine import CpuIsa, cpu_isa, cpu_model, cpu_wait_us, onednn_has_bf16
 from rectifiers.runtime import cache_root
 
 __all__ = [
@@ -41,6 +41,9 @@ __all__ = [
 # bf16 must beat fp32 by this factor to be chosen: fp32 is the more accurate of two equal speeds,
 # and a choice within 5% of the faster one is as good as the timing noise lets us tell.
 MIN_SPEEDUP = 1.05
+# Share of the calibration's wall time during which other tasks waited for a core, above which the
+# machine was too busy for the timing to stand for later runs: it is used once, not cached.
+BUSY_SHARE = 0.2
 _CALIBRATION_VERSION = 2  # 2: CPU time
 
 
@@ -160,15 +163,32 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
         return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; measured earlier: {path})")
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    waited_before, started = cpu_wait_us(), time.perf_counter()
     fp32_s, bf16_s = measure_step_pair(probe.make_step())
+    busy = _busy_share(waited_before, cpu_wait_us(), time.perf_counter() - started)
+    choice = choose_from_timings(fp32_s, bf16_s)
+    if busy is not None and busy > BUSY_SHARE:
+        # Oversubscribed cores slow both precisions by chance amounts (OpenMP threads wait on each
+        # other), so the next run measures again rather than inherit this reading.
+        return AmpChoice(
+            choice.dtype,
+            f"{choice.reason} ({isa.describe()}; the CPU was busy with other work {busy:.0%} of the "
+            "measurement, so it is not cached)",
+        )
     # Several processes (DDP ranks, parallel runs) may calibrate the same key: each writes a whole
     # file. A read-only cache only costs a new measurement next time.
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as tmp:
             tmp.write_text(json.dumps({"key": key, "fp32_s": fp32_s, "bf16_s": bf16_s}, indent=1))
-    choice = choose_from_timings(fp32_s, bf16_s)
     return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; saved to {path})")
+
+
+def _busy_share(waited_before: int | None, waited_after: int | None, wall_s: float) -> float | None:
+    """The share of `wall_s` during which other tasks waited for a core; None where unknown."""
+    if waited_before is None or waited_after is None:
+        return None
+    return (waited_after - waited_before) / 1e6 / max(wall_s, 1e-9)
 
 
 def measure_step_pair(

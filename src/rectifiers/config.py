@@ -137,7 +137,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # deterministic kernels and fp32 maths: bitwise-reproducible resumes
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 where supported) | off | bf16 | fp16 (CUDA only)
+    amp: str = "auto"  # auto (bf16 with AMX or where measured faster) | off | bf16 | fp16 (CUDA only)
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and tensor cores
     compile: bool = False  # torch.compile the model
     out: str = "runs/default"  # the run directory

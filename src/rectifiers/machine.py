@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CpuIsa", "cpu_flags", "cpu_isa", "cpu_model", "onednn_has_bf16"]
+__all__ = ["CpuIsa", "cpu_flags", "cpu_isa", "cpu_model", "cpu_wait_us", "onednn_has_bf16"]
 
 
 @functools.cache
@@ -39,6 +39,17 @@ def _cpuinfo() -> dict[str, str]:
 def cpu_model() -> str:
     """The CPU's model name as lscpu prints it (from /proc/cpuinfo), else the platform's word."""
     return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_wait_us() -> int | None:
+    """Microseconds, since boot, during which some runnable task waited for a core (Linux's CPU
+    pressure, /proc/pressure/cpu "some total"); None where the kernel does not report it. Its rise
+    across a timing says whether other work was competing for the cores."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return int(first.rpartition("total=")[2])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def cpu_flags() -> list[str]:
