@@ -60,7 +60,7 @@ def test_trim_leaves_an_intact_file_untouched(tmp_path: Path) -> None:
 
 def test_other_ranks_write_nothing(tmp_path: Path) -> None:
     log = _log(tmp_path, is_main=False)
-    log.write_run_files({"a": 1}, "report")
+    log.write_run_files({"a": 1}, {"precision": "float32"}, "report")
     log.log_epoch(_metrics(1))
     with log.tensorboard() as writer:
         assert writer is None

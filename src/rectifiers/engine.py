@@ -362,7 +362,8 @@ class Trainer:
         return distributed.broadcast_object(choice) if ctx.distributed else choice
 
     def _write_run_files(self) -> None:
-        self.run_log.write_run_files(self.config.to_dict(), self.init_report.to_markdown())
+        resolved = {"precision": self.amp_choice.name, "precision_reason": self.amp_choice.reason}
+        self.run_log.write_run_files(self.config.to_dict(), resolved, self.init_report.to_markdown())
         for folder in (self.run_dir, self.run_dir / "checkpoints"):
             remove_stale_temp_files(folder)
         self.run_log.trim_metrics(self.epoch)

@@ -2,7 +2,8 @@
 
 Files, in the run directory (`train.out`), written by the main process only:
     run.txt          the header of each start of the run: model, data, device, precision, threads, kernel
-    config.json      the resolved RunConfig
+    config.json      the RunConfig, and under "resolved" what this start made of "auto" settings
+                     (the precision `train.amp = auto` chose, and why)
     init_report.md   what `initialize` did to each layer
     metrics.jsonl    one JSON line per epoch; on a resume, cut back to the epochs the checkpoint holds
     curves.png       loss and error against epoch, redrawn after every epoch
@@ -34,6 +35,9 @@ from rectifiers.data import ImageDataset, InMemoryDataset
 from rectifiers.metrics import top5_is_informative
 from rectifiers.models import Net
 from rectifiers.plots import plot_curves, read_jsonl
+
+RESOLVED = "resolved"  # config.json's section that is not part of the RunConfig
+_PRECISION = "precision:"  # the run.txt header line that names the precision trained in
 
 
 def prelu_kernel_status(model: nn.Module, device: torch.device, say: Callable[[str], None]) -> str:
@@ -135,7 +139,7 @@ class RunLog:
             f"colour {d.pca_std:g}; val: shorter side {d.eval_resize}, center crop {d.crop}",
             f"device: {device}, {torch.get_num_threads()} threads; batch {config.train.batch_size}, "
             f"lr {config.optim.lr:g}, {config.train.epochs} epochs",
-            f"precision: {precision.name} ({precision.reason})",
+            f"{_PRECISION} {precision.name} ({precision.reason})",
             f"fused PReLU kernel: {kernel}",
             f"run directory: {self.run_dir}",
         ]
@@ -146,12 +150,22 @@ class RunLog:
         with open(self.run_dir / "run.txt", "a") as handle:
             handle.write(f"started {started}\n" + "".join(f"  {line}\n" for line in lines))
 
-    def write_run_files(self, config: dict[str, Any], init_report: str) -> None:
-        """Create the run directory and write config.json and init_report.md (markdown) into it."""
+    @staticmethod
+    def precisions(run_dir: str | Path) -> list[str]:
+        """The precision ('bfloat16', 'float32', ...) each start of the run in `run_dir` trained in, in
+        order, from the headers in its run.txt (written by `header`)."""
+        path = Path(run_dir) / "run.txt"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        return [line.split()[1] for line in lines if line.startswith(f"  {_PRECISION}")]
+
+    def write_run_files(self, config: dict[str, Any], resolved: dict[str, str], init_report: str) -> None:
+        """Create the run directory and write config.json (`config`, plus what this start made of its
+        "auto" settings as section `RESOLVED`) and init_report.md (markdown) into it."""
         if not self.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        text = json.dumps({**config, RESOLVED: resolved}, indent=2)
+        (self.run_dir / "config.json").write_text(text + "\n")
         (self.run_dir / "init_report.md").write_text(init_report + "\n")
 
     def trim_metrics(self, epoch: int) -> None:
