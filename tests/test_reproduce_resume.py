@@ -14,7 +14,7 @@ from rectifiers.experiments import run_experiment
 from rectifiers.experiments.context import Context
 from rectifiers.experiments.provenance import revision
 from rectifiers.experiments.recipe import SMOKE_DATA, SMOKE_MODEL
-from rectifiers.experiments.runs import RunNotFinished, train
+from rectifiers.experiments.runs import RunNotFinished, runs_made_with, train
 
 # 64 fake images, a quarter held out: 48 to train on, one full batch of 32 per epoch
 RUN = {"data.val_fraction": 0.25, "model.name": "net14", "model.act": "relu", "train.epochs": 3}
@@ -80,3 +80,13 @@ def test_table_1_reads_table_2s_runs_and_states_their_revision(tmp_path, monkeyp
     assert course["steps"] == [1] and set(course["slopes"]) >= {"conv1", "conv3_6", "fc2"}
     assert (tmp_path / "coefficients" / "coefficients.png").stat().st_size > 0
     run_experiment("relu-vs-prelu", "smoke", out=tmp_path)  # reused: fit would raise
+
+
+def test_the_setup_names_the_precision_each_run_trained_in(tmp_path):
+    # train.amp = auto may pick bf16 for one arm and float32 for another (a calibration of each
+    # model); a table must not hide that its arms differ in more than the compared setting.
+    fp32 = train(_ctx(tmp_path), tmp_path / "a", {**RUN, "train.amp": "off"})
+    bf16 = train(_ctx(tmp_path), tmp_path / "b", {**RUN, "train.amp": "bf16", "model.act": "prelu"})
+    assert "All 2 runs trained in `float32`." in runs_made_with([fp32, fp32])
+    mixed = runs_made_with([fp32, bf16])
+    assert "not all in one precision" in mixed and "`float32`: a" in mixed and "`bfloat16`: b" in mixed, mixed

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from rectifiers.experiments.provenance import revision
 from rectifiers.experiments.recipe import RECIPE, schedule
 from rectifiers.experiments.subsets import subset
 from rectifiers.experiments.tables import pct
+from rectifiers.run_log import RESOLVED, RunLog
 
 Run = dict[str, Any]  # what `train` returns
 
@@ -52,7 +53,8 @@ def _refuse_other_settings(run_dir: Path, wanted: dict[str, Any]) -> None:
     for earlier in (run_dir / FINISHED, run_dir / "config.json"):
         if earlier.is_file():
             saved = json.loads(earlier.read_text())
-            differ = _differences(saved.get("config", saved), wanted)
+            config = {k: v for k, v in saved.get("config", saved).items() if k != RESOLVED}
+            differ = _differences(config, wanted)
             if differ:
                 raise ValueError(
                     f"{run_dir} holds a run made with other settings ({', '.join(differ)}); "
@@ -157,13 +159,24 @@ def val_curve(run: Run) -> list[float]:
 
 
 def runs_made_with(runs: Sequence[Run]) -> str:
-    """The setup's sentence on the code revisions that finished `runs`."""
-    revisions = sorted({r["revision"] for r in runs})
-    if len(revisions) == 1:
-        return f"All {len(runs)} runs finished at revision `{revisions[0]}`."
-    by = {rev: [Path(r["run_dir"]).name for r in runs if r["revision"] == rev] for rev in revisions}
+    """The setup's sentences on the code revisions that finished `runs` and the precisions they
+    trained in (`train.amp = auto` chooses per model, so the arms of one table may differ)."""
+    return f"{_grouped(runs, 'revision', lambda r: r['revision'])} {_grouped(runs, 'precision', _precision)}"
+
+
+def _precision(run: Run) -> str:
+    return "/".join(dict.fromkeys(RunLog.precisions(run["run_dir"]))) or "unknown"
+
+
+def _grouped(runs: Sequence[Run], what: str, value: Callable[[Run], str]) -> str:
+    by: dict[str, list[str]] = {}
+    for run in runs:
+        by.setdefault(value(run), []).append(Path(run["run_dir"]).name)
+    if len(by) == 1:
+        verb = "finished at revision" if what == "revision" else "trained in"
+        return f"All {len(runs)} runs {verb} `{next(iter(by))}`."
     return (
-        "Runs finished at several revisions: "
-        + "; ".join(f"`{rev}`: {', '.join(names)}" for rev, names in by.items())
+        f"Runs not all in one {what}: "
+        + "; ".join(f"`{key}`: {', '.join(names)}" for key, names in sorted(by.items()))
         + "."
     )
