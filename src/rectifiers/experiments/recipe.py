@@ -54,8 +54,8 @@ def schedule_text(settings: dict[str, Any]) -> str:
 def holdout_text(settings: dict[str, Any]) -> str:
     """The setup's sentence on the preset's validation split."""
     return (
-        f"{pct(settings['val_fraction'], 0)}% of every class of train held out for validation, the val "
-        "split tested once at the end."
+        f"{pct(settings['val_fraction'], 0)}% of every class of train held out for validation; the "
+        "test images evaluated once, at the end."
     )
 
 

@@ -71,8 +71,10 @@ def _write_folder(splits: dict[str, Any], picks: dict[str, torch.Tensor], root: 
 
 
 def describe_data(data: str, spec: str, sizes: dict[str, int]) -> str:
-    """The setup's data sentence: the spec asked for and, where `subset` cut it, the subset's sizes."""
-    counts = f"{sizes['train']:,} train / {sizes['val']:,} val images"
+    """The setup's data sentence: the spec asked for and, where `subset` cut it, the subset's sizes.
+    The spec's own val split (a folder's test/ where it has no val/) is what the experiments test on:
+    they hold their validation images out of train."""
+    counts = f"{sizes['train']:,} train / {sizes['val']:,} test images"
     if spec != data:
         return f"Data: `{data}`, class-balanced subset: {counts}"
     return f"Data: `{data}` ({counts})"
