@@ -161,19 +161,20 @@ def val_curve(run: Run) -> list[float]:
 def runs_made_with(runs: Sequence[Run]) -> str:
     """The setup's sentences on the code revisions that finished `runs` and the precisions they
     trained in (`train.amp = auto` chooses per model, so the arms of one table may differ)."""
-    return f"{_grouped(runs, 'revision', lambda r: r['revision'])} {_grouped(runs, 'precision', _precision)}"
+    revisions = _grouped(runs, "finished at revision", "revision", lambda r: r["revision"])
+    return f"{revisions} {_grouped(runs, 'trained in', 'precision', _precision)}"
 
 
 def _precision(run: Run) -> str:
     return "/".join(dict.fromkeys(RunLog.precisions(run["run_dir"]))) or "unknown"
 
 
-def _grouped(runs: Sequence[Run], what: str, value: Callable[[Run], str]) -> str:
+def _grouped(runs: Sequence[Run], verb: str, what: str, value: Callable[[Run], str]) -> str:
+    """'All N runs VERB `v`.' when `value` is the same for every run, else the runs named by value."""
     by: dict[str, list[str]] = {}
     for run in runs:
         by.setdefault(value(run), []).append(Path(run["run_dir"]).name)
     if len(by) == 1:
-        verb = "finished at revision" if what == "revision" else "trained in"
         return f"All {len(runs)} runs {verb} `{next(iter(by))}`."
     return (
         f"Runs not all in one {what}: "
