@@ -159,6 +159,10 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
     try:
         cached = json.loads(path.read_text())
         fp32_s, bf16_s = cached["fp32_s"], cached["bf16_s"]
+        # An entry that does not say how busy the CPU was comes from before that check and may hold
+        # a reading made on a loaded machine.
+        if "busy_share" not in cached:
+            raise KeyError("busy_share")
         choice = choose_from_timings(fp32_s, bf16_s)
         return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; measured earlier: {path})")
     except (OSError, ValueError, KeyError, TypeError):
@@ -180,7 +184,8 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as tmp:
-            tmp.write_text(json.dumps({"key": key, "fp32_s": fp32_s, "bf16_s": bf16_s}, indent=1))
+            entry = {"key": key, "fp32_s": fp32_s, "bf16_s": bf16_s, "busy_share": busy}
+            tmp.write_text(json.dumps(entry, indent=1))
     return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; saved to {path})")
 
 
