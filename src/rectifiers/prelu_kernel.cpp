@@ -193,6 +193,18 @@ std::vector<T> tile(const T* a, int64_t C, int64_t width) {
   return tiled;
 }
 
+// The parallel chunks of `outer` rows (`rows` each, the last one shorter) and their groups of
+// `group` rows spanning `width` values, with the slopes tiled to that width.
+template <typename T, int64_t W>
+struct RowChunks {
+  int64_t outer, rows, width, group;
+  std::vector<T> tiled;
+  RowChunks(const T* a, int64_t outer_, int64_t C, int64_t chunks)
+      : outer(outer_), rows((outer_ + chunks - 1) / chunks), width(W ? W : row_width(C)),
+        group(width / C), tiled(tile(a, C, width)) {}
+  int64_t end(int64_t k) const { return (k + 1) * rows < outer ? (k + 1) * rows : outer; }
+};
+
 // y = PReLU(x) over n elements, with a slope per element (PER = 1: a[i]) or one for all (PER = 0:
 // a[0]). Inlined with a constant n (a register group), the compiler unrolls it for that width.
 template <typename S, int PER>
@@ -214,22 +226,20 @@ template <typename S, int64_t W>
 void forward_rows(const S* __restrict x, S* __restrict y, const typename Io<S>::op* __restrict a,
                   int64_t outer, int64_t C, int64_t chunks, int threads) {
   typedef typename Io<S>::op op;
-  const int64_t rows = (outer + chunks - 1) / chunks;
-  const int64_t width = W ? W : row_width(C);
-  const int64_t group = width / C;
-  const auto tiled = tile(a, C, width);
+  const RowChunks<op, W> rc(a, outer, C, chunks);
+  const int64_t group = rc.group;
 #pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
   for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
-    int64_t o = k * rows;
+    const int64_t end = rc.end(k);
+    int64_t o = k * rc.rows;
     if constexpr (W > 0) {
       op al[W];
-      for (int64_t i = 0; i < W; ++i) al[i] = tiled[i];
+      for (int64_t i = 0; i < W; ++i) al[i] = rc.tiled[i];
       for (; o + group <= end; o += group) forward_span<S, 1>(x + o * C, y + o * C, al, W);
     }
     for (; o < end; o += group) {  // every group when W = 0, else the last rows of the chunk
       const int64_t n = (end - o < group ? end - o : group) * C;
-      forward_span<S, 1>(x + o * C, y + o * C, tiled.data(), n);
+      forward_span<S, 1>(x + o * C, y + o * C, rc.tiled.data(), n);
     }
   }
 }
@@ -241,20 +251,18 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
                    int64_t outer, int64_t C, int64_t chunks, int threads) {
   typedef typename Io<S>::op op;
   typedef typename Io<S>::acc acc;
-  const int64_t rows = (outer + chunks - 1) / chunks;
-  const int64_t width = W ? W : row_width(C);
-  const int64_t group = width / C;
-  const auto tiled = tile(a, C, width);
+  const RowChunks<op, W> rc(a, outer, C, chunks);
+  const int64_t group = rc.group;
 #pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
   for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t end = (k + 1) * rows < outer ? (k + 1) * rows : outer;
-    int64_t o = k * rows;
-    acc* __restrict sk = GW ? sums + k * width : nullptr;
+    const int64_t end = rc.end(k);
+    int64_t o = k * rc.rows;
+    acc* __restrict sk = GW ? sums + k * rc.width : nullptr;
     if constexpr (W > 0) {
       op al[W];
       acc sr[W];
       for (int64_t i = 0; i < W; ++i) {
-        al[i] = tiled[i];
+        al[i] = rc.tiled[i];
         sr[i] = acc(0);
       }
       if constexpr (Vec<S>::on) {  // the same loop, on whole vectors
@@ -280,7 +288,7 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
       if (GW)
         for (int64_t i = 0; i < W; ++i) sk[i] = sr[i];
     }
-    const op* __restrict at = tiled.data();
+    const op* __restrict at = rc.tiled.data();
     for (; o < end; o += group) {  // every group when W = 0, else the last rows of the chunk
       const int64_t n = (end - o < group ? end - o : group) * C;
       const S* __restrict xr = x + o * C;

@@ -23,9 +23,12 @@ from rectifiers.bench.table import Column, rows_table
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.step_timing import StepCase, check_variants, make_step
 
-# The small-image settings of the presets (configs/*.toml); the experiments use the same nets.
+# The small-image settings of the presets (configs/*.toml) and of the experiments' full runs
+# (`experiments.recipe`: CIFAR-10's 28-px crops, width 0.125).
 PRESET_CASES: dict[str, dict[str, Any]] = {
+    "default": {"width": 0.5, "fc_width": 256, "in_chans": 1, "size": 28, "classes": 10},
     "mnist": {"width": 0.25, "fc_width": 256, "in_chans": 1, "size": 28, "classes": 10},
+    "experiments": {"width": 0.125, "fc_width": 128, "in_chans": 3, "size": 28, "classes": 10},
     "cifar10": {"width": 0.5, "fc_width": 512, "in_chans": 3, "size": 32, "classes": 10},
     "tinyimagenet": {"width": 0.5, "fc_width": 1024, "in_chans": 3, "size": 56, "classes": 200},
 }
