@@ -197,12 +197,18 @@ std::vector<T> tile(const T* a, int64_t C, int64_t width) {
 // `group` rows spanning `width` values, with the slopes tiled to that width.
 template <typename T, int64_t W>
 struct RowChunks {
-  int64_t outer, rows, width, group;
+  int64_t outer, chunks, rows, width, group;
   std::vector<T> tiled;
-  RowChunks(const T* a, int64_t outer_, int64_t C, int64_t chunks)
-      : outer(outer_), rows((outer_ + chunks - 1) / chunks), width(W ? W : row_width(C)),
-        group(width / C), tiled(tile(a, C, width)) {}
-  int64_t end(int64_t k) const { return (k + 1) * rows < outer ? (k + 1) * rows : outer; }
+  RowChunks(const T* a, int64_t outer_, int64_t C, int64_t chunks_)
+      : outer(outer_), chunks(chunks_), rows((outer_ + chunks_ - 1) / chunks_),
+        width(W ? W : row_width(C)), group(width / C), tiled(tile(a, C, width)) {}
+
+  // body(k, first row, end row) for every chunk k, on up to `threads` threads.
+  template <typename F>
+  void each(int threads, F&& body) const {
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+    for (int64_t k = 0; k < chunks; ++k) body(k, k * rows, (k + 1) * rows < outer ? (k + 1) * rows : outer);
+  }
 };
 
 // y = PReLU(x) over n elements, with a slope per element (PER = 1: a[i]) or one for all (PER = 0:
@@ -228,10 +234,7 @@ void forward_rows(const S* __restrict x, S* __restrict y, const typename Io<S>::
   typedef typename Io<S>::op op;
   const RowChunks<op, W> rc(a, outer, C, chunks);
   const int64_t group = rc.group;
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
-  for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t end = rc.end(k);
-    int64_t o = k * rc.rows;
+  rc.each(threads, [&](int64_t, int64_t o, int64_t end) {
     if constexpr (W > 0) {
       op al[W];
       for (int64_t i = 0; i < W; ++i) al[i] = rc.tiled[i];
@@ -241,7 +244,7 @@ void forward_rows(const S* __restrict x, S* __restrict y, const typename Io<S>::
       const int64_t n = (end - o < group ? end - o : group) * C;
       forward_span<S, 1>(x + o * C, y + o * C, rc.tiled.data(), n);
     }
-  }
+  });
 }
 
 // Each chunk leaves row_width(C) partial sums (group · C), which the caller folds per channel.
@@ -253,10 +256,7 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
   typedef typename Io<S>::acc acc;
   const RowChunks<op, W> rc(a, outer, C, chunks);
   const int64_t group = rc.group;
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
-  for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t end = rc.end(k);
-    int64_t o = k * rc.rows;
+  rc.each(threads, [&](int64_t k, int64_t o, int64_t end) {
     acc* __restrict sk = GW ? sums + k * rc.width : nullptr;
     if constexpr (W > 0) {
       op al[W];
@@ -306,6 +306,23 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
         if (GW) sk[i] += v > 0 ? op(0) : d * v;
       }
     }
+  });
+}
+
+// body(k, p, n, c) for every chunk k and each of its runs of n elements from p that share channel
+// c's slope (in NCHW maps a channel is a run of `inner` elements), on up to `threads` threads.
+template <typename F>
+void each_run(int64_t total, int64_t inner, int64_t C, int64_t chunks, int threads, F&& body) {
+  const int64_t per = (total + chunks - 1) / chunks;
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t end = (k + 1) * per < total ? (k + 1) * per : total;
+    for (int64_t p = k * per; p < end;) {
+      const int64_t run = p / inner;
+      const int64_t stop = (run + 1) * inner < end ? (run + 1) * inner : end;
+      body(k, p, stop - p, run % C);
+      p = stop;
+    }
   }
 }
 
@@ -323,18 +340,10 @@ void forward(const S* __restrict x, S* __restrict y, const typename Io<S>::op* _
       default: return forward_rows<S, 0>(x, y, a, outer, C, chunks, threads);
     }
   }
-  const int64_t per = (total + chunks - 1) / chunks;  // runs of `inner` elements share one slope
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
-  for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t end = (k + 1) * per < total ? (k + 1) * per : total;
-    for (int64_t p = k * per; p < end;) {
-      const int64_t run = p / inner;
-      const int64_t stop = (run + 1) * inner < end ? (run + 1) * inner : end;
-      const op s = a[run % C];
-      forward_span<S, 0>(x + p, y + p, &s, stop - p);
-      p = stop;
-    }
-  }
+  each_run(total, inner, C, chunks, threads, [&](int64_t, int64_t p, int64_t n, int64_t c) {
+    const op s = a[c];
+    forward_span<S, 0>(x + p, y + p, &s, n);
+  });
 }
 
 // x may also be the forward's output y when every slope is positive: y > 0 exactly where x > 0,
@@ -359,34 +368,25 @@ void backward(const S* __restrict x, const S* __restrict g, S* __restrict gx,
       default: backward_rows<S, GX, GW, 0>(x, g, gx, a, sums, outer, C, chunks, threads);
     }
   } else {
-    const int64_t per = (total + chunks - 1) / chunks;
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
-    for (int64_t k = 0; k < chunks; ++k) {
-      const int64_t end = (k + 1) * per < total ? (k + 1) * per : total;
-      for (int64_t p = k * per; p < end;) {
-        const int64_t run = p / inner;
-        const int64_t stop = (run + 1) * inner < end ? (run + 1) * inner : end;
-        const op s = a[run % C];
-        const S* __restrict xs = x + p;
-        const S* __restrict gs = g + p;
-        S* __restrict gxs = GX ? gx + p : nullptr;
-        const int64_t n = stop - p;
-        acc sum = 0;
-        if constexpr (Vec<S>::on) {
-          sum = Vec<S>::template backward_run<GX, GW>(xs, gs, gxs, s, n);
-        } else {
+    each_run(total, inner, C, chunks, threads, [&](int64_t k, int64_t p, int64_t n, int64_t c) {
+      const op s = a[c];
+      const S* __restrict xs = x + p;
+      const S* __restrict gs = g + p;
+      S* __restrict gxs = GX ? gx + p : nullptr;
+      acc sum = 0;
+      if constexpr (Vec<S>::on) {
+        sum = Vec<S>::template backward_run<GX, GW>(xs, gs, gxs, s, n);
+      } else {
 #pragma omp simd reduction(+ : sum)
-          for (int64_t i = 0; i < n; ++i) {
-            const op v = Io<S>::ld(xs[i]);
-            const op d = Io<S>::ld(gs[i]);
-            if (GX) gxs[i] = v > 0 ? gs[i] : Io<S>::st(s * d);
-            if (GW) sum += v > 0 ? op(0) : d * v;
-          }
+        for (int64_t i = 0; i < n; ++i) {
+          const op v = Io<S>::ld(xs[i]);
+          const op d = Io<S>::ld(gs[i]);
+          if (GX) gxs[i] = v > 0 ? gs[i] : Io<S>::st(s * d);
+          if (GW) sum += v > 0 ? op(0) : d * v;
         }
-        if (GW) sums[k * width + run % C] += sum;
-        p = stop;
       }
-    }
+      if (GW) sums[k * width + c] += sum;
+    });
   }
   if (GW) {
     const int64_t group = width / C;
