@@ -46,7 +46,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ _SPEC_FORMS = (
 _SPLITS = ("train", "val", "test")
 _CACHE_VERSION = 1
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def dataset_specs() -> list[str]:
@@ -360,7 +361,6 @@ def _cifar10(arg: str, split: str, spec: str) -> InMemoryDataset:
 # --------------------------------------------------------------------------------------------------
 # IDX (MNIST format)
 
-_IDX_TYPES = {0x08: np.uint8}
 _IDX_STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -385,12 +385,11 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
         raise ValueError(f"{path}: cannot read ({err})") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    dtype, ndim = _IDX_TYPES.get(raw[2]), raw[3]
-    magic = int.from_bytes(raw[:4], "big")
-    expected_magic = 0x0800 + expected_ndim
-    if dtype is None or ndim != expected_ndim:
+    ndim = raw[3]
+    if raw[2] != 0x08 or ndim != expected_ndim:  # 0x08: unsigned bytes, the only type MNIST sets use
         raise ValueError(
-            f"{path}: magic number {magic} (expected {expected_magic}: unsigned bytes, {expected_ndim}-D)"
+            f"{path}: magic number {int.from_bytes(raw[:4], 'big')} (expected {0x0800 + expected_ndim}: "
+            f"unsigned bytes, {expected_ndim}-D)"
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -399,7 +398,7 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     size = int(np.prod(dims))
     if len(raw) - header != size:
         raise ValueError(f"{path}: header says {dims} = {size} bytes of data, file holds {len(raw) - header}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _idx(root: Path, split: str, spec: str) -> InMemoryDataset:
@@ -575,7 +574,7 @@ def _probed_listing(
     reading every header in parallel; concurrent openers (DDP ranks) wait for the first one's cache."""
     path = _cache_path(opts, kind, split, mode, store.content_key(), "-listing")
     with _locked(path):
-        probed = _load_listing(path)
+        probed = _read_cache(path, "listing cache", "listing again", _listing_from)
         if probed is None:
             probed = _probe(spec, split, store, lister(store, split), opts)
             _save_listing(path, probed)
@@ -587,8 +586,7 @@ def _probe(
 ) -> _Probed:
     probe = functools.partial(decode.probe_names, max_pixels=opts.max_pixels)
     sizes = decode.map_files(probe, store, listing.names, opts.workers)
-    skipped = list(listing.skipped) + _failures(store, listing.names, sizes)
-    good = [i for i, r in enumerate(sizes) if not isinstance(r, str)]
+    good, failed = _sort_out(store, listing.names, sizes)
     if not good:
         raise ValueError(f"{spec}: none of the {len(sizes)} files of the {split!r} split could be read")
     return _Probed(
@@ -596,13 +594,11 @@ def _probe(
         np.array([listing.targets[i] for i in good], dtype=np.int64),
         list(listing.classes),
         np.array([sizes[i] for i in good], dtype=np.int64).reshape(-1, 2),
-        skipped,
+        list(listing.skipped) + failed,
     )
 
 
 def _save_listing(path: Path | None, probed: _Probed) -> None:
-    if path is None:
-        return
     arrays = {
         "version": np.array(_CACHE_VERSION),
         "name_bytes": probed.names.buffer,
@@ -615,27 +611,17 @@ def _save_listing(path: Path | None, probed: _Probed) -> None:
     _write_cache(path, arrays, "listing cache", "; the next open lists again")
 
 
-def _load_listing(path: Path | None) -> _Probed | None:
-    if path is None or not path.with_suffix(".npz").is_file():
-        return None
-    try:
-        with np.load(path.with_suffix(".npz"), allow_pickle=False) as f:
-            if int(f["version"]) != _CACHE_VERSION:
-                return None
-            names = NameList(f["name_bytes"].astype(np.uint8), f["name_offsets"])
-            probed = _Probed(
-                names,
-                f["targets"].astype(np.int64),
-                [str(c) for c in f["classes"]],
-                f["sizes"].astype(np.int64).reshape(-1, 2),
-                [str(x) for x in f["skipped"]],
-            )
-        if not len(names) == len(probed.targets) == len(probed.sizes):
-            raise ValueError("names, labels and sizes differ in length")
-        return probed
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        warnings.warn(f"ignoring the unreadable listing cache {path} ({err}); listing again", stacklevel=4)
-        return None
+def _listing_from(f: Any) -> _Probed:
+    probed = _Probed(
+        NameList(f["name_bytes"].astype(np.uint8), f["name_offsets"]),
+        f["targets"].astype(np.int64),
+        [str(c) for c in f["classes"]],
+        f["sizes"].astype(np.int64).reshape(-1, 2),
+        [str(x) for x in f["skipped"]],
+    )
+    if not len(probed.names) == len(probed.targets) == len(probed.sizes):
+        raise ValueError("names, labels and sizes differ in length")
+    return probed
 
 
 def cached_statistics(
@@ -672,25 +658,23 @@ def _decode_all(
     names = list(probed.names)
     fn = functools.partial(decode.decode_names, mode=mode, max_pixels=opts.max_pixels)
     arrays = decode.map_files(fn, store, names, opts.workers)
-    skipped = probed.skipped + _failures(store, names, arrays)  # truncated files fail only here
-    ok = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
+    ok, failed = _sort_out(store, names, arrays)  # truncated files fail only here
     if not ok:
         raise ValueError(f"{spec}: none of the {len(names)} files of the {split!r} split could be decoded")
     if len({arrays[i].shape for i in ok}) != 1:
         return None
     images = torch.from_numpy(np.stack([arrays[i] for i in ok])).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(probed.targets[ok])
-    return InMemoryDataset(images, labels, probed.classes, spec, skipped)
+    return InMemoryDataset(images, labels, probed.classes, spec, probed.skipped + failed)
 
 
-def _failures(store: decode.Store, names: list[str], results: list[Any]) -> list[str]:
-    """The paths of the files whose result is a failure reason; the reasons go to the log."""
-    out = []
-    for name, r in zip(names, results, strict=True):
-        if isinstance(r, str):
-            out.append(store.describe(name))
-            _log.info("%s: skipped (%s)", store.describe(name), r)
-    return out
+def _sort_out(store: decode.Store, names: list[str], results: list[Any]) -> tuple[list[int], list[str]]:
+    """The positions of the results that succeeded, and the paths of the files whose result is a
+    failure reason (a str; the reasons go to the log)."""
+    failed = [(store.describe(n), r) for n, r in zip(names, results, strict=True) if isinstance(r, str)]
+    for path, reason in failed:
+        _log.info("%s: skipped (%s)", path, reason)
+    return [i for i, r in enumerate(results) if not isinstance(r, str)], [path for path, _ in failed]
 
 
 @contextlib.contextmanager
@@ -718,8 +702,6 @@ def _locked(cache_path: Path | None) -> Iterator[None]:
 
 
 def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
-    if path is None:
-        return
     meta = {
         "version": np.array(_CACHE_VERSION),
         "shape": np.array(ds.images.shape),
@@ -731,7 +713,7 @@ def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
 
 
 def _write_cache(
-    path: Path,
+    path: Path | None,
     arrays: dict[str, Any],
     what: str,
     fallback: str = "",
@@ -741,6 +723,8 @@ def _write_cache(
     """Write `path`.npy (`images`, when given), then `path`.npz (`arrays`), each atomically: the .npz
     last, so a reader that finds it finds complete images. A cache only saves time, so a failure
     (a full disk, a read-only folder) is a warning; `fallback` says what the next open does."""
+    if path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if images is not None:
@@ -753,23 +737,31 @@ def _write_cache(
 
 
 def _load_cache(path: Path | None, spec: str, memory_budget: int) -> InMemoryDataset | None:
-    if path is None or not path.with_suffix(".npz").is_file():
-        return None
-    try:
-        with np.load(path.with_suffix(".npz"), allow_pickle=False) as meta:
-            if int(meta["version"]) != _CACHE_VERSION:
-                return None
-            shape = tuple(int(d) for d in meta["shape"])
-            if int(np.prod(shape)) > memory_budget:
-                return None  # opened with a smaller budget now: decode lazily instead
-            targets = torch.from_numpy(meta["targets"].astype(np.int64))
-            classes = [str(c) for c in meta["classes"]]
-            skipped = [str(s) for s in meta["skipped"]]
+    def images_from(meta: Any) -> InMemoryDataset | None:
+        assert path is not None
+        shape = tuple(int(d) for d in meta["shape"])
+        if int(np.prod(shape)) > memory_budget:
+            return None  # opened with a smaller budget now: decode lazily instead
         array = np.load(path.with_suffix(".npy"), allow_pickle=False)
         if array.shape != shape or array.dtype != np.uint8:
             raise ValueError(f"images {array.shape} {array.dtype}, expected {shape} uint8")
-        images = torch.from_numpy(array)
-        return InMemoryDataset(images, targets, classes, spec, skipped)
+        targets = torch.from_numpy(meta["targets"].astype(np.int64))
+        skipped = [str(s) for s in meta["skipped"]]
+        return InMemoryDataset(
+            torch.from_numpy(array), targets, [str(c) for c in meta["classes"]], spec, skipped
+        )
+
+    return _read_cache(path, "data cache", "decoding again", images_from)
+
+
+def _read_cache(path: Path | None, what: str, again: str, build: Callable[[Any], _T | None]) -> _T | None:
+    """`build(arrays)` of the cache file `path`.npz; None when there is none or it is of another cache
+    version, or (with a warning saying what happens `again`) when it cannot be read or `build` refuses it."""
+    if path is None or not path.with_suffix(".npz").is_file():
+        return None
+    try:
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as f:
+            return build(f) if int(f["version"]) == _CACHE_VERSION else None
     except (OSError, ValueError, KeyError, EOFError) as err:
-        warnings.warn(f"ignoring the unreadable data cache {path} ({err}); decoding again", stacklevel=4)
+        warnings.warn(f"ignoring the unreadable {what} {path} ({err}); {again}", stacklevel=5)
         return None
