@@ -289,15 +289,20 @@ def open_dataset(
         path = Path(arg).expanduser()
         if kind == "idx":
             return _idx(path, split, spec)
-        files = _FileOptions(
-            channels=channels or 3,
+        files = _FileSplit(
+            spec,
+            kind,
+            split,
+            decode.open_store(path),
+            mode="L" if channels == 1 else "RGB",
             memory_budget=_memory_budget() if memory_budget is None else memory_budget,
             cache_dir=_cache_dir(cache_dir) if cache else None,
             workers=min(8, os.cpu_count() or 1) if workers is None else workers,
             max_pixels=max_pixels,
         )
-        lister = layouts.folder_listing if kind == "folder" else layouts.tinyimagenet_listing
-        return _image_files(spec, kind, split, decode.open_store(path), lister, files)
+        return _image_files(
+            files, layouts.folder_listing if kind == "folder" else layouts.tinyimagenet_listing
+        )
     raise ValueError(f"unknown data spec {spec!r}; valid forms: {', '.join(_SPEC_FORMS)}")
 
 
@@ -476,12 +481,45 @@ def make_fake_images(
 
 
 @dataclass(frozen=True)
-class _FileOptions:
-    channels: int
+class _FileSplit:
+    """One split of an image-file set being opened, and how (`open_dataset`'s keyword arguments)."""
+
+    spec: str
+    kind: str  # "folder" or "tinyimagenet"
+    split: str
+    store: decode.Store
+    mode: str  # "RGB" or "L"
     memory_budget: int  # bytes of decoded pixels a set may take to be held in memory
     cache_dir: Path | None
     workers: int
     max_pixels: int
+
+    def cache_path(self, version: Any, suffix: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = [_CACHE_VERSION, self.kind, self.split, self.mode, self.max_pixels, version]
+        digest = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:20]
+        return self.cache_dir / f"{self.kind}-{self.split}{suffix}-{digest}"
+
+    def map_files(
+        self, fn: Callable[..., list[Any]], names: list[str], verb: str
+    ) -> tuple[list[Any], list[int], list[str]]:
+        """`fn(store, names, max_pixels=...)` over the files in parallel: the results, the positions of
+        those that succeeded, and the paths of those whose result is a failure reason (a str, logged);
+        a ValueError when none succeeded."""
+        fn = functools.partial(fn, max_pixels=self.max_pixels)
+        results = decode.map_files(fn, self.store, names, self.workers)
+        failed = [
+            (self.store.describe(n), r) for n, r in zip(names, results, strict=True) if isinstance(r, str)
+        ]
+        for path, reason in failed:
+            _log.info("%s: skipped (%s)", path, reason)
+        ok = [i for i, r in enumerate(results) if not isinstance(r, str)]
+        if not ok:
+            raise ValueError(
+                f"{self.spec}: none of the {len(names)} files of the {self.split!r} split could be {verb}"
+            )
+        return results, ok, [path for path, _ in failed]
 
 
 @dataclass
@@ -502,49 +540,40 @@ class _Probed:
         return None
 
 
-def _image_files(
-    spec: str,
-    kind: str,
-    split: str,
-    store: decode.Store,
-    lister: Callable[[decode.Store, str], layouts.Listing],
-    opts: _FileOptions,
-) -> ImageDataset:
-    mode = "L" if opts.channels == 1 else "RGB"
-    c = 1 if mode == "L" else 3
-    listing_path, probed = _probed_listing(spec, kind, split, store, lister, mode, opts)
+def _image_files(f: _FileSplit, lister: Callable[[decode.Store, str], layouts.Listing]) -> ImageDataset:
+    c = 1 if f.mode == "L" else 3
+    listing_path, probed = _probed_listing(f, lister)
     size = probed.common_size()
     ds: ImageDataset | None = None
-    if size is not None and len(probed.names) * c * size[0] * size[1] <= opts.memory_budget:
+    if size is not None and len(probed.names) * c * size[0] * size[1] <= f.memory_budget:
         # Decoded pixels are cached under each file's size and mtime (a file rewritten in place,
         # same folder mtime, is decoded again) and the labels (annotations may change alone).
         label_digest = hashlib.sha256(
             probed.targets.tobytes() + "\n".join(probed.classes).encode()
         ).hexdigest()
-        version = [store.stat_key(probed.names), label_digest]
-        cache_path = _cache_path(opts, kind, split, mode, version, "-pixels")
+        cache_path = f.cache_path([f.store.stat_key(probed.names), label_digest], "-pixels")
         with _locked(cache_path):
-            ds = _load_cache(cache_path, spec, opts.memory_budget)
+            ds = _load_cache(cache_path, f.spec, f.memory_budget)
             if ds is None:
-                ds = _decode_all(spec, split, store, probed, mode, opts)
+                ds = _decode_all(f, probed)
                 if isinstance(ds, InMemoryDataset):
                     _save_cache(cache_path, ds)
     if ds is None:
         labels = torch.from_numpy(probed.targets)
         ds = FileDataset(
-            store,
+            f.store,
             probed.names,
             labels,
             probed.classes,
             c,
-            spec,
+            f.spec,
             probed.skipped,
-            opts.max_pixels,
+            f.max_pixels,
             listing_path,
         )
     if ds.skipped:
         warnings.warn(
-            f"{spec} ({split}): skipped {len(ds.skipped)} file(s) that could not be decoded: "
+            f"{f.spec} ({f.split}): skipped {len(ds.skipped)} file(s) that could not be decoded: "
             + ", ".join(ds.skipped[:3])
             + (", ..." if len(ds.skipped) > 3 else ""),
             stacklevel=3,
@@ -552,43 +581,22 @@ def _image_files(
     return ds
 
 
-def _cache_path(
-    opts: _FileOptions, kind: str, split: str, mode: str, version: Any, suffix: str = ""
-) -> Path | None:
-    if opts.cache_dir is None:
-        return None
-    key = json.dumps([_CACHE_VERSION, kind, split, mode, opts.max_pixels, version], default=str)
-    return opts.cache_dir / f"{kind}-{split}{suffix}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-
-
 def _probed_listing(
-    spec: str,
-    kind: str,
-    split: str,
-    store: decode.Store,
-    lister: Callable[[decode.Store, str], layouts.Listing],
-    mode: str,
-    opts: _FileOptions,
+    f: _FileSplit, lister: Callable[[decode.Store, str], layouts.Listing]
 ) -> tuple[Path | None, _Probed]:
     """The split's listing with every file's size, from the cache (keyed by `Store.content_key`) or by
     reading every header in parallel; concurrent openers (DDP ranks) wait for the first one's cache."""
-    path = _cache_path(opts, kind, split, mode, store.content_key(), "-listing")
+    path = f.cache_path(f.store.content_key(), "-listing")
     with _locked(path):
         probed = _read_cache(path, "listing cache", "listing again", _listing_from)
         if probed is None:
-            probed = _probe(spec, split, store, lister(store, split), opts)
+            probed = _probe(f, lister(f.store, f.split))
             _save_listing(path, probed)
     return path, probed
 
 
-def _probe(
-    spec: str, split: str, store: decode.Store, listing: layouts.Listing, opts: _FileOptions
-) -> _Probed:
-    probe = functools.partial(decode.probe_names, max_pixels=opts.max_pixels)
-    sizes = decode.map_files(probe, store, listing.names, opts.workers)
-    good, failed = _sort_out(store, listing.names, sizes)
-    if not good:
-        raise ValueError(f"{spec}: none of the {len(sizes)} files of the {split!r} split could be read")
+def _probe(f: _FileSplit, listing: layouts.Listing) -> _Probed:
+    sizes, good, failed = f.map_files(decode.probe_names, listing.names, "read")
     return _Probed(
         NameList.of([listing.names[i] for i in good]),
         np.array([listing.targets[i] for i in good], dtype=np.int64),
@@ -650,31 +658,17 @@ def _from_array(a: np.ndarray) -> Any:
     return float(a) if a.ndim == 0 else torch.from_numpy(a.copy())
 
 
-def _decode_all(
-    spec: str, split: str, store: decode.Store, probed: _Probed, mode: str, opts: _FileOptions
-) -> ImageDataset | None:
+def _decode_all(f: _FileSplit, probed: _Probed) -> ImageDataset | None:
     """Decode every file (in parallel) into one uint8 tensor; None when the decoded sizes differ after
     all (files replaced since the listing was cached), so the caller decodes lazily instead."""
     names = list(probed.names)
-    fn = functools.partial(decode.decode_names, mode=mode, max_pixels=opts.max_pixels)
-    arrays = decode.map_files(fn, store, names, opts.workers)
-    ok, failed = _sort_out(store, names, arrays)  # truncated files fail only here
-    if not ok:
-        raise ValueError(f"{spec}: none of the {len(names)} files of the {split!r} split could be decoded")
+    decoder = functools.partial(decode.decode_names, mode=f.mode)
+    arrays, ok, failed = f.map_files(decoder, names, "decoded")  # truncated files fail only here
     if len({arrays[i].shape for i in ok}) != 1:
         return None
     images = torch.from_numpy(np.stack([arrays[i] for i in ok])).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(probed.targets[ok])
-    return InMemoryDataset(images, labels, probed.classes, spec, probed.skipped + failed)
-
-
-def _sort_out(store: decode.Store, names: list[str], results: list[Any]) -> tuple[list[int], list[str]]:
-    """The positions of the results that succeeded, and the paths of the files whose result is a
-    failure reason (a str; the reasons go to the log)."""
-    failed = [(store.describe(n), r) for n, r in zip(names, results, strict=True) if isinstance(r, str)]
-    for path, reason in failed:
-        _log.info("%s: skipped (%s)", path, reason)
-    return [i for i, r in enumerate(results) if not isinstance(r, str)], [path for path, _ in failed]
+    return InMemoryDataset(images, labels, probed.classes, f.spec, probed.skipped + failed)
 
 
 @contextlib.contextmanager
