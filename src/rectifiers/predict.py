@@ -28,10 +28,9 @@ from torch import Tensor, nn
 from rectifiers import decode, distributed
 from rectifiers.checkpoint.inference import Member, as_member, borrowed
 from rectifiers.data import pil_to_tensor
-from rectifiers.evaluate import EvalOptions, member_scores
+from rectifiers.evaluate import EvalOptions, member_scores, viewing
 from rectifiers.transforms import Normalize
 from rectifiers.view_batches import ViewPlan, image_views
-from rectifiers.views import feature_window
 
 CSV_FIELDS = ("path", "rank", "class", "index", "probability", "error")
 
@@ -108,7 +107,7 @@ def predict(
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
-    checked = EvalOptions(views=views, scales=tuple(scales or ()), batch_size=batch_size)
+    options = EvalOptions(views=views, scales=tuple(scales or ()), batch_size=batch_size, flip=flip)
     dev = device if isinstance(device, torch.device) else distributed.resolve_device(str(device))
     member = as_member(
         model_or_checkpoint, crop=crop, normalize=normalize, device=dev, purpose="predicting with"
@@ -117,15 +116,8 @@ def predict(
         member.classes = [str(c) for c in classes]
     if resize is not None:
         member.eval_resize = resize
-    scales = checked.scales or (member.eval_resize or member.crop,)
-    if views != "dense" and min(scales) < member.crop:
-        raise ValueError(f"every scale must be at least the crop ({member.crop}), got {list(scales)}")
-    if flip is not None:
-        member.flip = flip
-    plan = ViewPlan(views, scales, [(member.crop, member.flip)])
     with borrowed(member.model, dev):
-        if views == "dense":
-            member.window = feature_window(member.model, member.crop, _in_chans(member.model))
+        (member,), plan = viewing([member], options, _in_chans(member.model))
         return _predict_files(member, image_paths(paths), plan, top, batch_size)
 
 
@@ -154,7 +146,7 @@ def _predict_files(
         if not index:
             continue
         batch = image_views(decoded, plan, index)
-        scores = member_scores(member, batch, plan, flip=member.flip, batch_size=batch_size, device=device)
+        scores = member_scores(member, batch, plan, batch_size=batch_size, device=device)
         for i, p in zip(index, scores.mean(dim=0).cpu(), strict=True):
             records[i]["predictions"] = _top(p, top, member.classes)
     return records
