@@ -1,6 +1,6 @@
 """Image-classification data sets, all offline: `open_dataset(spec, split)` -> uint8 images + labels.
 
-Specs (`dataset_specs()` lists them):
+Specs (an unknown one is an error listing them):
 
 - `mnist5k`: 5,000 MNIST digits embedded in the package (`embedded/README.md`); per class the first
   400 are `train`, the last 100 `val`; 1 x 28 x 28.
@@ -68,11 +68,6 @@ _SPLITS = ("train", "val", "test")
 _CACHE_VERSION = 1
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-def dataset_specs() -> list[str]:
-    """The accepted forms of a data spec, for help texts and error messages."""
-    return list(_SPEC_FORMS)
 
 
 # --------------------------------------------------------------------------------------------------

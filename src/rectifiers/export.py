@@ -99,7 +99,10 @@ def export_onnx(
     """
     onnx = _require("onnx")
     _require("onnxscript")
-    c, h, w = _input_size(input_size)
+    size = tuple(input_size)
+    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(f"input_size must be (C, H, W) of positive ints, got {input_size!r}")
+    c, h, w = size
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise ValueError(f"opset must be an ONNX opset version (an int >= 7), got {opset!r}")
     path = Path(path)
@@ -152,13 +155,6 @@ def _quiet_exporter() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def _input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
-    size = tuple(input_size)
-    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"input_size must be (C, H, W) of positive ints, got {input_size!r}")
-    return size  # type: ignore[return-value]
 
 
 def _min_side(model: nn.Module, size: tuple[int, int]) -> tuple[int, int]:

@@ -150,8 +150,11 @@ class BatchLoader:
         self, indices: torch.Tensor, params: dict[str, torch.Tensor] | None, spans: list[tuple[int, int]]
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert isinstance(self.dataset, InMemoryDataset)
-        images = self._device_images()
-        targets = self.dataset.targets
+        images, targets = self.dataset.images, self.dataset.targets
+        if self.device is not None and self.device != images.device:
+            if self._images is None:
+                self._images = images.to(self.device)
+            images = self._images
         generator = None
         if self.train and params is None:
             generator = epoch_generator(self.seed, self._epoch, _CALLABLE, self.rank)
@@ -183,14 +186,6 @@ class BatchLoader:
                 assert isinstance(self.transform, EvalTransform)
                 x = self.transform.finish(x)
             yield x, self._to_device(y)
-
-    def _device_images(self) -> torch.Tensor:
-        assert isinstance(self.dataset, InMemoryDataset)
-        if self.device is None or self.device == self.dataset.images.device:
-            return self.dataset.images
-        if self._images is None:
-            self._images = self.dataset.images.to(self.device)
-        return self._images
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         return t if self.device is None else t.to(self.device, non_blocking=True)
@@ -246,7 +241,7 @@ class _FileItems(torch.utils.data.Dataset):
                 return None, int(self.dataset.targets[i])
             return self.transform.prepare_image(im), label
         assert isinstance(self.transform, TrainTransform)
-        im, label = self.dataset.load(i, min_short=self.transform.min_short(row))
+        im, label = self.dataset.load(i, min_short=float(row["scale"]))  # JPEGs may decode reduced
         return self.transform.prepare_image(im, row), label
 
 

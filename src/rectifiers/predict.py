@@ -55,14 +55,6 @@ def image_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
     return out
 
 
-def read_image(path: str | Path, channels: int, min_short: int | None = None) -> Tensor:
-    """uint8 (C, H, W) of one image file, converted to `channels` (1: grayscale, 3: RGB); a JPEG may
-    decode reduced as long as its shorter side stays >= `min_short` (as evaluation decodes).
-    Raises decode.BadImageError (a ValueError) saying why a file cannot be used."""
-    # Given the path, not a handle, Pillow names the file in its errors and closes it after decoding.
-    return pil_to_tensor(decode.decode_image(str(path), "L" if channels == 1 else "RGB", min_short=min_short))
-
-
 def _in_chans(model: nn.Module) -> int:
     """The channel count the model takes: its build arguments, else its first conv layer's."""
     chans = getattr(model, "build_args", {}).get("in_chans")
@@ -131,14 +123,17 @@ def _predict_files(
     """The records of `items` (from `image_paths`), decoded and scored `batch_size` at a time."""
     records: list[dict[str, Any]] = [{"path": p, "predictions": [], "error": err} for p, err in items]
     todo = [i for i, (_, err) in enumerate(items) if err is None]
-    channels = _in_chans(member.model)
+    mode = "L" if _in_chans(member.model) == 1 else "RGB"
     device = next(member.model.parameters()).device
     for lo in range(0, len(todo), batch_size):
         decoded: list[Tensor] = []
         index: list[int] = []
         for i in todo[lo : lo + batch_size]:
             try:
-                decoded.append(read_image(items[i][0], channels, plan.min_short))
+                # Given the path, not a handle, Pillow names the file in its errors and closes it.
+                decoded.append(
+                    pil_to_tensor(decode.decode_image(items[i][0], mode, min_short=plan.min_short))
+                )
             except decode.BadImageError as err:
                 records[i]["error"] = str(err)
                 continue

@@ -117,12 +117,10 @@ def ten_crop(x: torch.Tensor, size: _Size, flip: bool = True) -> torch.Tensor:
     """AlexNet's 10 views of (B, C, H, W): (10, B, C, h, w), the four corner crops and the center
     crop, then the same five flipped (only the five with `flip=False`)."""
     _check_batch(x)
-    h, w = _pair(size)
-    H, W = x.shape[-2:]
-    if h > H or w > W:
-        raise ValueError(f"crop {h}x{w} is larger than the {H}x{W} image")
+    center = center_crop(x, size)  # refuses a crop larger than the image
+    (h, w), (H, W) = center.shape[-2:], x.shape[-2:]
     corners = [x[..., :h, :w], x[..., :h, W - w :], x[..., H - h :, :w], x[..., H - h :, W - w :]]
-    five = torch.stack([*corners, center_crop(x, (h, w))])
+    five = torch.stack([*corners, center])
     return torch.cat([five, five.flip(-1)]) if flip else five
 
 
@@ -472,10 +470,6 @@ class TrainTransform:
         row of `sample_params` as plain values."""
         crop = pil_train_crop(im, int(params["scale"]), self.crop, params["offset"], bool(params["flip"]))
         return pil_to_tensor(crop)
-
-    def min_short(self, params: dict[str, Any]) -> float:
-        """The shorter side a sample is resized to (lets JPEGs decode at a reduced scale)."""
-        return float(params["scale"])
 
 
 class EvalTransform:
