@@ -195,12 +195,11 @@ class _BatchList(torch.utils.data.Sampler):
     """Batch sampler of the file path: each batch's (index, augmentation row) pairs from the plan the
     BatchLoader sets before each epoch; it runs in the main process, so persistent workers follow it."""
 
-    def __init__(self) -> None:
-        self.plan: tuple[torch.Tensor, dict[str, torch.Tensor] | None, list[tuple[int, int]]] = (
-            torch.empty(0, dtype=torch.int64),
-            None,
-            [],
-        )
+    plan: tuple[torch.Tensor, dict[str, torch.Tensor] | None, list[tuple[int, int]]] = (
+        torch.empty(0),
+        None,
+        [],
+    )
 
     def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
         indices, params, spans = self.plan
@@ -209,11 +208,8 @@ class _BatchList(torch.utils.data.Sampler):
             if params is None:
                 yield [(i, None) for i in idx]
                 continue
-            scale, offset, flip = (params[k][lo:hi].tolist() for k in ("scale", "offset", "flip"))
-            yield [
-                (i, {"scale": s, "offset": o, "flip": f})
-                for i, s, o, f in zip(idx, scale, offset, flip, strict=True)
-            ]
+            rows = {k: params[k][lo:hi].tolist() for k in ("scale", "offset", "flip")}
+            yield [(i, {k: v[j] for k, v in rows.items()}) for j, i in enumerate(idx)]
 
     def __len__(self) -> int:
         return len(self.plan[2])

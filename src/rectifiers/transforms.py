@@ -349,24 +349,6 @@ class Normalize:
 # Training and evaluation transforms
 
 
-def pil_train_crop(
-    im: Image.Image, scale: int, crop: int, offset: Sequence[float], flip: bool
-) -> Image.Image:
-    """One image's training crop, the same geometry as `TrainTransform.geometry`: at the image's own
-    scale a plain slice, otherwise Pillow resamples only the window's source box."""
-    w, h = im.size
-    rh, rw = resized_size(h, w, scale)
-    top, left = crop_start(offset[0], rh - crop), crop_start(offset[1], rw - crop)
-    if (rh, rw) == (h, w):
-        out = im.crop((left, top, left + crop, top + crop))
-    else:
-        # Each coordinate is one correctly rounded division of integers, so (left + crop) <= rw gives
-        # a right edge <= w: the box never leaves the image (no negative or overlong box).
-        box = (left * w / rw, top * h / rh, (left + crop) * w / rw, (top + crop) * h / rh)
-        out = im.resize((crop, crop), Image.Resampling.BILINEAR, box=box)
-    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
-
-
 class TrainTransform:
     """The paper's augmentation: uint8 (B, C, H, W) -> float32 (B, C, crop, crop).
 
@@ -467,9 +449,20 @@ class TrainTransform:
 
     def prepare_image(self, im: Image.Image, params: dict[str, Any]) -> torch.Tensor:
         """`geometry` for one decoded image (loader workers): uint8 (C, crop, crop); `params` is one
-        row of `sample_params` as plain values."""
-        crop = pil_train_crop(im, int(params["scale"]), self.crop, params["offset"], bool(params["flip"]))
-        return pil_to_tensor(crop)
+        row of `sample_params` as plain values. At the image's own scale the crop is a plain slice,
+        otherwise Pillow resamples only the window's source box."""
+        w, h = im.size
+        rh, rw = resized_size(h, w, int(params["scale"]))
+        c, (u, v) = self.crop, params["offset"]
+        top, left = crop_start(u, rh - c), crop_start(v, rw - c)
+        if (rh, rw) == (h, w):
+            out = im.crop((left, top, left + c, top + c))
+        else:
+            # Each coordinate is one correctly rounded division of integers, so (left + crop) <= rw
+            # gives a right edge <= w: the box never leaves the image (no negative or overlong box).
+            box = (left * w / rw, top * h / rh, (left + c) * w / rw, (top + c) * h / rh)
+            out = im.resize((c, c), Image.Resampling.BILINEAR, box=box)
+        return pil_to_tensor(out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if params["flip"] else out)
 
 
 class EvalTransform:

@@ -89,16 +89,6 @@ class ViewPlan:
         indices = torch.tensor([it[2] for it in good], dtype=torch.int64)
         return ViewBatch(views, targets, indices, skipped)
 
-    def batch_of(self, images: Tensor, targets: Tensor, indices: Tensor) -> ViewBatch:
-        """A same-size batch prepared at once (in-memory sets)."""
-        prepared = self.prepare(images)
-        views: dict[ViewKey, Tensor | Groups] = (
-            {k: [(torch.arange(len(targets)), v)] for k, v in prepared.items()}
-            if self.views == "dense"
-            else dict(prepared)
-        )
-        return ViewBatch(views, targets, indices)
-
 
 def _groups_by_shape(parts: list[Tensor]) -> Groups:
     """Resized images (1, C, H, W) of a batch, grouped by size: (positions, stacked images)."""
@@ -138,7 +128,11 @@ def view_batches(
     if isinstance(dataset, InMemoryDataset):
         for lo in range(0, len(indices), batch_size):
             idx = indices[lo : lo + batch_size]
-            yield plan.batch_of(dataset.images[idx], dataset.targets[idx], idx)
+            prepared = plan.prepare(dataset.images[idx])
+            views: dict[ViewKey, Tensor | Groups] = dict(prepared)
+            if plan.views == "dense":  # a same-size batch is one group
+                views = {k: [(torch.arange(len(idx)), v)] for k, v in prepared.items()}
+            yield ViewBatch(views, dataset.targets[idx], idx)
         return
     if not isinstance(dataset, FileDataset):
         raise ValueError(f"unsupported data set type {type(dataset).__name__}")
