@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -140,24 +140,40 @@ def rgb_pca(
     since colour covariance hardly depends on scale and the reduced decode is faster."""
     if ds.num_channels != 3:
         raise ValueError("PCA colour statistics need a 3-channel data set")
-    s1 = torch.zeros(3, dtype=torch.float64)
-    s2 = torch.zeros(3, 3, dtype=torch.float64)
-    count = 0
-    for batch in _sample_batches(ds, max_samples, seed, size=None, min_short=min_short):
-        p = batch.transpose(0, 1).reshape(3, -1).double() / 255.0
-        s1 += p.sum(1)
-        s2 += p @ p.T
-        count += p.shape[1]
-    mean = s1 / count
-    cov = s2 / count - torch.outer(mean, mean)
-    vals, vecs = torch.linalg.eigh(cov)
+    _, cov, _ = _pixel_moments(ds, _sample_batches(ds, max_samples, seed, size=None, min_short=min_short))
+    vals, vecs = torch.linalg.eigh(cov / 255.0**2)
     order = vals.argsort(descending=True)
     return (vals[order] * 255.0).float(), vecs[:, order].float()
 
 
+def _pixel_moments(
+    ds: Any, batches: Iterator[torch.Tensor], mean_image: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Float64 statistics of a data set's image batches: the mean pixel (C,), the pixels' covariance
+    (C, C) and, with `mean_image` (every batch the same size then), the mean image (C, H, W)."""
+    c = ds.num_channels
+    s1 = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, c, dtype=torch.float64)
+    image_sum: torch.Tensor | None = None
+    pixels = images = 0
+    for batch in batches:
+        x = batch.double()
+        flat = x.transpose(0, 1).reshape(c, -1)
+        s1 += flat.sum(1)
+        s2 += flat @ flat.T
+        pixels += flat.shape[1]
+        images += x.shape[0]
+        if mean_image:
+            image_sum = x.sum(0) if image_sum is None else image_sum + x.sum(0)
+    if images == 0:
+        raise ValueError(f"{getattr(ds, 'source', 'data set')}: no images to compute statistics from")
+    mean = s1 / pixels
+    return mean, s2 / pixels - torch.outer(mean, mean), None if image_sum is None else image_sum / images
+
+
 def _sample_batches(
     ds: Any, max_samples: int | None, seed: int, size: int | None, min_short: int | None = None
-) -> Any:
+) -> Iterator[torch.Tensor]:
     """Batches of `ds` (all images, or `max_samples` chosen with `seed`): uint8, or the `eval_view`
     at `size` x `size`. A file decodes reduced down to shorter side `size` (else `min_short`)."""
     n = len(ds)
@@ -251,11 +267,9 @@ class Normalize:
                 size = min(images.shape[2], images.shape[3])
         if images is None and max_samples is None:
             max_samples = 10_000
-        measure = functools.partial(cls._measure, ds, mode, divide_std, size, scale, max_samples, seed)
-        if images is not None:
-            return measure()
         # A file set decodes thousands of images for this: cached per listing, shared by DDP ranks.
         key = [mode, divide_std, size, scale, max_samples, seed]
+        measure = functools.partial(cls._measure, ds, mode, divide_std, size, scale, max_samples, seed)
         return cls.from_state_dict(cached_statistics(ds, key, lambda: measure().state_dict()))
 
     @classmethod
@@ -272,29 +286,11 @@ class Normalize:
         images = getattr(ds, "images", None)
         # A resize and a center crop are linear maps, so the mean of resized images is the resized
         # mean: in memory, sum at the stored size and resize the mean image once.
-        resize_each = size if images is None else None
-        c = ds.num_channels
-        pixel_sum: torch.Tensor | None = None
-        s1 = torch.zeros(c, dtype=torch.float64)
-        s2 = torch.zeros(c, dtype=torch.float64)
-        pixels = 0
-        count = 0
-        for batch in _sample_batches(ds, max_samples, seed, resize_each):
-            x = batch.double()
-            if mode == "pixel":
-                pixel_sum = x.sum(0) if pixel_sum is None else pixel_sum + x.sum(0)
-            flat = x.transpose(0, 1).reshape(c, -1)
-            s1 += flat.sum(1)
-            s2 += (flat * flat).sum(1)
-            pixels += flat.shape[1]
-            count += x.shape[0]
-        if count == 0:
-            raise ValueError(f"{getattr(ds, 'source', 'data set')}: no images to compute statistics from")
-        channel_mean = s1 / pixels
-        std = torch.sqrt((s2 / pixels - channel_mean**2).clamp_min(1e-12)) * scale if divide_std else None
-        if mode == "pixel":
-            assert pixel_sum is not None
-            mean = (pixel_sum / count).float()
+        batches = _sample_batches(ds, max_samples, seed, size if images is None else None)
+        channel_mean, cov, mean_image = _pixel_moments(ds, batches, mean_image=mode == "pixel")
+        std = torch.sqrt(cov.diagonal().clamp_min(1e-12)) * scale if divide_std else None
+        if mean_image is not None:
+            mean = mean_image.float()
             if size is not None and tuple(mean.shape[-2:]) != (size, size):
                 mean = eval_view(mean[None], size, size)[0]
             mean = mean * scale
