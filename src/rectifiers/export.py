@@ -65,9 +65,9 @@ class NormalizedModel(nn.Module):
     def __init__(self, model: nn.Module, normalize: Normalize) -> None:
         super().__init__()
         self.model = model
-        inv = torch.ones(normalize.mean.shape[0], 1, 1) if normalize.std is None else 1.0 / normalize.std
-        self.register_buffer("mul", (normalize.scale * inv).float())
-        self.register_buffer("add", (-normalize.mean * inv).float())
+        mul, add = normalize.affine()
+        self.register_buffer("mul", mul.float())
+        self.register_buffer("add", add.float())
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(torch.addcmul(self.add, x, self.mul))

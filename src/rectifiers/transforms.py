@@ -298,18 +298,24 @@ class Normalize:
             mean = (channel_mean * scale).float()
         return cls(mean, std, scale)
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mul, add) of y = x · mul + add: mul = scale / std per channel (C, 1, 1), add = -mean / std
+        per channel or, for a mean image, per pixel (C, H, W)."""
+        inv = torch.ones_like(self.mean[:, :1, :1]) if self.std is None else 1.0 / self.std
+        return self.scale * inv, -self.mean * inv
+
     def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`affine()` for `x`'s device and dtype, the mean image resized to `x`'s size (cached)."""
         key = (x.device, x.dtype, *x.shape[-2:]) if self.mode == "pixel" else (x.device, x.dtype)
         cached = self._cache.get(key)
         if cached is None:
-            mean = self.mean
-            if self.mode == "pixel" and tuple(mean.shape[-2:]) != tuple(x.shape[-2:]):
-                mean = F.interpolate(
-                    mean[None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=True
+            mul, add = self.affine()
+            if self.mode == "pixel" and tuple(add.shape[-2:]) != tuple(x.shape[-2:]):
+                size = tuple(x.shape[-2:])
+                add = F.interpolate(
+                    add[None], size=size, mode="bilinear", align_corners=False, antialias=True
                 )[0]
-            inv = torch.ones_like(self.mean[:, :1, :1]) if self.std is None else 1.0 / self.std
-            cached = ((self.scale * inv).to(x.device, x.dtype), (-mean * inv).to(x.device, x.dtype))
-            self._cache[key] = cached
+            cached = self._cache[key] = (mul.to(x.device, x.dtype), add.to(x.device, x.dtype))
         return cached
 
     def __call__(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
