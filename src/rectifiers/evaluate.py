@@ -64,19 +64,12 @@ def _check_member(member: Member, dataset: ImageDataset) -> None:
 
 
 def member_scores(
-    member: Member,
-    batch: ViewBatch,
-    plan: ViewPlan,
-    *,
-    stride: int = 1,
-    max_windows: int = MAX_WINDOWS,
-    batch_size: int = 64,
-    device: torch.device | None = None,
+    member: Member, batch: ViewBatch, plan: ViewPlan, o: EvalOptions, device: torch.device | None = None
 ) -> Tensor:
     """(S, B, K) probabilities of one member (mirrored as `member.flip` says) at each of the plan's
-    scales. A forward pass holds about `batch_size` crops' worth of pixels (a tenth of the images for
-    10-view; for dense, the windows each image and its mirror amount to): larger passes spill the
-    activations out of the CPU caches."""
+    scales, with `o`'s stride and window bound. A forward pass holds about `o.batch_size` crops' worth
+    of pixels (a tenth of the images for 10-view; for dense, the windows each image and its mirror
+    amount to): larger passes spill the activations out of the CPU caches."""
 
     def score(x: Tensor) -> Tensor:
         return score_views(
@@ -85,9 +78,9 @@ def member_scores(
             plan.views,
             normalize=member.normalize,
             window=member.window,
-            stride=stride,
+            stride=o.stride,
             flip=member.flip,
-            max_windows=max_windows,
+            max_windows=o.max_windows,
         )
 
     crop2 = member.crop * member.crop
@@ -98,13 +91,13 @@ def member_scores(
             parts, positions = [], []
             for where, images in prepared:  # type: ignore[misc]
                 per_image = (1 + member.flip) * max(1.0, images[0, 0].numel() / crop2)
-                parts.append(_in_chunks(score, images, 0, max(1, int(batch_size / per_image))))
+                parts.append(_in_chunks(score, images, 0, max(1, int(o.batch_size / per_image))))
                 positions.append(where)
             scores = torch.cat(parts)[torch.cat(positions).argsort().to(parts[0].device)]
         else:
             assert isinstance(prepared, Tensor)
             dim, per_image = (1, prepared.shape[0]) if plan.views == "ten" else (0, 1)
-            scores = _in_chunks(score, prepared, dim, max(1, batch_size // per_image))
+            scores = _in_chunks(score, prepared, dim, max(1, o.batch_size // per_image))
         out.append(scores)
     return torch.stack(out)
 
@@ -238,15 +231,7 @@ def _score_split(
             continue
         per_member = []
         for m in members:
-            scores = member_scores(
-                m,
-                batch,
-                plan,
-                stride=o.stride,
-                max_windows=o.max_windows,
-                batch_size=o.batch_size,
-                device=dev,
-            )
+            scores = member_scores(m, batch, plan, o, dev)
             if scores.shape[-1] != k:
                 raise ValueError(
                     f"{m.name}: outputs {scores.shape[-1]} scores per image, {dataset.source} has {k} classes"
@@ -263,6 +248,11 @@ def _score_split(
         {*dataset.skipped, *(s for part in distributed.all_gather_objects(skipped) for s in part)}
     )
 
+    v, n = counts.values, float(counts.values["n"][0])
+
+    def per_scale(correct: Tensor) -> list[dict[str, Any]]:
+        return [{"scale": s, **errors(c, n)} for s, c in zip(scales, correct, strict=True)]
+
     results: dict[str, Any] = {
         "views": o.views,
         "scales": list(scales),
@@ -272,24 +262,15 @@ def _score_split(
         "flip": [m.flip for m in members],
         **summary(counts, dataset.classes),
         "skipped": skipped,
+        "per_scale": per_scale(v["scale_topk"]),
+        "per_model": [
+            {"model": m.name, **errors(c, n), "per_scale": per_scale(cs)}
+            for m, c, cs in zip(members, v["member_topk"], v["member_scale_topk"], strict=True)
+        ],
+        "world_size": world,
+        "time_s": elapsed,
+        "images_per_s": n / elapsed if elapsed > 0 else math.nan,
     }
-    n = float(counts.values["n"][0])
-    results["per_scale"] = [
-        {"scale": s, **errors(c, n)} for s, c in zip(scales, counts.values["scale_topk"], strict=True)
-    ]
-    results["per_model"] = [
-        {
-            "model": m.name,
-            **errors(c, n),
-            "per_scale": [{"scale": s, **errors(cs, n)} for s, cs in zip(scales, per_scale, strict=True)],
-        }
-        for m, c, per_scale in zip(
-            members, counts.values["member_topk"], counts.values["member_scale_topk"], strict=True
-        )
-    ]
-    results["world_size"] = world
-    results["time_s"] = elapsed
-    results["images_per_s"] = n / elapsed if elapsed > 0 else math.nan
     if o.save_scores:
         results["scores"] = _gather_scores(kept, dataset, members)
     return results

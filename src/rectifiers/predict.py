@@ -110,7 +110,7 @@ def predict(
         member.eval_resize = resize
     with borrowed(member.model, dev):
         (member,), plan = viewing([member], options, _in_chans(member.model))
-        return _predict_files(member, image_paths(paths), plan, top, batch_size)
+        return _predict_files(member, image_paths(paths), plan, top, options)
 
 
 def _predict_files(
@@ -118,17 +118,17 @@ def _predict_files(
     items: list[tuple[str, str | None]],
     plan: ViewPlan,
     top: int,
-    batch_size: int,
+    options: EvalOptions,
 ) -> list[dict[str, Any]]:
-    """The records of `items` (from `image_paths`), decoded and scored `batch_size` at a time."""
+    """The records of `items` (from `image_paths`), decoded and scored `options.batch_size` at a time."""
     records: list[dict[str, Any]] = [{"path": p, "predictions": [], "error": err} for p, err in items]
     todo = [i for i, (_, err) in enumerate(items) if err is None]
     mode = "L" if _in_chans(member.model) == 1 else "RGB"
     device = next(member.model.parameters()).device
-    for lo in range(0, len(todo), batch_size):
+    for lo in range(0, len(todo), options.batch_size):
         decoded: list[Tensor] = []
         index: list[int] = []
-        for i in todo[lo : lo + batch_size]:
+        for i in todo[lo : lo + options.batch_size]:
             try:
                 # Given the path, not a handle, Pillow names the file in its errors and closes it.
                 decoded.append(
@@ -141,7 +141,7 @@ def _predict_files(
         if not index:
             continue
         batch = image_views(decoded, plan, index)
-        scores = member_scores(member, batch, plan, batch_size=batch_size, device=device)
+        scores = member_scores(member, batch, plan, options, device)
         for i, p in zip(index, scores.mean(dim=0).cpu(), strict=True):
             records[i]["predictions"] = _top(p, top, member.classes)
     return records
