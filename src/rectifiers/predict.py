@@ -101,9 +101,7 @@ def predict(
         raise ValueError(f"top must be a positive integer, got {top!r}")
     options = EvalOptions(views=views, scales=tuple(scales or ()), batch_size=batch_size, flip=flip)
     dev = device if isinstance(device, torch.device) else distributed.resolve_device(str(device))
-    member = as_member(
-        model_or_checkpoint, crop=crop, normalize=normalize, device=dev, purpose="predicting with"
-    )
+    member = as_member(model_or_checkpoint, crop=crop, normalize=normalize, device=dev)
     if classes is not None:
         member.classes = [str(c) for c in classes]
     if resize is not None:

@@ -106,7 +106,6 @@ def as_member(
     crop: int | None = None,
     normalize: Normalize | None = None,
     device: str | torch.device = "cpu",
-    purpose: str = "evaluating",
 ) -> Member:
     """A `Member` for a checkpoint path (loaded onto `device`), a copy of a given `Member`, or a bare
     module seen at `crop` with `normalize` (class names from its `classes` attribute, if any).
@@ -115,7 +114,7 @@ def as_member(
         return dataclasses.replace(item)
     if isinstance(item, nn.Module):
         if crop is None:
-            raise ValueError(f"{purpose} a bare nn.Module needs crop= (its training crop side)")
+            raise ValueError("viewing images with a bare nn.Module needs crop= (its training crop side)")
         classes = getattr(item, "classes", None)
         return Member(item, crop, normalize, name=type(item).__name__, classes=classes)
     return load_member(item, device)
