@@ -18,7 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from rectifiers.activations import PReLU
 from rectifiers.checkpoint.store import CheckpointError, first_line, load_checkpoint, saved_config
+from rectifiers.models import create_model
 from rectifiers.transforms import Normalize
 
 
@@ -39,8 +41,6 @@ class Member:
 
 def build_model(state: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
     """Rebuild the module a loaded checkpoint was trained with from its `model_args`, with its weights."""
-    from rectifiers.models import create_model
-
     user_class = state["model_args"].get("class")
     if user_class is not None:  # a model passed to `fit`: the file holds its weights, not its code
         raise CheckpointError(
@@ -152,8 +152,6 @@ def swap_to_torch_modules(model: nn.Module) -> nn.Module:
     Works in place and returns `model` (the replacement itself when `model` is a PReLU). The new
     modules keep the slopes' device, dtype and `requires_grad`, and the old modules' train/eval mode.
     """
-    from rectifiers.activations import PReLU
-
     if isinstance(model, PReLU):
         return _torch_prelu(model, type(model).__name__)
     for name, child in list(model.named_children()):
