@@ -46,13 +46,6 @@ IMAGENET_PCA_EIGVECS = torch.tensor(
 _Size = int | tuple[int, int]
 
 
-def _pair(size: _Size) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else size
-    if h < 1 or w < 1:
-        raise ValueError(f"sizes must be positive, got {size}")
-    return int(h), int(w)
-
-
 def _check_batch(x: torch.Tensor) -> None:
     if x.ndim != 4:
         raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(x.shape)}")
@@ -97,8 +90,10 @@ def resize_shorter(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def center_crop(x: torch.Tensor, size: _Size) -> torch.Tensor:
     """The central size x size window of (..., H, W) (top-left at ((H - h) // 2, (W - w) // 2)); a view."""
-    h, w = _pair(size)
+    h, w = (size, size) if isinstance(size, int) else size
     H, W = x.shape[-2:]
+    if h < 1 or w < 1:
+        raise ValueError(f"sizes must be positive, got {size}")
     if h > H or w > W:
         raise ValueError(f"crop {h}x{w} is larger than the {H}x{W} image")
     top, left = (H - h) // 2, (W - w) // 2
