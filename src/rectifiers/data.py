@@ -295,9 +295,7 @@ def open_dataset(
             workers=min(8, os.cpu_count() or 1) if workers is None else workers,
             max_pixels=max_pixels,
         )
-        return _image_files(
-            files, layouts.folder_listing if kind == "folder" else layouts.tinyimagenet_listing
-        )
+        return _image_files(files)
     raise ValueError(f"unknown data spec {spec!r}; valid forms: {', '.join(_SPEC_FORMS)}")
 
 
@@ -535,9 +533,9 @@ class _Probed:
         return None
 
 
-def _image_files(f: _FileSplit, lister: Callable[[decode.Store, str], layouts.Listing]) -> ImageDataset:
+def _image_files(f: _FileSplit) -> ImageDataset:
     c = 1 if f.mode == "L" else 3
-    listing_path, probed = _probed_listing(f, lister)
+    listing_path, probed = _probed_listing(f)
     size = probed.common_size()
     ds: ImageDataset | None = None
     if size is not None and len(probed.names) * c * size[0] * size[1] <= f.memory_budget:
@@ -576,15 +574,14 @@ def _image_files(f: _FileSplit, lister: Callable[[decode.Store, str], layouts.Li
     return ds
 
 
-def _probed_listing(
-    f: _FileSplit, lister: Callable[[decode.Store, str], layouts.Listing]
-) -> tuple[Path | None, _Probed]:
+def _probed_listing(f: _FileSplit) -> tuple[Path | None, _Probed]:
     """The split's listing with every file's size, from the cache (keyed by `Store.content_key`) or by
     reading every header in parallel; concurrent openers (DDP ranks) wait for the first one's cache."""
     path = f.cache_path(f.store.content_key(), "-listing")
     with _locked(path):
         probed = _read_cache(path, "listing cache", "listing again", _listing_from)
         if probed is None:
+            lister = layouts.folder_listing if f.kind == "folder" else layouts.tinyimagenet_listing
             probed = _probe(f, lister(f.store, f.split))
             _save_listing(path, probed)
     return path, probed
