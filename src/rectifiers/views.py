@@ -88,8 +88,8 @@ def score_views(
     max_windows: int = MAX_WINDOWS,
     pool_on_map: bool = True,
 ) -> Tensor:
-    """Probabilities (B, K) of views made by `prepare_views` (the arguments after `normalize` are
-    dense testing's, see `dense`)."""
+    """Probabilities (B, K) of views made by `prepare_views`, without autograd (the arguments after
+    `normalize` are dense testing's, see `dense`)."""
     if model.training:
         raise ValueError("the model is in training mode (dropout active): call model.eval() first")
     if views == "single":
@@ -101,7 +101,6 @@ def score_views(
     return _dense_scores(model, prepared, window, stride, normalize, flip, max_windows, pool_on_map)
 
 
-@torch.no_grad()
 def single_view(
     model: nn.Module, images: Tensor, *, resize: int, crop: int, normalize: Normalize | None = None
 ) -> Tensor:
@@ -111,7 +110,6 @@ def single_view(
     )
 
 
-@torch.no_grad()
 def ten_view(
     model: nn.Module,
     images: Tensor,
@@ -207,7 +205,6 @@ def _pyramid_head(model: nn.Module) -> tuple[SpatialPyramidPool2d, nn.Module] | 
     return None
 
 
-@torch.no_grad()
 def dense(
     model: nn.Module,
     images: Tensor,
