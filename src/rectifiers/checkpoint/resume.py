@@ -65,7 +65,7 @@ def load_resume_state(config: RunConfig, say: Callable[[str], None]) -> tuple[Pa
     if missing:
         raise CheckpointError(f"{path}: cannot resume from it, missing keys: {', '.join(missing)}")
     _check_same_run(config, state, path)
-    where = position(int(state["epoch"]), int(state.get("batch", 0)), int(state["step"]))
+    where = position(*_resume_point(state))
     say(f"resuming from {path} {where}")
     for key, (saved, new) in resume_overrides(config, state).items():
         say(f"{key} = {new!r} replaces the checkpoint's {saved!r}")
