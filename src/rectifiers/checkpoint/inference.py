@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ class Member:
     data_spec: str | None = None  # the data it was trained on
     classes: list[str] | None = None  # its class names, index = label
     flip: bool = True  # trained on mirrored images too (data.flip > 0): 10-view and dense add mirrors
-    window: tuple[int, int] = field(default=(0, 0))  # last-conv-map size of a crop (dense testing)
+    window: tuple[int, int] = (0, 0)  # last-conv-map size of a crop (dense testing)
 
 
 def build_model(state: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
