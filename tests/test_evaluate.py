@@ -26,7 +26,7 @@ from rectifiers.evaluate import EvalOptions, evaluate
 from rectifiers.layers import SpatialPyramidPool2d
 from rectifiers.models import create_model
 from rectifiers.transforms import Normalize
-from rectifiers.views import dense, feature_window, multi_scale, single_view, ten_view, window_pyramids
+from rectifiers.views import dense, feature_window, single_view, ten_view, window_pyramids
 
 FAKE = "fake:n=64,val=21,size=16,classes=4,channels=1,seed=3"
 
@@ -266,7 +266,7 @@ def test_multi_scale_is_the_mean_of_the_dense_scales():
     net = small_net(seed=3)
     x = images(2, h=16, w=20, seed=3)
     window = net.feature_size(16)
-    both = multi_scale(net, x, scales=(16, 22), window=window, stride=2)
+    both = dense(net, x, scale=(16, 22), window=window, stride=2)
     parts = [dense(net, x, scale=s, window=window, stride=2) for s in (16, 22)]
     torch.testing.assert_close(both, (parts[0] + parts[1]) / 2)
 
@@ -296,7 +296,7 @@ def test_ensemble_of_one_checkpoint_equals_that_checkpoint(tmp_path: Path):
     member = load_member(a)
     x = ds.images
     window = member.model.feature_size(16)
-    direct = multi_scale(member.model, x, scales=(16, 20), window=window, normalize=member.normalize)
+    direct = dense(member.model, x, scale=(16, 20), window=window, normalize=member.normalize)
     torch.testing.assert_close(one["scores"]["scores"], direct, rtol=1e-5, atol=1e-6)
     assert one["n_images"] == len(ds) == 21
     assert one["per_model"][0]["top1_err"] == one["top1_err"]

@@ -1,6 +1,6 @@
 """Image-classification data sets, all offline: `open_dataset(spec, split)` -> uint8 images + labels.
 
-Specs (`dataset_specs()` lists them):
+Specs (an unknown one is an error listing them):
 
 - `mnist5k`: 5,000 MNIST digits embedded in the package (`embedded/README.md`); per class the first
   400 are `train`, the last 100 `val`; 1 x 28 x 28.
@@ -46,7 +46,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -67,11 +67,7 @@ _SPEC_FORMS = (
 _SPLITS = ("train", "val", "test")
 _CACHE_VERSION = 1
 _log = logging.getLogger(__name__)
-
-
-def dataset_specs() -> list[str]:
-    """The accepted forms of a data spec, for help texts and error messages."""
-    return list(_SPEC_FORMS)
+_T = TypeVar("_T")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,15 +284,18 @@ def open_dataset(
         path = Path(arg).expanduser()
         if kind == "idx":
             return _idx(path, split, spec)
-        files = _FileOptions(
-            channels=channels or 3,
+        files = _FileSplit(
+            spec,
+            kind,
+            split,
+            decode.open_store(path),
+            mode="L" if channels == 1 else "RGB",
             memory_budget=_memory_budget() if memory_budget is None else memory_budget,
             cache_dir=_cache_dir(cache_dir) if cache else None,
             workers=min(8, os.cpu_count() or 1) if workers is None else workers,
             max_pixels=max_pixels,
         )
-        lister = layouts.folder_listing if kind == "folder" else layouts.tinyimagenet_listing
-        return _image_files(spec, kind, split, decode.open_store(path), lister, files)
+        return _image_files(files)
     raise ValueError(f"unknown data spec {spec!r}; valid forms: {', '.join(_SPEC_FORMS)}")
 
 
@@ -360,7 +359,6 @@ def _cifar10(arg: str, split: str, spec: str) -> InMemoryDataset:
 # --------------------------------------------------------------------------------------------------
 # IDX (MNIST format)
 
-_IDX_TYPES = {0x08: np.uint8}
 _IDX_STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -385,12 +383,11 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
         raise ValueError(f"{path}: cannot read ({err})") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    dtype, ndim = _IDX_TYPES.get(raw[2]), raw[3]
-    magic = int.from_bytes(raw[:4], "big")
-    expected_magic = 0x0800 + expected_ndim
-    if dtype is None or ndim != expected_ndim:
+    ndim = raw[3]
+    if raw[2] != 0x08 or ndim != expected_ndim:  # 0x08: unsigned bytes, the only type MNIST sets use
         raise ValueError(
-            f"{path}: magic number {magic} (expected {expected_magic}: unsigned bytes, {expected_ndim}-D)"
+            f"{path}: magic number {int.from_bytes(raw[:4], 'big')} (expected {0x0800 + expected_ndim}: "
+            f"unsigned bytes, {expected_ndim}-D)"
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -399,7 +396,7 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     size = int(np.prod(dims))
     if len(raw) - header != size:
         raise ValueError(f"{path}: header says {dims} = {size} bytes of data, file holds {len(raw) - header}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _idx(root: Path, split: str, spec: str) -> InMemoryDataset:
@@ -477,12 +474,45 @@ def make_fake_images(
 
 
 @dataclass(frozen=True)
-class _FileOptions:
-    channels: int
+class _FileSplit:
+    """One split of an image-file set being opened, and how (`open_dataset`'s keyword arguments)."""
+
+    spec: str
+    kind: str  # "folder" or "tinyimagenet"
+    split: str
+    store: decode.Store
+    mode: str  # "RGB" or "L"
     memory_budget: int  # bytes of decoded pixels a set may take to be held in memory
     cache_dir: Path | None
     workers: int
     max_pixels: int
+
+    def cache_path(self, version: Any, suffix: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = [_CACHE_VERSION, self.kind, self.split, self.mode, self.max_pixels, version]
+        digest = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:20]
+        return self.cache_dir / f"{self.kind}-{self.split}{suffix}-{digest}"
+
+    def map_files(
+        self, fn: Callable[..., list[Any]], names: list[str], verb: str
+    ) -> tuple[list[Any], list[int], list[str]]:
+        """`fn(store, names, max_pixels=...)` over the files in parallel: the results, the positions of
+        those that succeeded, and the paths of those whose result is a failure reason (a str, logged);
+        a ValueError when none succeeded."""
+        fn = functools.partial(fn, max_pixels=self.max_pixels)
+        results = decode.map_files(fn, self.store, names, self.workers)
+        failed = [
+            (self.store.describe(n), r) for n, r in zip(names, results, strict=True) if isinstance(r, str)
+        ]
+        for path, reason in failed:
+            _log.info("%s: skipped (%s)", path, reason)
+        ok = [i for i, r in enumerate(results) if not isinstance(r, str)]
+        if not ok:
+            raise ValueError(
+                f"{self.spec}: none of the {len(names)} files of the {self.split!r} split could be {verb}"
+            )
+        return results, ok, [path for path, _ in failed]
 
 
 @dataclass
@@ -503,49 +533,40 @@ class _Probed:
         return None
 
 
-def _image_files(
-    spec: str,
-    kind: str,
-    split: str,
-    store: decode.Store,
-    lister: Callable[[decode.Store, str], layouts.Listing],
-    opts: _FileOptions,
-) -> ImageDataset:
-    mode = "L" if opts.channels == 1 else "RGB"
-    c = 1 if mode == "L" else 3
-    listing_path, probed = _probed_listing(spec, kind, split, store, lister, mode, opts)
+def _image_files(f: _FileSplit) -> ImageDataset:
+    c = 1 if f.mode == "L" else 3
+    listing_path, probed = _probed_listing(f)
     size = probed.common_size()
     ds: ImageDataset | None = None
-    if size is not None and len(probed.names) * c * size[0] * size[1] <= opts.memory_budget:
+    if size is not None and len(probed.names) * c * size[0] * size[1] <= f.memory_budget:
         # Decoded pixels are cached under each file's size and mtime (a file rewritten in place,
         # same folder mtime, is decoded again) and the labels (annotations may change alone).
         label_digest = hashlib.sha256(
             probed.targets.tobytes() + "\n".join(probed.classes).encode()
         ).hexdigest()
-        version = [store.stat_key(probed.names), label_digest]
-        cache_path = _cache_path(opts, kind, split, mode, version, "-pixels")
+        cache_path = f.cache_path([f.store.stat_key(probed.names), label_digest], "-pixels")
         with _locked(cache_path):
-            ds = _load_cache(cache_path, spec, opts.memory_budget)
+            ds = _load_cache(cache_path, f.spec, f.memory_budget)
             if ds is None:
-                ds = _decode_all(spec, split, store, probed, mode, opts)
+                ds = _decode_all(f, probed)
                 if isinstance(ds, InMemoryDataset):
                     _save_cache(cache_path, ds)
     if ds is None:
         labels = torch.from_numpy(probed.targets)
         ds = FileDataset(
-            store,
+            f.store,
             probed.names,
             labels,
             probed.classes,
             c,
-            spec,
+            f.spec,
             probed.skipped,
-            opts.max_pixels,
+            f.max_pixels,
             listing_path,
         )
     if ds.skipped:
         warnings.warn(
-            f"{spec} ({split}): skipped {len(ds.skipped)} file(s) that could not be decoded: "
+            f"{f.spec} ({f.split}): skipped {len(ds.skipped)} file(s) that could not be decoded: "
             + ", ".join(ds.skipped[:3])
             + (", ..." if len(ds.skipped) > 3 else ""),
             stacklevel=3,
@@ -553,56 +574,31 @@ def _image_files(
     return ds
 
 
-def _cache_path(
-    opts: _FileOptions, kind: str, split: str, mode: str, version: Any, suffix: str = ""
-) -> Path | None:
-    if opts.cache_dir is None:
-        return None
-    key = json.dumps([_CACHE_VERSION, kind, split, mode, opts.max_pixels, version], default=str)
-    return opts.cache_dir / f"{kind}-{split}{suffix}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-
-
-def _probed_listing(
-    spec: str,
-    kind: str,
-    split: str,
-    store: decode.Store,
-    lister: Callable[[decode.Store, str], layouts.Listing],
-    mode: str,
-    opts: _FileOptions,
-) -> tuple[Path | None, _Probed]:
+def _probed_listing(f: _FileSplit) -> tuple[Path | None, _Probed]:
     """The split's listing with every file's size, from the cache (keyed by `Store.content_key`) or by
     reading every header in parallel; concurrent openers (DDP ranks) wait for the first one's cache."""
-    path = _cache_path(opts, kind, split, mode, store.content_key(), "-listing")
+    path = f.cache_path(f.store.content_key(), "-listing")
     with _locked(path):
-        probed = _load_listing(path)
+        probed = _read_cache(path, "listing cache", "listing again", _listing_from)
         if probed is None:
-            probed = _probe(spec, split, store, lister(store, split), opts)
+            lister = layouts.folder_listing if f.kind == "folder" else layouts.tinyimagenet_listing
+            probed = _probe(f, lister(f.store, f.split))
             _save_listing(path, probed)
     return path, probed
 
 
-def _probe(
-    spec: str, split: str, store: decode.Store, listing: layouts.Listing, opts: _FileOptions
-) -> _Probed:
-    probe = functools.partial(decode.probe_names, max_pixels=opts.max_pixels)
-    sizes = decode.map_files(probe, store, listing.names, opts.workers)
-    skipped = list(listing.skipped) + _failures(store, listing.names, sizes)
-    good = [i for i, r in enumerate(sizes) if not isinstance(r, str)]
-    if not good:
-        raise ValueError(f"{spec}: none of the {len(sizes)} files of the {split!r} split could be read")
+def _probe(f: _FileSplit, listing: layouts.Listing) -> _Probed:
+    sizes, good, failed = f.map_files(decode.probe_names, listing.names, "read")
     return _Probed(
         NameList.of([listing.names[i] for i in good]),
         np.array([listing.targets[i] for i in good], dtype=np.int64),
         list(listing.classes),
         np.array([sizes[i] for i in good], dtype=np.int64).reshape(-1, 2),
-        skipped,
+        list(listing.skipped) + failed,
     )
 
 
 def _save_listing(path: Path | None, probed: _Probed) -> None:
-    if path is None:
-        return
     arrays = {
         "version": np.array(_CACHE_VERSION),
         "name_bytes": probed.names.buffer,
@@ -615,27 +611,17 @@ def _save_listing(path: Path | None, probed: _Probed) -> None:
     _write_cache(path, arrays, "listing cache", "; the next open lists again")
 
 
-def _load_listing(path: Path | None) -> _Probed | None:
-    if path is None or not path.with_suffix(".npz").is_file():
-        return None
-    try:
-        with np.load(path.with_suffix(".npz"), allow_pickle=False) as f:
-            if int(f["version"]) != _CACHE_VERSION:
-                return None
-            names = NameList(f["name_bytes"].astype(np.uint8), f["name_offsets"])
-            probed = _Probed(
-                names,
-                f["targets"].astype(np.int64),
-                [str(c) for c in f["classes"]],
-                f["sizes"].astype(np.int64).reshape(-1, 2),
-                [str(x) for x in f["skipped"]],
-            )
-        if not len(names) == len(probed.targets) == len(probed.sizes):
-            raise ValueError("names, labels and sizes differ in length")
-        return probed
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        warnings.warn(f"ignoring the unreadable listing cache {path} ({err}); listing again", stacklevel=4)
-        return None
+def _listing_from(f: Any) -> _Probed:
+    probed = _Probed(
+        NameList(f["name_bytes"].astype(np.uint8), f["name_offsets"]),
+        f["targets"].astype(np.int64),
+        [str(c) for c in f["classes"]],
+        f["sizes"].astype(np.int64).reshape(-1, 2),
+        [str(x) for x in f["skipped"]],
+    )
+    if not len(probed.names) == len(probed.targets) == len(probed.sizes):
+        raise ValueError("names, labels and sizes differ in length")
+    return probed
 
 
 def cached_statistics(
@@ -664,33 +650,17 @@ def _from_array(a: np.ndarray) -> Any:
     return float(a) if a.ndim == 0 else torch.from_numpy(a.copy())
 
 
-def _decode_all(
-    spec: str, split: str, store: decode.Store, probed: _Probed, mode: str, opts: _FileOptions
-) -> ImageDataset | None:
+def _decode_all(f: _FileSplit, probed: _Probed) -> ImageDataset | None:
     """Decode every file (in parallel) into one uint8 tensor; None when the decoded sizes differ after
     all (files replaced since the listing was cached), so the caller decodes lazily instead."""
     names = list(probed.names)
-    fn = functools.partial(decode.decode_names, mode=mode, max_pixels=opts.max_pixels)
-    arrays = decode.map_files(fn, store, names, opts.workers)
-    skipped = probed.skipped + _failures(store, names, arrays)  # truncated files fail only here
-    ok = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
-    if not ok:
-        raise ValueError(f"{spec}: none of the {len(names)} files of the {split!r} split could be decoded")
+    decoder = functools.partial(decode.decode_names, mode=f.mode)
+    arrays, ok, failed = f.map_files(decoder, names, "decoded")  # truncated files fail only here
     if len({arrays[i].shape for i in ok}) != 1:
         return None
     images = torch.from_numpy(np.stack([arrays[i] for i in ok])).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(probed.targets[ok])
-    return InMemoryDataset(images, labels, probed.classes, spec, skipped)
-
-
-def _failures(store: decode.Store, names: list[str], results: list[Any]) -> list[str]:
-    """The paths of the files whose result is a failure reason; the reasons go to the log."""
-    out = []
-    for name, r in zip(names, results, strict=True):
-        if isinstance(r, str):
-            out.append(store.describe(name))
-            _log.info("%s: skipped (%s)", store.describe(name), r)
-    return out
+    return InMemoryDataset(images, labels, probed.classes, f.spec, probed.skipped + failed)
 
 
 @contextlib.contextmanager
@@ -718,8 +688,6 @@ def _locked(cache_path: Path | None) -> Iterator[None]:
 
 
 def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
-    if path is None:
-        return
     meta = {
         "version": np.array(_CACHE_VERSION),
         "shape": np.array(ds.images.shape),
@@ -731,7 +699,7 @@ def _save_cache(path: Path | None, ds: InMemoryDataset) -> None:
 
 
 def _write_cache(
-    path: Path,
+    path: Path | None,
     arrays: dict[str, Any],
     what: str,
     fallback: str = "",
@@ -741,6 +709,8 @@ def _write_cache(
     """Write `path`.npy (`images`, when given), then `path`.npz (`arrays`), each atomically: the .npz
     last, so a reader that finds it finds complete images. A cache only saves time, so a failure
     (a full disk, a read-only folder) is a warning; `fallback` says what the next open does."""
+    if path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if images is not None:
@@ -753,23 +723,31 @@ def _write_cache(
 
 
 def _load_cache(path: Path | None, spec: str, memory_budget: int) -> InMemoryDataset | None:
-    if path is None or not path.with_suffix(".npz").is_file():
-        return None
-    try:
-        with np.load(path.with_suffix(".npz"), allow_pickle=False) as meta:
-            if int(meta["version"]) != _CACHE_VERSION:
-                return None
-            shape = tuple(int(d) for d in meta["shape"])
-            if int(np.prod(shape)) > memory_budget:
-                return None  # opened with a smaller budget now: decode lazily instead
-            targets = torch.from_numpy(meta["targets"].astype(np.int64))
-            classes = [str(c) for c in meta["classes"]]
-            skipped = [str(s) for s in meta["skipped"]]
+    def images_from(meta: Any) -> InMemoryDataset | None:
+        assert path is not None
+        shape = tuple(int(d) for d in meta["shape"])
+        if int(np.prod(shape)) > memory_budget:
+            return None  # opened with a smaller budget now: decode lazily instead
         array = np.load(path.with_suffix(".npy"), allow_pickle=False)
         if array.shape != shape or array.dtype != np.uint8:
             raise ValueError(f"images {array.shape} {array.dtype}, expected {shape} uint8")
-        images = torch.from_numpy(array)
-        return InMemoryDataset(images, targets, classes, spec, skipped)
+        targets = torch.from_numpy(meta["targets"].astype(np.int64))
+        skipped = [str(s) for s in meta["skipped"]]
+        return InMemoryDataset(
+            torch.from_numpy(array), targets, [str(c) for c in meta["classes"]], spec, skipped
+        )
+
+    return _read_cache(path, "data cache", "decoding again", images_from)
+
+
+def _read_cache(path: Path | None, what: str, again: str, build: Callable[[Any], _T | None]) -> _T | None:
+    """`build(arrays)` of the cache file `path`.npz; None when there is none or it is of another cache
+    version, or (with a warning saying what happens `again`) when it cannot be read or `build` refuses it."""
+    if path is None or not path.with_suffix(".npz").is_file():
+        return None
+    try:
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as f:
+            return build(f) if int(f["version"]) == _CACHE_VERSION else None
     except (OSError, ValueError, KeyError, EOFError) as err:
-        warnings.warn(f"ignoring the unreadable data cache {path} ({err}); decoding again", stacklevel=4)
+        warnings.warn(f"ignoring the unreadable {what} {path} ({err}); {again}", stacklevel=5)
         return None

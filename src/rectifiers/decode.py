@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,17 @@ def open_image(fp: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     return im
 
 
-def convert_image(im: Image.Image, mode: str) -> Image.Image:
-    """Decode `im` fully and convert it to `mode` ("RGB" or "L")."""
+def decode_image(
+    fp: Any, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_short: float | None = None
+) -> Image.Image:
+    """Open, decode and convert one image to `mode` ("RGB" or "L"). `min_short`: JPEGs decode at a
+    reduced DCT scale (Pillow's `draft`) as long as the shorter side stays >= `min_short` px, for
+    images shrunk afterwards."""
+    im = open_image(fp, max_pixels)
+    if min_short is not None and im.format == "JPEG":
+        ratio = max(min_short, 1.0) / min(im.size)
+        if ratio < 1.0:
+            im.draft(mode, (math.ceil(im.width * ratio), math.ceil(im.height * ratio)))
     try:
         im.load()
         if im.mode in _SIXTEEN_BIT_MODES:
@@ -80,20 +89,6 @@ def convert_image(im: Image.Image, mode: str) -> Image.Image:
     except Exception as err:  # truncated data, unsupported conversion, corrupt chunks
         raise BadImageError(f"cannot decode ({type(err).__name__}: {err})") from err
     return im
-
-
-def decode_image(
-    fp: Any, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_short: float | None = None
-) -> Image.Image:
-    """Open, decode and convert one image. `min_short`: JPEGs decode at a reduced DCT scale (Pillow's
-    `draft`) as long as the shorter side stays >= `min_short` px, for images shrunk afterwards."""
-    im = open_image(fp, max_pixels)
-    if min_short is not None and im.format == "JPEG":
-        short = min(im.size)
-        ratio = max(min_short, 1.0) / short
-        if ratio < 1.0:
-            im.draft(mode, (math.ceil(im.width * ratio), math.ceil(im.height * ratio)))
-    return convert_image(im, mode)
 
 
 def image_to_array(im: Image.Image) -> np.ndarray:
@@ -116,16 +111,21 @@ class DirStore:
     def describe(self, name: str) -> str:
         return str(self.root / name)
 
+    def _walk(self) -> Iterator[tuple[Path, list[str], list[str]]]:
+        """os.walk below the root, hidden folders left out, in sorted order."""
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            yield Path(dirpath), dirnames, sorted(filenames)
+
     def listing(self) -> tuple[list[str], set[str]]:
         """All file names and all directory names below the root, relative, "/"-separated."""
         files: list[str] = []
         dirs: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            rel = Path(dirpath).relative_to(self.root).as_posix()
+        for folder, dirnames, filenames in self._walk():
+            rel = folder.relative_to(self.root).as_posix()
             prefix = "" if rel == "." else rel + "/"
             dirs.update(prefix + d for d in dirnames)
-            files.extend(prefix + f for f in sorted(filenames))
+            files.extend(prefix + f for f in filenames)
         return files, dirs
 
     def open(self, name: str) -> Any:
@@ -140,11 +140,9 @@ class DirStore:
         by any add, remove or rename in it) and the size and mtime of non-image files (annotations).
         An image rewritten in place keeps its folder's mtime: `stat_key` catches that."""
         out: list[Any] = [str(self.root.resolve())]
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            folder = Path(dirpath)
+        for folder, _, filenames in self._walk():
             out.append((folder.relative_to(self.root).as_posix(), os.stat(folder).st_mtime_ns))
-            for name in sorted(f for f in filenames if not is_image_name(f)):
+            for name in (f for f in filenames if not is_image_name(f)):
                 st = (folder / name).stat()
                 out.append((name, st.st_size, st.st_mtime_ns))
         return out

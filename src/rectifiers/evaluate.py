@@ -64,19 +64,12 @@ def _check_member(member: Member, dataset: ImageDataset) -> None:
 
 
 def member_scores(
-    member: Member,
-    batch: ViewBatch,
-    plan: ViewPlan,
-    *,
-    flip: bool,
-    stride: int = 1,
-    max_windows: int = MAX_WINDOWS,
-    batch_size: int = 64,
-    device: torch.device | None = None,
+    member: Member, batch: ViewBatch, plan: ViewPlan, o: EvalOptions, device: torch.device | None = None
 ) -> Tensor:
-    """(S, B, K) probabilities of one member at each of the plan's scales. A forward pass holds about
-    `batch_size` crops' worth of pixels (a tenth of the images for 10-view; for dense, the windows each
-    image and its mirror amount to): larger passes spill the activations out of the CPU caches."""
+    """(S, B, K) probabilities of one member (mirrored as `member.flip` says) at each of the plan's
+    scales, with `o`'s stride and window bound. A forward pass holds about `o.batch_size` crops' worth
+    of pixels (a tenth of the images for 10-view; for dense, the windows each image and its mirror
+    amount to): larger passes spill the activations out of the CPU caches."""
 
     def score(x: Tensor) -> Tensor:
         return score_views(
@@ -85,26 +78,26 @@ def member_scores(
             plan.views,
             normalize=member.normalize,
             window=member.window,
-            stride=stride,
-            flip=flip,
-            max_windows=max_windows,
+            stride=o.stride,
+            flip=member.flip,
+            max_windows=o.max_windows,
         )
 
     crop2 = member.crop * member.crop
     out = []
     for scale in plan.scales:
-        prepared = batch.views[plan.key(member.crop, scale, flip)]
+        prepared = batch.views[plan.key(member.crop, scale, member.flip)]
         if plan.views == "dense":
             parts, positions = [], []
             for where, images in prepared:  # type: ignore[misc]
-                per_image = (1 + flip) * max(1.0, images[0, 0].numel() / crop2)
-                parts.append(_in_chunks(score, images, 0, max(1, int(batch_size / per_image))))
+                per_image = (1 + member.flip) * max(1.0, images[0, 0].numel() / crop2)
+                parts.append(_in_chunks(score, images, 0, max(1, int(o.batch_size / per_image))))
                 positions.append(where)
             scores = torch.cat(parts)[torch.cat(positions).argsort().to(parts[0].device)]
         else:
             assert isinstance(prepared, Tensor)
             dim, per_image = (1, prepared.shape[0]) if plan.views == "ten" else (0, 1)
-            scores = _in_chunks(score, prepared, dim, max(1, batch_size // per_image))
+            scores = _in_chunks(score, prepared, dim, max(1, o.batch_size // per_image))
         out.append(scores)
     return torch.stack(out)
 
@@ -188,31 +181,36 @@ def evaluate(
     with contextlib.ExitStack() as lent:
         for member in members:
             lent.enter_context(borrowed(member.model, dev, fmt))
-        data = _dataset(dataset, members, o.split)
-        scales = o.scales or (members[0].eval_resize or members[0].crop,)
-        for i, member in enumerate(members):
-            _check_member(member, data)
-            if o.views != "dense" and min(scales) < member.crop:
-                raise ValueError(
-                    f"{member.name}: {o.views}-view testing crops {member.crop} px, so every scale must "
-                    f"be >= {member.crop}; got {list(scales)}"
-                )
-            if o.views == "dense":
-                window = feature_window(member.model, member.crop, data.num_channels)
-                members[i] = dataclasses.replace(member, window=window)
-        return _score_split(members, data, scales, o, dev)
-
-
-def _dataset(dataset: ImageDataset | str | None, members: list[Member], split: str) -> ImageDataset:
-    if dataset is None:
-        dataset = members[0].data_spec
         if dataset is None:
-            raise ValueError("no data set given and the first model is not a checkpoint that names one")
-    return open_dataset(dataset, split) if isinstance(dataset, str) else dataset
+            dataset = members[0].data_spec
+            if dataset is None:
+                raise ValueError("no data set given and the first model is not a checkpoint that names one")
+        data = open_dataset(dataset, o.split) if isinstance(dataset, str) else dataset
+        for member in members:
+            _check_member(member, data)
+        members, plan = viewing(members, o, data.num_channels)
+        return _score_split(members, data, plan, o, dev)
+
+
+def viewing(members: list[Member], o: EvalOptions, in_chans: int) -> tuple[list[Member], ViewPlan]:
+    """The members as `o` has them view images (mirrored as each trained unless `o.flip` says, with
+    the dense window on their conv maps) and the plan of those views at `o.scales` (default: the first
+    member's eval resize, else its crop). Measures the windows on the models' devices."""
+    scales = o.scales or (members[0].eval_resize or members[0].crop,)
+    ready = []
+    for m in members:
+        if o.views != "dense" and min(scales) < m.crop:
+            raise ValueError(
+                f"{m.name}: {o.views}-view testing crops {m.crop} px, so every scale must be >= {m.crop}; "
+                f"got {list(scales)}"
+            )
+        window = feature_window(m.model, m.crop, in_chans) if o.views == "dense" else m.window
+        ready.append(dataclasses.replace(m, flip=m.flip if o.flip is None else o.flip, window=window))
+    return ready, ViewPlan(o.views, scales, [(m.crop, m.flip) for m in ready])
 
 
 def _score_split(
-    members: list[Member], dataset: ImageDataset, scales: tuple[int, ...], o: EvalOptions, dev: torch.device
+    members: list[Member], dataset: ImageDataset, plan: ViewPlan, o: EvalOptions, dev: torch.device
 ) -> dict[str, Any]:
     """Every image of `dataset` (this rank's share) through every member, counted and all-reduced."""
     rank, world = (
@@ -220,8 +218,7 @@ def _score_split(
         if torch.distributed.is_available() and torch.distributed.is_initialized()
         else (0, 1)
     )
-    flips = [m.flip if o.flip is None else o.flip for m in members]
-    plan = ViewPlan(o.views, scales, [(m.crop, f) for m, f in zip(members, flips, strict=True)])
+    scales = plan.scales
     k = len(dataset.classes)
     counts = Counts(len(members), len(scales), k)
     indices = torch.arange(rank, len(dataset), world)
@@ -233,17 +230,8 @@ def _score_split(
         if len(batch) == 0:
             continue
         per_member = []
-        for m, f in zip(members, flips, strict=True):
-            scores = member_scores(
-                m,
-                batch,
-                plan,
-                flip=f,
-                stride=o.stride,
-                max_windows=o.max_windows,
-                batch_size=o.batch_size,
-                device=dev,
-            )
+        for m in members:
+            scores = member_scores(m, batch, plan, o, dev)
             if scores.shape[-1] != k:
                 raise ValueError(
                     f"{m.name}: outputs {scores.shape[-1]} scores per image, {dataset.source} has {k} classes"
@@ -260,33 +248,29 @@ def _score_split(
         {*dataset.skipped, *(s for part in distributed.all_gather_objects(skipped) for s in part)}
     )
 
+    v, n = counts.values, float(counts.values["n"][0])
+
+    def per_scale(correct: Tensor) -> list[dict[str, Any]]:
+        return [{"scale": s, **errors(c, n)} for s, c in zip(scales, correct, strict=True)]
+
     results: dict[str, Any] = {
         "views": o.views,
         "scales": list(scales),
         "stride": o.stride if o.views == "dense" else None,
         "data": dataset.source,
         "models": [m.name for m in members],
-        "flip": flips,
+        "flip": [m.flip for m in members],
         **summary(counts, dataset.classes),
         "skipped": skipped,
+        "per_scale": per_scale(v["scale_topk"]),
+        "per_model": [
+            {"model": m.name, **errors(c, n), "per_scale": per_scale(cs)}
+            for m, c, cs in zip(members, v["member_topk"], v["member_scale_topk"], strict=True)
+        ],
+        "world_size": world,
+        "time_s": elapsed,
+        "images_per_s": n / elapsed if elapsed > 0 else math.nan,
     }
-    n = float(counts.values["n"][0])
-    results["per_scale"] = [
-        {"scale": s, **errors(c, n)} for s, c in zip(scales, counts.values["scale_topk"], strict=True)
-    ]
-    results["per_model"] = [
-        {
-            "model": m.name,
-            **errors(c, n),
-            "per_scale": [{"scale": s, **errors(cs, n)} for s, cs in zip(scales, per_scale, strict=True)],
-        }
-        for m, c, per_scale in zip(
-            members, counts.values["member_topk"], counts.values["member_scale_topk"], strict=True
-        )
-    ]
-    results["world_size"] = world
-    results["time_s"] = elapsed
-    results["images_per_s"] = n / elapsed if elapsed > 0 else math.nan
     if o.save_scores:
         results["scores"] = _gather_scores(kept, dataset, members)
     return results

@@ -22,6 +22,7 @@ mean image only fits a fixed-size graph. onnx, onnxruntime and onnxscript are th
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import math
@@ -34,7 +35,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rectifiers.transforms import Normalize
+from rectifiers.checkpoint.inference import borrowed, load_member
+from rectifiers.data import open_dataset
+from rectifiers.transforms import Normalize, center_crop, resize_shorter
+from rectifiers.views import normalize_input
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -44,8 +48,6 @@ _EXTRA_HINT = "ONNX export needs the optional extra: pip install 'rectifiers[exp
 
 
 def _require(module: str) -> Any:
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as err:
@@ -65,9 +67,9 @@ class NormalizedModel(nn.Module):
     def __init__(self, model: nn.Module, normalize: Normalize) -> None:
         super().__init__()
         self.model = model
-        inv = torch.ones(normalize.mean.shape[0], 1, 1) if normalize.std is None else 1.0 / normalize.std
-        self.register_buffer("mul", (normalize.scale * inv).float())
-        self.register_buffer("add", (-normalize.mean * inv).float())
+        mul, add = normalize.affine()
+        self.register_buffer("mul", mul.float())
+        self.register_buffer("add", add.float())
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(torch.addcmul(self.add, x, self.mul))
@@ -99,7 +101,10 @@ def export_onnx(
     """
     onnx = _require("onnx")
     _require("onnxscript")
-    c, h, w = _input_size(input_size)
+    size = tuple(input_size)
+    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(f"input_size must be (C, H, W) of positive ints, got {input_size!r}")
+    c, h, w = size
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise ValueError(f"opset must be an ONNX opset version (an int >= 7), got {opset!r}")
     path = Path(path)
@@ -152,13 +157,6 @@ def _quiet_exporter() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def _input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
-    size = tuple(input_size)
-    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"input_size must be (C, H, W) of positive ints, got {input_size!r}")
-    return size  # type: ignore[return-value]
 
 
 def _min_side(model: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
@@ -258,8 +256,6 @@ def verify_onnx(path: str | Path, model: nn.Module, inputs: Tensor | Sequence[Te
         raise ValueError("verify_onnx needs at least one input batch")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    from rectifiers.checkpoint.inference import borrowed
-
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     worst = 0.0
@@ -337,8 +333,6 @@ def export_checkpoint(
     checkpoint's validation data (resized, center-cropped and normalized as in its evaluation) when
     that data can be opened here; with `dynamic_size`, both again at a second, non-square size.
     """
-    from rectifiers.checkpoint.inference import load_member
-
     member = load_member(checkpoint)
     model, normalize = member.model, member.normalize
     model_args = dict(getattr(model, "build_args", {}))
@@ -431,8 +425,6 @@ def _normalization_json(normalize: Normalize) -> dict[str, Any]:
 
 def _real_images(spec: str | None, samples: int) -> tuple[Tensor | None, str]:
     """Up to `samples` uint8 validation images of the data set `spec` (one size), or None and why."""
-    from rectifiers.data import open_dataset
-
     if spec is None:
         return None, "the checkpoint names no data set"
     if samples < 1:
@@ -454,9 +446,6 @@ def _prepare(
 ) -> Tensor:
     """The evaluation view of uint8 images at an input of `size`: shorter side resized (to `resize`
     at the crop size, else so the window fits), center-cropped, normalized."""
-    from rectifiers.transforms import center_crop, resize_shorter
-    from rectifiers.views import normalize_input
-
     side = resize if size == (crop, crop) else max(size)
     x = center_crop(resize_shorter(images, side), size)
     return normalize_input(x, normalize)

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 
 from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset
+from rectifiers.decode import open_store
+from rectifiers.layouts import split_folder
 
 HOLDOUT_SEED = 0  # one held-out split per data set and fraction, the same for every train.seed
 
@@ -67,8 +69,5 @@ def val_is_test_split(spec: str) -> bool:
         return True
     if kind != "folder" or not arg:
         return False
-    from rectifiers.decode import open_store
-
-    _, dirs = open_store(Path(arg).expanduser()).listing()
-    top_level = {d.split("/")[-1] for d in dirs if d.count("/") <= 1}
-    return "val" not in top_level and "test" in top_level
+    found = split_folder(open_store(Path(arg).expanduser()).listing()[1], "val")
+    return found is not None and found[1] == "test"

@@ -6,6 +6,7 @@ Both read a `decode` store and may sit under one top folder, as zips often do. E
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rectifiers.decode import Store, is_image_name
@@ -24,32 +25,46 @@ class Listing:
     skipped: list[str]
 
 
-def _find_root(dirs: set[str], marker: str) -> str:
-    """The prefix ("" or "top/") under which the directory `marker` lies."""
+# The folders a split is read from, in order of preference (`val` falls back to `test/` and back).
+_SPLIT_DIRS = {"train": ("train",), "val": ("val", "test"), "test": ("test", "val")}
+
+
+def _find_root(dirs: set[str], marker: str) -> str | None:
+    """The prefix ("" or "top/") under which the directory `marker` lies, None where there is none."""
     if marker in dirs:
         return ""
     tops = sorted({d.split("/", 1)[0] for d in dirs})
-    for top in tops:
-        if f"{top}/{marker}" in dirs:
-            return top + "/"
-    raise ValueError(f"no {marker}/ folder")
+    return next((f"{top}/" for top in tops if f"{top}/{marker}" in dirs), None)
 
 
-def _split_dirs(split: str) -> tuple[str, ...]:
-    return {"train": ("train",), "val": ("val", "test"), "test": ("test", "val")}[split]
+def _by_class(
+    store: Store, by_class: dict[str, list[str]], index: dict[str, int], folder: Callable[[str], str]
+) -> tuple[list[str], list[int]]:
+    """The images of each class in turn, sorted by name, and their labels; a class without images is
+    an error naming its `folder`."""
+    names: list[str] = []
+    targets: list[int] = []
+    for cls, images in by_class.items():
+        if not images:
+            raise ValueError(f"{store.describe(folder(cls))}: empty class folder (no image files)")
+        names += sorted(images)
+        targets += [index[cls]] * len(images)
+    return names, targets
+
+
+def split_folder(dirs: set[str], split: str) -> tuple[str, str] | None:
+    """(prefix, folder) that `folder_listing` reads `split` from, of a store's directories; None if none."""
+    found = [(root, d) for d in _SPLIT_DIRS[split] if (root := _find_root(dirs, d)) is not None]
+    return found[0] if found else None
 
 
 def folder_listing(store: Store, split: str) -> Listing:
     files, dirs = store.listing()
-    for split_dir in _split_dirs(split):
-        try:
-            root = _find_root(dirs, split_dir)
-            break
-        except ValueError:
-            continue
-    else:
-        want = " or ".join(f"{d}/" for d in _split_dirs(split))
+    found = split_folder(dirs, split)
+    if found is None:
+        want = " or ".join(f"{d}/" for d in _SPLIT_DIRS[split])
         raise ValueError(f"{store.describe('')}: no {want} folder for the {split!r} split (ImageNet layout)")
+    root, split_dir = found
     base = f"{root}{split_dir}"
 
     def class_dirs(folder: str) -> list[str]:
@@ -73,22 +88,15 @@ def folder_listing(store: Store, split: str) -> Listing:
             cls = name[len(base) + 1 :].split("/", 1)[0]
             if cls in by_class:
                 by_class[cls].append(name)
-    names: list[str] = []
-    targets: list[int] = []
-    for cls in here:
-        if not by_class[cls]:
-            raise ValueError(f"{store.describe(base + '/' + cls)}: empty class folder (no image files)")
-        names += sorted(by_class[cls])
-        targets += [index[cls]] * len(by_class[cls])
+    names, targets = _by_class(store, by_class, index, lambda cls: f"{base}/{cls}")
     return Listing(names, targets, classes, [])
 
 
 def tinyimagenet_listing(store: Store, split: str) -> Listing:
     files, dirs = store.listing()
-    try:
-        root = _find_root(dirs, "train")
-    except ValueError:
-        raise ValueError(f"{store.describe('')}: no train/ folder (Tiny ImageNet layout)") from None
+    root = _find_root(dirs, "train")
+    if root is None:
+        raise ValueError(f"{store.describe('')}: no train/ folder (Tiny ImageNet layout)")
     wnids = sorted(
         d.split("/")[-1]
         for d in dirs
@@ -107,13 +115,7 @@ def tinyimagenet_listing(store: Store, split: str) -> Listing:
             parts = name[len(root) :].split("/")
             if len(parts) == 4 and parts[0] == "train" and parts[2] == "images" and is_image_name(name):
                 by_class[parts[1]].append(name)
-        for w in wnids:
-            if not by_class[w]:
-                raise ValueError(
-                    f"{store.describe(f'{root}train/{w}/images')}: empty class folder (no image files)"
-                )
-            names += sorted(by_class[w])
-            targets += [index[w]] * len(by_class[w])
+        names, targets = _by_class(store, by_class, index, lambda w: f"{root}train/{w}/images")
     else:
         ann = f"{root}val/val_annotations.txt"
         if ann not in files:

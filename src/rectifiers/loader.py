@@ -150,8 +150,11 @@ class BatchLoader:
         self, indices: torch.Tensor, params: dict[str, torch.Tensor] | None, spans: list[tuple[int, int]]
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert isinstance(self.dataset, InMemoryDataset)
-        images = self._device_images()
-        targets = self.dataset.targets
+        images, targets = self.dataset.images, self.dataset.targets
+        if self.device is not None and self.device != images.device:
+            if self._images is None:
+                self._images = images.to(self.device)
+            images = self._images
         generator = None
         if self.train and params is None:
             generator = epoch_generator(self.seed, self._epoch, _CALLABLE, self.rank)
@@ -184,14 +187,6 @@ class BatchLoader:
                 x = self.transform.finish(x)
             yield x, self._to_device(y)
 
-    def _device_images(self) -> torch.Tensor:
-        assert isinstance(self.dataset, InMemoryDataset)
-        if self.device is None or self.device == self.dataset.images.device:
-            return self.dataset.images
-        if self._images is None:
-            self._images = self.dataset.images.to(self.device)
-        return self._images
-
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         return t if self.device is None else t.to(self.device, non_blocking=True)
 
@@ -200,12 +195,11 @@ class _BatchList(torch.utils.data.Sampler):
     """Batch sampler of the file path: each batch's (index, augmentation row) pairs from the plan the
     BatchLoader sets before each epoch; it runs in the main process, so persistent workers follow it."""
 
-    def __init__(self) -> None:
-        self.plan: tuple[torch.Tensor, dict[str, torch.Tensor] | None, list[tuple[int, int]]] = (
-            torch.empty(0, dtype=torch.int64),
-            None,
-            [],
-        )
+    plan: tuple[torch.Tensor, dict[str, torch.Tensor] | None, list[tuple[int, int]]] = (
+        torch.empty(0),
+        None,
+        [],
+    )
 
     def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
         indices, params, spans = self.plan
@@ -214,11 +208,8 @@ class _BatchList(torch.utils.data.Sampler):
             if params is None:
                 yield [(i, None) for i in idx]
                 continue
-            scale, offset, flip = (params[k][lo:hi].tolist() for k in ("scale", "offset", "flip"))
-            yield [
-                (i, {"scale": s, "offset": o, "flip": f})
-                for i, s, o, f in zip(idx, scale, offset, flip, strict=True)
-            ]
+            rows = {k: params[k][lo:hi].tolist() for k in ("scale", "offset", "flip")}
+            yield [(i, {k: v[j] for k, v in rows.items()}) for j, i in enumerate(idx)]
 
     def __len__(self) -> int:
         return len(self.plan[2])
@@ -246,7 +237,7 @@ class _FileItems(torch.utils.data.Dataset):
                 return None, int(self.dataset.targets[i])
             return self.transform.prepare_image(im), label
         assert isinstance(self.transform, TrainTransform)
-        im, label = self.dataset.load(i, min_short=self.transform.min_short(row))
+        im, label = self.dataset.load(i, min_short=float(row["scale"]))  # JPEGs may decode reduced
         return self.transform.prepare_image(im, row), label
 
 

@@ -28,10 +28,9 @@ from torch import Tensor, nn
 from rectifiers import decode, distributed
 from rectifiers.checkpoint.inference import Member, as_member, borrowed
 from rectifiers.data import pil_to_tensor
-from rectifiers.evaluate import EvalOptions, member_scores
+from rectifiers.evaluate import EvalOptions, member_scores, viewing
 from rectifiers.transforms import Normalize
 from rectifiers.view_batches import ViewPlan, image_views
-from rectifiers.views import feature_window
 
 CSV_FIELDS = ("path", "rank", "class", "index", "probability", "error")
 
@@ -54,14 +53,6 @@ def image_paths(paths: Iterable[str | Path]) -> list[tuple[str, str | None]]:
         else:
             out.append((str(path), "no such file or directory"))
     return out
-
-
-def read_image(path: str | Path, channels: int, min_short: int | None = None) -> Tensor:
-    """uint8 (C, H, W) of one image file, converted to `channels` (1: grayscale, 3: RGB); a JPEG may
-    decode reduced as long as its shorter side stays >= `min_short` (as evaluation decodes).
-    Raises decode.BadImageError (a ValueError) saying why a file cannot be used."""
-    # Given the path, not a handle, Pillow names the file in its errors and closes it after decoding.
-    return pil_to_tensor(decode.decode_image(str(path), "L" if channels == 1 else "RGB", min_short=min_short))
 
 
 def _in_chans(model: nn.Module) -> int:
@@ -108,25 +99,16 @@ def predict(
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
-    checked = EvalOptions(views=views, scales=tuple(scales or ()), batch_size=batch_size)
+    options = EvalOptions(views=views, scales=tuple(scales or ()), batch_size=batch_size, flip=flip)
     dev = device if isinstance(device, torch.device) else distributed.resolve_device(str(device))
-    member = as_member(
-        model_or_checkpoint, crop=crop, normalize=normalize, device=dev, purpose="predicting with"
-    )
+    member = as_member(model_or_checkpoint, crop=crop, normalize=normalize, device=dev)
     if classes is not None:
         member.classes = [str(c) for c in classes]
     if resize is not None:
         member.eval_resize = resize
-    scales = checked.scales or (member.eval_resize or member.crop,)
-    if views != "dense" and min(scales) < member.crop:
-        raise ValueError(f"every scale must be at least the crop ({member.crop}), got {list(scales)}")
-    if flip is not None:
-        member.flip = flip
-    plan = ViewPlan(views, scales, [(member.crop, member.flip)])
     with borrowed(member.model, dev):
-        if views == "dense":
-            member.window = feature_window(member.model, member.crop, _in_chans(member.model))
-        return _predict_files(member, image_paths(paths), plan, top, batch_size)
+        (member,), plan = viewing([member], options, _in_chans(member.model))
+        return _predict_files(member, image_paths(paths), plan, top, options)
 
 
 def _predict_files(
@@ -134,19 +116,22 @@ def _predict_files(
     items: list[tuple[str, str | None]],
     plan: ViewPlan,
     top: int,
-    batch_size: int,
+    options: EvalOptions,
 ) -> list[dict[str, Any]]:
-    """The records of `items` (from `image_paths`), decoded and scored `batch_size` at a time."""
+    """The records of `items` (from `image_paths`), decoded and scored `options.batch_size` at a time."""
     records: list[dict[str, Any]] = [{"path": p, "predictions": [], "error": err} for p, err in items]
     todo = [i for i, (_, err) in enumerate(items) if err is None]
-    channels = _in_chans(member.model)
+    mode = "L" if _in_chans(member.model) == 1 else "RGB"
     device = next(member.model.parameters()).device
-    for lo in range(0, len(todo), batch_size):
+    for lo in range(0, len(todo), options.batch_size):
         decoded: list[Tensor] = []
         index: list[int] = []
-        for i in todo[lo : lo + batch_size]:
+        for i in todo[lo : lo + options.batch_size]:
             try:
-                decoded.append(read_image(items[i][0], channels, plan.min_short))
+                # Given the path, not a handle, Pillow names the file in its errors and closes it.
+                decoded.append(
+                    pil_to_tensor(decode.decode_image(items[i][0], mode, min_short=plan.min_short))
+                )
             except decode.BadImageError as err:
                 records[i]["error"] = str(err)
                 continue
@@ -154,7 +139,7 @@ def _predict_files(
         if not index:
             continue
         batch = image_views(decoded, plan, index)
-        scores = member_scores(member, batch, plan, flip=member.flip, batch_size=batch_size, device=device)
+        scores = member_scores(member, batch, plan, options, device)
         for i, p in zip(index, scores.mean(dim=0).cpu(), strict=True):
             records[i]["predictions"] = _top(p, top, member.classes)
     return records

@@ -10,7 +10,6 @@ rather than failing). The same data gives the same numbers, so a resumed run mat
 from __future__ import annotations
 
 import copy
-import functools
 import statistics
 
 from rectifiers import decode
@@ -26,16 +25,11 @@ MIN_STEPS_PER_EPOCH = 4
 _PROBED_FILES = 2000  # headers read to estimate the median of a large mixed-size folder
 
 
-def needs_data(config: RunConfig) -> bool:
-    """Whether any setting of `config` is left to the data (0)."""
-    return config.train.batch_size == 0 or any(getattr(config.data, key) == 0 for key in SIZE_KEYS)
-
-
 def fill_from_data(config: RunConfig, train_set: ImageDataset | None = None) -> RunConfig:
     """A copy of `config` whose settings left at 0 hold values measured on its training images
     (`train_set`, or the train split of `config.data.spec`)."""
-    if not needs_data(config):
-        return config
+    if config.train.batch_size != 0 and all(getattr(config.data, key) != 0 for key in SIZE_KEYS):
+        return config  # nothing left to the data
     if train_set is None:
         train_set = open_dataset(config.data.spec, "train")
     filled = copy.deepcopy(config)
@@ -72,8 +66,7 @@ def median_shorter_side(ds: ImageDataset) -> float:
         raise ValueError(f"{ds.source}: cannot measure the image sizes of a {type(ds).__name__}")
     step = max(1, len(ds.names) // _PROBED_FILES)
     names = [ds.names[i] for i in range(0, len(ds.names), step)]
-    probe = functools.partial(decode.probe_names, max_pixels=ds.max_pixels)
-    sizes = decode.map_files(probe, ds.store, names, workers=1)
+    sizes = decode.probe_names(ds.store, names, ds.max_pixels)
     sides = [min(s) for s in sizes if not isinstance(s, str)]
     if not sides:
         raise ValueError(f"{ds.source}: no readable image to measure")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -44,13 +44,6 @@ IMAGENET_PCA_EIGVECS = torch.tensor(
 )
 
 _Size = int | tuple[int, int]
-
-
-def _pair(size: _Size) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else size
-    if h < 1 or w < 1:
-        raise ValueError(f"sizes must be positive, got {size}")
-    return int(h), int(w)
 
 
 def _check_batch(x: torch.Tensor) -> None:
@@ -97,8 +90,10 @@ def resize_shorter(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def center_crop(x: torch.Tensor, size: _Size) -> torch.Tensor:
     """The central size x size window of (..., H, W) (top-left at ((H - h) // 2, (W - w) // 2)); a view."""
-    h, w = _pair(size)
+    h, w = (size, size) if isinstance(size, int) else size
     H, W = x.shape[-2:]
+    if h < 1 or w < 1:
+        raise ValueError(f"sizes must be positive, got {size}")
     if h > H or w > W:
         raise ValueError(f"crop {h}x{w} is larger than the {H}x{W} image")
     top, left = (H - h) // 2, (W - w) // 2
@@ -117,12 +112,10 @@ def ten_crop(x: torch.Tensor, size: _Size, flip: bool = True) -> torch.Tensor:
     """AlexNet's 10 views of (B, C, H, W): (10, B, C, h, w), the four corner crops and the center
     crop, then the same five flipped (only the five with `flip=False`)."""
     _check_batch(x)
-    h, w = _pair(size)
-    H, W = x.shape[-2:]
-    if h > H or w > W:
-        raise ValueError(f"crop {h}x{w} is larger than the {H}x{W} image")
+    center = center_crop(x, size)  # refuses a crop larger than the image
+    (h, w), (H, W) = center.shape[-2:], x.shape[-2:]
     corners = [x[..., :h, :w], x[..., :h, W - w :], x[..., H - h :, :w], x[..., H - h :, W - w :]]
-    five = torch.stack([*corners, center_crop(x, (h, w))])
+    five = torch.stack([*corners, center])
     return torch.cat([five, five.flip(-1)]) if flip else five
 
 
@@ -142,24 +135,40 @@ def rgb_pca(
     since colour covariance hardly depends on scale and the reduced decode is faster."""
     if ds.num_channels != 3:
         raise ValueError("PCA colour statistics need a 3-channel data set")
-    s1 = torch.zeros(3, dtype=torch.float64)
-    s2 = torch.zeros(3, 3, dtype=torch.float64)
-    count = 0
-    for batch in _sample_batches(ds, max_samples, seed, size=None, min_short=min_short):
-        p = batch.transpose(0, 1).reshape(3, -1).double() / 255.0
-        s1 += p.sum(1)
-        s2 += p @ p.T
-        count += p.shape[1]
-    mean = s1 / count
-    cov = s2 / count - torch.outer(mean, mean)
-    vals, vecs = torch.linalg.eigh(cov)
+    _, cov, _ = _pixel_moments(ds, _sample_batches(ds, max_samples, seed, size=None, min_short=min_short))
+    vals, vecs = torch.linalg.eigh(cov / 255.0**2)
     order = vals.argsort(descending=True)
     return (vals[order] * 255.0).float(), vecs[:, order].float()
 
 
+def _pixel_moments(
+    ds: Any, batches: Iterator[torch.Tensor], mean_image: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Float64 statistics of a data set's image batches: the mean pixel (C,), the pixels' covariance
+    (C, C) and, with `mean_image` (every batch the same size then), the mean image (C, H, W)."""
+    c = ds.num_channels
+    s1 = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, c, dtype=torch.float64)
+    image_sum: torch.Tensor | None = None
+    pixels = images = 0
+    for batch in batches:
+        x = batch.double()
+        flat = x.transpose(0, 1).reshape(c, -1)
+        s1 += flat.sum(1)
+        s2 += flat @ flat.T
+        pixels += flat.shape[1]
+        images += x.shape[0]
+        if mean_image:
+            image_sum = x.sum(0) if image_sum is None else image_sum + x.sum(0)
+    if images == 0:
+        raise ValueError(f"{getattr(ds, 'source', 'data set')}: no images to compute statistics from")
+    mean = s1 / pixels
+    return mean, s2 / pixels - torch.outer(mean, mean), None if image_sum is None else image_sum / images
+
+
 def _sample_batches(
     ds: Any, max_samples: int | None, seed: int, size: int | None, min_short: int | None = None
-) -> Any:
+) -> Iterator[torch.Tensor]:
     """Batches of `ds` (all images, or `max_samples` chosen with `seed`): uint8, or the `eval_view`
     at `size` x `size`. A file decodes reduced down to shorter side `size` (else `min_short`)."""
     n = len(ds)
@@ -253,11 +262,9 @@ class Normalize:
                 size = min(images.shape[2], images.shape[3])
         if images is None and max_samples is None:
             max_samples = 10_000
-        measure = functools.partial(cls._measure, ds, mode, divide_std, size, scale, max_samples, seed)
-        if images is not None:
-            return measure()
         # A file set decodes thousands of images for this: cached per listing, shared by DDP ranks.
         key = [mode, divide_std, size, scale, max_samples, seed]
+        measure = functools.partial(cls._measure, ds, mode, divide_std, size, scale, max_samples, seed)
         return cls.from_state_dict(cached_statistics(ds, key, lambda: measure().state_dict()))
 
     @classmethod
@@ -274,29 +281,11 @@ class Normalize:
         images = getattr(ds, "images", None)
         # A resize and a center crop are linear maps, so the mean of resized images is the resized
         # mean: in memory, sum at the stored size and resize the mean image once.
-        resize_each = size if images is None else None
-        c = ds.num_channels
-        pixel_sum: torch.Tensor | None = None
-        s1 = torch.zeros(c, dtype=torch.float64)
-        s2 = torch.zeros(c, dtype=torch.float64)
-        pixels = 0
-        count = 0
-        for batch in _sample_batches(ds, max_samples, seed, resize_each):
-            x = batch.double()
-            if mode == "pixel":
-                pixel_sum = x.sum(0) if pixel_sum is None else pixel_sum + x.sum(0)
-            flat = x.transpose(0, 1).reshape(c, -1)
-            s1 += flat.sum(1)
-            s2 += (flat * flat).sum(1)
-            pixels += flat.shape[1]
-            count += x.shape[0]
-        if count == 0:
-            raise ValueError(f"{getattr(ds, 'source', 'data set')}: no images to compute statistics from")
-        channel_mean = s1 / pixels
-        std = torch.sqrt((s2 / pixels - channel_mean**2).clamp_min(1e-12)) * scale if divide_std else None
-        if mode == "pixel":
-            assert pixel_sum is not None
-            mean = (pixel_sum / count).float()
+        batches = _sample_batches(ds, max_samples, seed, size if images is None else None)
+        channel_mean, cov, mean_image = _pixel_moments(ds, batches, mean_image=mode == "pixel")
+        std = torch.sqrt(cov.diagonal().clamp_min(1e-12)) * scale if divide_std else None
+        if mean_image is not None:
+            mean = mean_image.float()
             if size is not None and tuple(mean.shape[-2:]) != (size, size):
                 mean = eval_view(mean[None], size, size)[0]
             mean = mean * scale
@@ -304,18 +293,24 @@ class Normalize:
             mean = (channel_mean * scale).float()
         return cls(mean, std, scale)
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mul, add) of y = x · mul + add: mul = scale / std per channel (C, 1, 1), add = -mean / std
+        per channel or, for a mean image, per pixel (C, H, W)."""
+        inv = torch.ones_like(self.mean[:, :1, :1]) if self.std is None else 1.0 / self.std
+        return self.scale * inv, -self.mean * inv
+
     def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`affine()` for `x`'s device and dtype, the mean image resized to `x`'s size (cached)."""
         key = (x.device, x.dtype, *x.shape[-2:]) if self.mode == "pixel" else (x.device, x.dtype)
         cached = self._cache.get(key)
         if cached is None:
-            mean = self.mean
-            if self.mode == "pixel" and tuple(mean.shape[-2:]) != tuple(x.shape[-2:]):
-                mean = F.interpolate(
-                    mean[None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=True
+            mul, add = self.affine()
+            if self.mode == "pixel" and tuple(add.shape[-2:]) != tuple(x.shape[-2:]):
+                size = tuple(x.shape[-2:])
+                add = F.interpolate(
+                    add[None], size=size, mode="bilinear", align_corners=False, antialias=True
                 )[0]
-            inv = torch.ones_like(self.mean[:, :1, :1]) if self.std is None else 1.0 / self.std
-            cached = ((self.scale * inv).to(x.device, x.dtype), (-mean * inv).to(x.device, x.dtype))
-            self._cache[key] = cached
+            cached = self._cache[key] = (mul.to(x.device, x.dtype), add.to(x.device, x.dtype))
         return cached
 
     def __call__(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
@@ -349,24 +344,6 @@ class Normalize:
 
 # --------------------------------------------------------------------------------------------------
 # Training and evaluation transforms
-
-
-def pil_train_crop(
-    im: Image.Image, scale: int, crop: int, offset: Sequence[float], flip: bool
-) -> Image.Image:
-    """One image's training crop, the same geometry as `TrainTransform.geometry`: at the image's own
-    scale a plain slice, otherwise Pillow resamples only the window's source box."""
-    w, h = im.size
-    rh, rw = resized_size(h, w, scale)
-    top, left = crop_start(offset[0], rh - crop), crop_start(offset[1], rw - crop)
-    if (rh, rw) == (h, w):
-        out = im.crop((left, top, left + crop, top + crop))
-    else:
-        # Each coordinate is one correctly rounded division of integers, so (left + crop) <= rw gives
-        # a right edge <= w: the box never leaves the image (no negative or overlong box).
-        box = (left * w / rw, top * h / rh, (left + crop) * w / rw, (top + crop) * h / rh)
-        out = im.resize((crop, crop), Image.Resampling.BILINEAR, box=box)
-    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
 
 
 class TrainTransform:
@@ -469,13 +446,20 @@ class TrainTransform:
 
     def prepare_image(self, im: Image.Image, params: dict[str, Any]) -> torch.Tensor:
         """`geometry` for one decoded image (loader workers): uint8 (C, crop, crop); `params` is one
-        row of `sample_params` as plain values."""
-        crop = pil_train_crop(im, int(params["scale"]), self.crop, params["offset"], bool(params["flip"]))
-        return pil_to_tensor(crop)
-
-    def min_short(self, params: dict[str, Any]) -> float:
-        """The shorter side a sample is resized to (lets JPEGs decode at a reduced scale)."""
-        return float(params["scale"])
+        row of `sample_params` as plain values. At the image's own scale the crop is a plain slice,
+        otherwise Pillow resamples only the window's source box."""
+        w, h = im.size
+        rh, rw = resized_size(h, w, int(params["scale"]))
+        c, (u, v) = self.crop, params["offset"]
+        top, left = crop_start(u, rh - c), crop_start(v, rw - c)
+        if (rh, rw) == (h, w):
+            out = im.crop((left, top, left + c, top + c))
+        else:
+            # Each coordinate is one correctly rounded division of integers, so (left + crop) <= rw
+            # gives a right edge <= w: the box never leaves the image (no negative or overlong box).
+            box = (left * w / rw, top * h / rh, (left + c) * w / rw, (top + c) * h / rh)
+            out = im.resize((c, c), Image.Resampling.BILINEAR, box=box)
+        return pil_to_tensor(out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if params["flip"] else out)
 
 
 class EvalTransform:

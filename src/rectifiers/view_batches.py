@@ -19,7 +19,7 @@ from torch import Tensor
 
 from rectifiers.data import FileDataset, ImageDataset, InMemoryDataset, pil_to_tensor
 from rectifiers.decode import BadImageError
-from rectifiers.views import VIEWS, prepare_views
+from rectifiers.views import prepare_views
 
 ViewKey = tuple[int, int, bool]  # (crop, scale, flip) of one prepared tensor
 Groups = list[tuple[Tensor, Tensor]]  # dense: (positions in the batch, same-size resized images)
@@ -51,9 +51,7 @@ class ViewPlan:
     def __init__(
         self, views: str, scales: Sequence[int], crops_and_flips: Sequence[tuple[int, bool]]
     ) -> None:
-        if views not in VIEWS:
-            raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
-        self.views = views
+        self.views = views  # checked where a view is made (`prepare_views`)
         self.scales = tuple(int(s) for s in scales)
         self.keys = sorted({self.key(c, s, f) for c, f in crops_and_flips for s in self.scales})
 
@@ -90,16 +88,6 @@ class ViewPlan:
         targets = torch.tensor([it[1] for it in good], dtype=torch.int64)
         indices = torch.tensor([it[2] for it in good], dtype=torch.int64)
         return ViewBatch(views, targets, indices, skipped)
-
-    def batch_of(self, images: Tensor, targets: Tensor, indices: Tensor) -> ViewBatch:
-        """A same-size batch prepared at once (in-memory sets)."""
-        prepared = self.prepare(images)
-        views: dict[ViewKey, Tensor | Groups] = (
-            {k: [(torch.arange(len(targets)), v)] for k, v in prepared.items()}
-            if self.views == "dense"
-            else dict(prepared)
-        )
-        return ViewBatch(views, targets, indices)
 
 
 def _groups_by_shape(parts: list[Tensor]) -> Groups:
@@ -140,7 +128,11 @@ def view_batches(
     if isinstance(dataset, InMemoryDataset):
         for lo in range(0, len(indices), batch_size):
             idx = indices[lo : lo + batch_size]
-            yield plan.batch_of(dataset.images[idx], dataset.targets[idx], idx)
+            prepared = plan.prepare(dataset.images[idx])
+            views: dict[ViewKey, Tensor | Groups] = dict(prepared)
+            if plan.views == "dense":  # a same-size batch is one group
+                views = {k: [(torch.arange(len(idx)), v)] for k, v in prepared.items()}
+            yield ViewBatch(views, dataset.targets[idx], idx)
         return
     if not isinstance(dataset, FileDataset):
         raise ValueError(f"unsupported data set type {type(dataset).__name__}")

@@ -9,8 +9,8 @@ as one batch. Each is `prepare_views` (pixel work, which can run in loader worke
     ten_view      four corner crops and the center crop, each also flipped (Table 5).
     dense         Sec. 3's "multi-view testing on feature maps" (after SPP-net [11]): the conv layers
                   run once on the image at shorter side s, every window of the training crop's map
-                  size is pooled by SPP and scored by the fc layers, on the mirrored image too.
-    multi_scale   dense scores averaged over several scales (Table 4: 256, 384, 480).
+                  size is pooled by SPP and scored by the fc layers, on the mirrored image too;
+                  averaged over several scales, the multi-scale testing of Table 4 (256, 384, 480).
 
 Dense testing needs `forward_features` (any input size) and `forward_head` (any map size), as `Net`
 has.
@@ -51,13 +51,6 @@ def softmax_scores(model: nn.Module, x: Tensor) -> Tensor:
     return F.softmax(model(x).float(), dim=1)
 
 
-def _check(model: nn.Module, images: Tensor) -> None:
-    if model.training:
-        raise ValueError("the model is in training mode (dropout active): call model.eval() first")
-    if images.ndim != 4:
-        raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(images.shape)}")
-
-
 VIEWS = ("single", "ten", "dense")
 
 
@@ -95,8 +88,8 @@ def score_views(
     max_windows: int = MAX_WINDOWS,
     pool_on_map: bool = True,
 ) -> Tensor:
-    """Probabilities (B, K) of views made by `prepare_views` (the arguments after `normalize` are
-    dense testing's, see `dense`)."""
+    """Probabilities (B, K) of views made by `prepare_views`, without autograd (the arguments after
+    `normalize` are dense testing's, see `dense`)."""
     if model.training:
         raise ValueError("the model is in training mode (dropout active): call model.eval() first")
     if views == "single":
@@ -108,18 +101,15 @@ def score_views(
     return _dense_scores(model, prepared, window, stride, normalize, flip, max_windows, pool_on_map)
 
 
-@torch.no_grad()
 def single_view(
     model: nn.Module, images: Tensor, *, resize: int, crop: int, normalize: Normalize | None = None
 ) -> Tensor:
     """Probabilities (B, K) of the central crop × crop window at shorter side `resize`."""
-    _check(model, images)
     return score_views(
         model, prepare_views(images, "single", scale=resize, crop=crop), "single", normalize=normalize
     )
 
 
-@torch.no_grad()
 def ten_view(
     model: nn.Module,
     images: Tensor,
@@ -131,7 +121,6 @@ def ten_view(
 ) -> Tensor:
     """AlexNet's 10-view testing (Table 5) at shorter side `resize`: probabilities (B, K) averaged
     over the corner and center crops and their flips (not with `flip=False`)."""
-    _check(model, images)
     views = prepare_views(images, "ten", scale=resize, crop=crop, flip=flip)
     return score_views(model, views, "ten", normalize=normalize)
 
@@ -216,12 +205,11 @@ def _pyramid_head(model: nn.Module) -> tuple[SpatialPyramidPool2d, nn.Module] | 
     return None
 
 
-@torch.no_grad()
 def dense(
     model: nn.Module,
     images: Tensor,
     *,
-    scale: int,
+    scale: int | Sequence[int],
     window: int | Sequence[int],
     stride: int = 1,
     normalize: Normalize | None = None,
@@ -229,11 +217,13 @@ def dense(
     max_windows: int = MAX_WINDOWS,
     pool_on_map: bool = True,
 ) -> Tensor:
-    """The paper's dense testing at one scale (Sec. 3): conv layers once on the whole image, SPP + fc
-    on every window of the last conv map, mirrored image too, probabilities averaged over windows.
+    """The paper's dense testing (Sec. 3): conv layers once on the whole image, SPP + fc on every
+    window of the last conv map, mirrored image too, probabilities averaged over windows.
 
     Args:
         images: uint8 (B, C, H, W); resized so that the shorter side is `scale`.
+        scale: the shorter side, or several: the multi-scale testing of Table 4 (scales 256, 384,
+            480), each scale weighted equally as SPP-net [11] combines scales.
         window: (h, w) (or one side) of a window on the last conv map: the map size of a training crop,
             `feature_window(model, crop, C)` (model A: 14×14 for 224 px). A map smaller than the window
             along a side gives windows of the map's size along it (one window when s <= crop).
@@ -246,11 +236,27 @@ def dense(
             (`window_pyramids`, identical values, faster); otherwise each window is cut with
             `Tensor.unfold` and goes through `forward_head`.
 
-    Returns probabilities (B, K): the mean of softmax(fc(SPP(window))) over the windows of both images.
+    Returns probabilities (B, K): the mean of softmax(fc(SPP(window))) over the windows of both images
+    (and over the scales).
     """
-    _check(model, images)
-    resized = prepare_views(images, "dense", scale=scale, crop=0)
-    return _dense_scores(model, resized, window, stride, normalize, flip, max_windows, pool_on_map)
+    scales = [scale] if isinstance(scale, int) else list(scale)
+    if not scales:
+        raise ValueError("dense testing needs at least one scale")
+    total = sum(
+        score_views(
+            model,
+            prepare_views(images, "dense", scale=s, crop=0),
+            "dense",
+            normalize=normalize,
+            window=window,
+            stride=stride,
+            flip=flip,
+            max_windows=max_windows,
+            pool_on_map=pool_on_map,
+        )
+        for s in scales
+    )
+    return total / len(scales)
 
 
 def _dense_scores(
@@ -296,37 +302,3 @@ def _dense_scores(
     out = torch.cat(scores)  # (V·B, K)
     # both views have the same number of windows: the mean over views is the mean over all windows
     return out.view(-1, b, out.shape[1]).mean(dim=0)
-
-
-@torch.no_grad()
-def multi_scale(
-    model: nn.Module,
-    images: Tensor,
-    *,
-    scales: Sequence[int],
-    window: int | Sequence[int],
-    stride: int = 1,
-    normalize: Normalize | None = None,
-    flip: bool = True,
-    max_windows: int = MAX_WINDOWS,
-    pool_on_map: bool = True,
-) -> Tensor:
-    """Dense scores averaged over `scales` (each scale weighted equally, as SPP-net [11] combines
-    scales): the paper's multi-scale testing of Table 4 (scales 256, 384, 480)."""
-    if not scales:
-        raise ValueError("multi_scale needs at least one scale")
-    total = sum(
-        dense(
-            model,
-            images,
-            scale=s,
-            window=window,
-            stride=stride,
-            normalize=normalize,
-            flip=flip,
-            max_windows=max_windows,
-            pool_on_map=pool_on_map,
-        )
-        for s in scales
-    )
-    return total / len(scales)

@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from rectifiers.activations import PReLU
 from rectifiers.checkpoint.store import CheckpointError, first_line, load_checkpoint, saved_config
+from rectifiers.models import create_model
 from rectifiers.transforms import Normalize
 
 
@@ -34,13 +36,11 @@ class Member:
     data_spec: str | None = None  # the data it was trained on
     classes: list[str] | None = None  # its class names, index = label
     flip: bool = True  # trained on mirrored images too (data.flip > 0): 10-view and dense add mirrors
-    window: tuple[int, int] = field(default=(0, 0))  # last-conv-map size of a crop (dense testing)
+    window: tuple[int, int] = (0, 0)  # last-conv-map size of a crop (dense testing)
 
 
 def build_model(state: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
     """Rebuild the module a loaded checkpoint was trained with from its `model_args`, with its weights."""
-    from rectifiers.models import create_model
-
     user_class = state["model_args"].get("class")
     if user_class is not None:  # a model passed to `fit`: the file holds its weights, not its code
         raise CheckpointError(
@@ -106,7 +106,6 @@ def as_member(
     crop: int | None = None,
     normalize: Normalize | None = None,
     device: str | torch.device = "cpu",
-    purpose: str = "evaluating",
 ) -> Member:
     """A `Member` for a checkpoint path (loaded onto `device`), a copy of a given `Member`, or a bare
     module seen at `crop` with `normalize` (class names from its `classes` attribute, if any).
@@ -115,7 +114,7 @@ def as_member(
         return dataclasses.replace(item)
     if isinstance(item, nn.Module):
         if crop is None:
-            raise ValueError(f"{purpose} a bare nn.Module needs crop= (its training crop side)")
+            raise ValueError("viewing images with a bare nn.Module needs crop= (its training crop side)")
         classes = getattr(item, "classes", None)
         return Member(item, crop, normalize, name=type(item).__name__, classes=classes)
     return load_member(item, device)
@@ -153,8 +152,6 @@ def swap_to_torch_modules(model: nn.Module) -> nn.Module:
     Works in place and returns `model` (the replacement itself when `model` is a PReLU). The new
     modules keep the slopes' device, dtype and `requires_grad`, and the old modules' train/eval mode.
     """
-    from rectifiers.activations import PReLU
-
     if isinstance(model, PReLU):
         return _torch_prelu(model, type(model).__name__)
     for name, child in list(model.named_children()):

@@ -65,7 +65,7 @@ def load_resume_state(config: RunConfig, say: Callable[[str], None]) -> tuple[Pa
     if missing:
         raise CheckpointError(f"{path}: cannot resume from it, missing keys: {', '.join(missing)}")
     _check_same_run(config, state, path)
-    where = position(int(state["epoch"]), int(state.get("batch", 0)), int(state["step"]))
+    where = position(*_resume_point(state))
     say(f"resuming from {path} {where}")
     for key, (saved, new) in resume_overrides(config, state).items():
         say(f"{key} = {new!r} replaces the checkpoint's {saved!r}")
@@ -155,7 +155,17 @@ def save_run_checkpoint(
     Raises CheckpointWriteError (with the errno of the failure) when any write fails.
     """
     try:
-        _write(state, run_dir, best, mid_epoch, keep_last)
+        if mid_epoch:  # the kept history is of whole epochs
+            save_checkpoint(state, run_dir / "last.pt")
+            return
+        name = epoch_checkpoint_name(state["epoch"], state["step"])
+        path = save_checkpoint(state, run_dir / "checkpoints" / name)
+        # best.pt before last.pt: a crash between the two resumes from the older last.pt, which redoes
+        # this epoch and links best.pt again; the other order could leave best.pt stale for good.
+        if best:
+            link_checkpoint(path, run_dir / "best.pt")
+        link_checkpoint(path, run_dir / "last.pt")
+        prune_checkpoints(run_dir, keep_last)
     except OSError as err:  # a full disk, a quota, a vanished mount: stop, keeping what was saved
         kept = resume_candidates(run_dir)
         epoch = state["epoch"] + 1 if mid_epoch else state["epoch"]
@@ -278,19 +288,3 @@ def _check_same_run(config: RunConfig, state: dict[str, Any], path: Path) -> Non
 def _short(names: list[str]) -> str:
     names = list(names)
     return f"[{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}] ({len(names)})"
-
-
-def _write(state: dict[str, Any], run_dir: Path, best: bool, mid_epoch: bool, keep_last: int) -> None:
-    # Mid-epoch saves go to last.pt only: the kept history is of whole epochs.
-    if mid_epoch:
-        save_checkpoint(state, run_dir / "last.pt")
-        return
-    path = save_checkpoint(
-        state, run_dir / "checkpoints" / epoch_checkpoint_name(state["epoch"], state["step"])
-    )
-    # best.pt before last.pt: a crash between the two resumes from the older last.pt, which redoes
-    # this epoch and links best.pt again; the other order could leave best.pt stale for good.
-    if best:
-        link_checkpoint(path, run_dir / "best.pt")
-    link_checkpoint(path, run_dir / "last.pt")
-    prune_checkpoints(run_dir, keep_last)

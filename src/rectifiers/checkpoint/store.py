@@ -68,9 +68,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        # weights_only refuses any global it does not know: that is how a code payload shows up.
-        # Its other refusals (an unknown opcode, a string too long) are what garbage bytes give.
-        if _is_unsafe(err):
+        # weights_only refuses any global it does not know (a global, a call, a class): that is how a
+        # code payload shows up. Its other refusals (an unknown opcode, a string too long) are what
+        # garbage bytes give.
+        if any(word in str(err).lower() for word in ("global", "unrecognized function", "new object")):
             raise CheckpointError(
                 f"{path}: refused to load (not plain tensors/containers): {_unsafe_reason(err)}"
             ) from None
@@ -131,12 +132,6 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
     for old in kept[keep_last:]:
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
-
-
-def _is_unsafe(err: pickle.UnpicklingError) -> bool:
-    """Whether weights_only refused an object (a global, a call, a class) rather than garbage bytes."""
-    text = str(err).lower()
-    return any(word in text for word in ("global", "unrecognized function", "new object"))
 
 
 def _unsafe_reason(err: BaseException) -> str:
