@@ -87,7 +87,7 @@ class ComplexityReport:
         return rows
 
     def to_markdown(self) -> str:
-        return markdown_table(_HEADER, self._rows(), right=(3, 4))
+        return markdown_table(_HEADER, self._rows(), "lllrr")
 
     def __str__(self) -> str:
         rows = [_HEADER, *self._rows()]

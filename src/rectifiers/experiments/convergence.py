@@ -21,8 +21,9 @@ from rectifiers.experiments.context import Context, Outcome
 from rectifiers.experiments.recipe import FULL_CONVERGENCE, holdout_text, schedule_text, smoke
 from rectifiers.experiments.runs import Run, runs_made_with, train_arms, val_curve
 from rectifiers.experiments.subsets import describe_data
-from rectifiers.experiments.tables import markdown_table, pct, pct_pm, seeds_text
+from rectifiers.experiments.tables import pct, pct_pm, seeds_text
 from rectifiers.experiments.verdict import trained_out, verdict
+from rectifiers.text_table import markdown_table
 
 TITLE = "Figures 2 and 3: He vs Xavier init on 22- and 30-layer ReLU nets"
 PAPER = "Sec. 2.2, Figures 2 and 3"

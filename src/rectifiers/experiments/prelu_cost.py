@@ -22,8 +22,8 @@ from typing import Any
 
 from rectifiers.experiments.context import Context, Outcome
 from rectifiers.experiments.runs import train
-from rectifiers.experiments.tables import markdown_table
 from rectifiers.step_timing import StepCase, time_steps
+from rectifiers.text_table import markdown_table
 
 TITLE = "PReLU's cost: training throughput of the same net with ReLU and with PReLU"
 PAPER = 'Sec. 2.1 ("negligible" time complexity)'

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.experiments.context import Context, Outcome
-from rectifiers.experiments.tables import markdown_table
+from rectifiers.text_table import markdown_table
 
 TITLE = "Signal variance vs depth: the 22- and 30-layer nets under He, Xavier and std 0.01"
 PAPER = "Sec. 2.2, Eq. 9 (forward) and Eq. 13 (backward)"
