@@ -25,7 +25,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.conv import _ConvNd
 
-from rectifiers.text_table import markdown_table
+from rectifiers.text_table import aligned_lines, markdown_table
 
 _HEADER = ("layer", "kind", "output", "multiply-adds", "params")
 
@@ -90,16 +90,7 @@ class ComplexityReport:
         return markdown_table(_HEADER, self._rows(), "lllrr")
 
     def __str__(self) -> str:
-        rows = [_HEADER, *self._rows()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-        right = (False, False, False, True, True)
-        lines = [
-            "  ".join(
-                cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right, strict=True)
-            ).rstrip()
-            for row in rows
-        ]
-        lines.insert(1, "-" * len(lines[0]))
+        lines = aligned_lines(_HEADER, self._rows(), left=3)
         size = "×".join(map(str, self.input_size))
         lines.append(
             f"input {size}: {self.total_macs / 1e10:.3f}×10¹⁰ multiply-adds, "
@@ -124,12 +115,8 @@ def complexity(model: nn.Module, input_size: int | Sequence[int] = (3, 224, 224)
     """
     size = _input_size(model, input_size)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    meta = {
-        name: torch.empty_like(t, device="meta") for name, t in model.named_parameters(remove_duplicate=False)
-    }
-    meta.update(
-        {name: torch.empty_like(t, device="meta") for name, t in model.named_buffers(remove_duplicate=False)}
-    )
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    meta = {name: torch.empty_like(t, device="meta") for name, t in tensors}
 
     report = ComplexityReport(input_size=size, total_params=sum(p.numel() for p in model.parameters()))
     handles = []

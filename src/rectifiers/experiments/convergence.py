@@ -51,12 +51,6 @@ NEAR_CHANCE = 0.05  # "stalls": never more than this below chance
 EARLY_SHARE = 0.25  # "starts reducing error earlier": the mean error over the first quarter of the epochs
 
 
-def _curve(runs: list[dict[str, Any]], key: str = "val_top1_err") -> list[float]:
-    """Mean over seeds of `key` per epoch."""
-    epochs = min(len(r["metrics"]) for r in runs)
-    return [statistics.fmean(r["metrics"][e][key] for r in runs) for e in range(epochs)]
-
-
 def statements(
     per_seed: dict[str, dict[str, list[list[float]]]], chance: float
 ) -> list[tuple[str, list[float]]]:

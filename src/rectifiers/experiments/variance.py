@@ -341,7 +341,4 @@ def _plot(ctx: Context, results: dict[str, Any]) -> Any:
             if row == 0 and col == 0:
                 ax.legend(fontsize=8, title="markers: measured, lines: Eq. 9 / 13", title_fontsize=8)
     fig.suptitle("Signal variance vs depth at initialization (circular padding, ReLU)")
-    path = ctx.out / f"{ctx.name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return ctx.save_figure(fig)
