@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rectifiers.experiments.context import Context, Outcome
-from rectifiers.experiments.recipe import FULL_CONVERGENCE, holdout_text, schedule_text, smoke
+from rectifiers.experiments.recipe import FULL_CONVERGENCE, holdout_text, preset, schedule_text, smoke
 from rectifiers.experiments.runs import Run, runs_made_with, train_arms, val_curve
 from rectifiers.experiments.subsets import describe_data
 from rectifiers.experiments.tables import pct, pct_pm, seeds_text
@@ -32,15 +32,14 @@ USES_SEEDS = True
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": smoke("1 epoch on 64 fake images, tiny nets"),
-    "quick": {
-        "seeds": 1,
-        "epochs": 3,
-        "milestones": [],
-        "n_train": 2000,
-        "n_val": 500,
-        "val_fraction": 0.1,
-        "summary": "1 seed, 3 epochs of 1,800 images (200 held out)",
-    },
+    "quick": preset(
+        "1 seed, 3 epochs of 1,800 images (200 held out)",
+        seeds=1,
+        epochs=3,
+        milestones=[],
+        n_train=2000,
+        n_val=500,
+    ),
     "full": FULL_CONVERGENCE,
 }
 NETS = {"net22": "22 layers (Figure 2)", "net30": "30 layers (Figure 3)"}
