@@ -84,17 +84,9 @@ def slope_course(run: Run) -> Course:
 
 
 def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):  # ties share their average rank
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
+    """1-based ranks; ties share their average rank (k ties from position i + 1 rank i + (k + 1) / 2)."""
+    order = sorted(values)
+    return [order.index(v) + (order.count(v) + 1) / 2 for v in values]
 
 
 def spearman(x: list[float], y: list[float]) -> float:
