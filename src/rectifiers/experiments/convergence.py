@@ -164,11 +164,7 @@ def _tabulate(claims: list[dict[str, Any]], results: dict[str, Any], k: int) -> 
     for net, label in NETS.items():
         for init, name in INITS.items():
             seeds = per_seed[net][init]
-            cells = []
-            for e in range(epochs):
-                values = [c[e] for c in seeds]
-                spread = f" ± {pct(statistics.stdev(values))}" if len(values) > 1 else ""
-                cells.append(f"{pct(curves[net][init][e])}{spread}")
+            cells = [pct_pm([c[e] for c in seeds]) for e in range(epochs)]  # mean ± std over seeds
             flat = f"{sum(out[net][init])}/{len(seeds)}"
             curve_rows.append([label, name, *cells, pct_pm(results["test_top1_err"][net][init]), flat])
     return "\n\n".join(

@@ -145,9 +145,8 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     table = "\n\n".join(
         [
             f"Training step (`rectifiers.step_timing.time_steps`, {s['step_repeats']} interleaved steps per "
-            "variant, "
-            "medians; trainer ratios are medians of the ratios of neighbouring steps, plain ones ratios of "
-            "medians):",
+            "variant, medians; trainer ratios are medians of the ratios of neighbouring steps, plain ones "
+            "ratios of medians):",
             markdown_table(
                 [
                     "step",
@@ -165,8 +164,7 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     )
     notes = [
         f"Trainer step, PReLU channel-wise: {trainer['prelu_vs_relu_cpu']:.3f}× ReLU's throughput on CPU "
-        "time "
-        f"({trainer['prelu_vs_relu']:.3f}× on the wall clock), {_verdict(trainer['prelu_vs_relu_cpu'])}.",
+        f"time ({trainer['prelu_vs_relu']:.3f}× on the wall clock), {_verdict(trainer['prelu_vs_relu_cpu'])}.",
         f"Plain PyTorch step (torch.nn.PReLU): {plain_cpu:.3f}× on CPU time ({plain_ratio:.3f}× wall), "
         f"{_verdict(plain_cpu)}.",
     ]
@@ -227,8 +225,7 @@ def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         [
             "End to end: training images/s as `fit` reports them (second epoch of each run, "
             f"{steps} steps of {batch} fake {SIZE}-px images in memory, {CROP}-px crops), median over "
-            f"{s['repeats']} interleaved "
-            "repeat(s); paired = the ratio of the k-th runs (min-max):",
+            f"{s['repeats']} interleaved repeat(s); paired = the ratio of the k-th runs (min-max):",
             markdown_table(
                 ["precision", "activation", "paper", "images/s (median)", "range", "÷ ReLU", "paired ÷ ReLU"],
                 rows,
@@ -263,8 +260,7 @@ def run(ctx: Context) -> Outcome:
     ]
     width, fc_width = _net(s)
     setup = [
-        f"Net: `net14`, small-image stem, width {width}, fc {fc_width}, {CROP}-px inputs, "
-        f"batch {s['batch']}, "
+        f"Net: `net14`, small-image stem, width {width}, fc {fc_width}, {CROP}-px inputs, batch {s['batch']}, "
         "10 classes; SGD momentum 0.9, weight decay 5e-4 (not on slopes).",
         "Step benchmark: random inputs, the same batch every step; end to end: fake in-memory images, "
         f"{s['repeats']} run(s) of each of "
