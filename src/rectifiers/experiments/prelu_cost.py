@@ -163,8 +163,9 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         ]
     )
     notes = [
-        f"Trainer step, PReLU channel-wise: {trainer['prelu_vs_relu_cpu']:.3f}× ReLU's throughput on CPU "
-        f"time ({trainer['prelu_vs_relu']:.3f}× on the wall clock), {_verdict(trainer['prelu_vs_relu_cpu'])}.",
+        f"Trainer step, PReLU channel-wise: {trainer['prelu_vs_relu_cpu']:.3f}× ReLU's throughput on "
+        f"CPU time ({trainer['prelu_vs_relu']:.3f}× on the wall clock), "
+        f"{_verdict(trainer['prelu_vs_relu_cpu'])}.",
         f"Plain PyTorch step (torch.nn.PReLU): {plain_cpu:.3f}× on CPU time ({plain_ratio:.3f}× wall), "
         f"{_verdict(plain_cpu)}.",
     ]
@@ -260,8 +261,8 @@ def run(ctx: Context) -> Outcome:
     ]
     width, fc_width = _net(s)
     setup = [
-        f"Net: `net14`, small-image stem, width {width}, fc {fc_width}, {CROP}-px inputs, batch {s['batch']}, "
-        "10 classes; SGD momentum 0.9, weight decay 5e-4 (not on slopes).",
+        f"Net: `net14`, small-image stem, width {width}, fc {fc_width}, {CROP}-px inputs, batch "
+        f"{s['batch']}, 10 classes; SGD momentum 0.9, weight decay 5e-4 (not on slopes).",
         "Step benchmark: random inputs, the same batch every step; end to end: fake in-memory images, "
         f"{s['repeats']} run(s) of each of "
         + ", ".join(f"{a}/{m}" for m in s["amps"] for a in ACTS)
