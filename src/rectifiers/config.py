@@ -8,6 +8,7 @@ typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -96,20 +97,13 @@ class ModelConfig:
         """The `create_model` keyword arguments this section stands for, for a data set of
         `num_classes` classes and `in_chans` channels. Checkpoints store them as `model_args`, which
         rebuild the model without reading the config."""
-        args: dict[str, Any] = {
-            "name": self.name,
-            "num_classes": num_classes,
-            "in_chans": in_chans,
-            "act": self.act,
-            "stem": self.stem,
-            "width": self.width,
-            "fc_width": self.fc_width,
-            "dropout": self.dropout,
-        }
-        if self.depths:
-            args["depths"] = tuple(self.depths)
-        if self.spp_levels:
-            args["spp_levels"] = tuple(self.spp_levels)
+        fields = dataclasses.asdict(self)
+        args = {"name": fields.pop("name"), "num_classes": num_classes, "in_chans": in_chans}
+        for key, value in fields.items():
+            if not isinstance(value, list):
+                args[key] = value
+            elif value:  # empty: the family's own (create_model's default)
+                args[key] = tuple(value)
         return args
 
 
@@ -337,7 +331,12 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
                 raise ValueError("expected a list")
             return [_scalar(key, v, item) for v in value]
         if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            return _first_fitting(key, value, typing.get_args(hint))
+            # the first type that takes the value (`float | str`: "0.5" is a number, "auto" text)
+            kinds = typing.get_args(hint)
+            for kind in kinds:
+                with contextlib.suppress(ValueError, TypeError):
+                    return _scalar(key, value, kind)
+            raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
         return _scalar(key, value, hint)
     except (ValueError, TypeError) as err:  # TypeError: a TOML list or table where a number belongs
         expected = getattr(hint, "__name__", str(hint))
@@ -370,13 +369,3 @@ def _scalar(key: str, value: Any, kind: type) -> Any:
             raise ValueError("expected a string")
         return value
     raise TypeError(f"unsupported config type for {key}: {kind}")
-
-
-def _first_fitting(key: str, value: Any, kinds: tuple[type, ...]) -> Any:
-    """`value` as the first of `kinds` it converts to (`float | str`: "0.5" is a number, "auto" text)."""
-    for kind in kinds:
-        try:
-            return _scalar(key, value, kind)
-        except (ValueError, TypeError):
-            continue
-    raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
