@@ -15,8 +15,9 @@ model C at 224 px costs no real memory or compute.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,7 +123,7 @@ def complexity(model: nn.Module, input_size: int | Sequence[int] = (3, 224, 224)
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, _ConvNd | nn.Linear):
-            handles.append(module.register_forward_hook(_recorder(name, report.layers)))
+            handles.append(module.register_forward_hook(functools.partial(_record, name, report.layers)))
     was_training = model.training
     model.eval()
     try:
@@ -149,21 +150,23 @@ def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int,
     return size
 
 
-def _recorder(name: str, rows: list[LayerCost]) -> Callable[..., None]:
-    """A forward hook appending the layer's cost (batch of one) to `rows`."""
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        if isinstance(module, _ConvNd):
-            taps = math.prod(module.kernel_size)
-            if module.transposed:  # each input value meets every tap of C_out / groups filters
-                macs = inputs[0][0].numel() * (module.out_channels // module.groups) * taps
-            else:  # each output value is a dot product over C_in / groups · k_h · k_w weights
-                macs = output[0].numel() * (module.in_channels // module.groups) * taps
-            kind = "conv"
-        else:
-            macs = output[0].numel() * module.in_features
-            kind = "fc"
-        params = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append(LayerCost(name, kind, tuple(output.shape[1:]), macs, params))
-
-    return hook
+def _record(
+    name: str,
+    rows: list[LayerCost],
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    output: torch.Tensor,
+) -> None:
+    """A forward hook (with `name` and `rows` bound) appending the layer's cost, batch of one, to `rows`."""
+    if isinstance(module, _ConvNd):
+        taps = math.prod(module.kernel_size)
+        if module.transposed:  # each input value meets every tap of C_out / groups filters
+            macs = inputs[0][0].numel() * (module.out_channels // module.groups) * taps
+        else:  # each output value is a dot product over C_in / groups · k_h · k_w weights
+            macs = output[0].numel() * (module.in_channels // module.groups) * taps
+        kind = "conv"
+    else:
+        macs = output[0].numel() * module.in_features
+        kind = "fc"
+    params = sum(p.numel() for p in module.parameters(recurse=False))
+    rows.append(LayerCost(name, kind, tuple(output.shape[1:]), macs, params))

@@ -290,11 +290,9 @@ class VarianceDraws:
         body = []
         for i, row in enumerate(rows):
             cells = [str(row.depth), row.name]
-            y, y9 = stats["var_y"][i], stats["var_y_eq9"][i]
-            cells += [_sci(y[0]), _sci(y[2]), _sci(y[3]), _sci(y9[0])]
-            if backward:
-                dx, dx13 = stats["var_dx"][i], stats["var_dx_eq13"][i]
-                cells += [_sci(dx[0]), _sci(dx[2]), _sci(dx[3]), _sci(dx13[0])]
+            for measured, law in zip(columns[::2], columns[1::2], strict=True):
+                g, _, lo, hi = stats[measured][i]
+                cells += [_sci(g), _sci(lo), _sci(hi), _sci(stats[law][i][0])]
             body.append(cells)
         lines = [f"{len(self.reports)} independent draws", *aligned_lines(header, body, left=2)]
 

@@ -300,10 +300,6 @@ class WeightLayer:
     other_in: str | None = None
     other_out: str | None = None
 
-    @property
-    def groups(self) -> int:
-        return int(getattr(self.module, "groups", 1))
-
 
 def _other_activation(module: nn.Module) -> str | None:
     is_activation = type(module).__module__ == nn.modules.activation.__name__
