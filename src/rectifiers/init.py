@@ -542,8 +542,6 @@ def initialize(
     """
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if scheme == "gaussian":
         if std is None or not std >= 0:
             raise ValueError(f"scheme='gaussian' needs a non-negative std=, got {std!r}")

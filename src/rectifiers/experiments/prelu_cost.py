@@ -130,18 +130,10 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     for kind in ("trainer", "plain"):
         for act in ("relu", "prelu"):
             r = by[f"{kind}/{act}"]
-            ratio_wall, ratio_cpu = ("1", "1") if act == "relu" else (f"{v:.3f}" for v in prelu_ratios[kind])
-            table_rows.append(
-                [
-                    labels[kind],
-                    "ReLU" if act == "relu" else "PReLU, channel-wise",
-                    "-" if act == "relu" else "negligible",
-                    f"{r['images_per_s']:.0f}",
-                    f"{r['images_per_cpu_s']:.0f}",
-                    ratio_wall,
-                    ratio_cpu,
-                ]
-            )
+            speeds = [f"{r['images_per_s']:.0f}", f"{r['images_per_cpu_s']:.0f}"]
+            ratios = ["1", "1"] if act == "relu" else [f"{v:.3f}" for v in prelu_ratios[kind]]
+            paper = "-" if act == "relu" else "negligible"
+            table_rows.append([labels[kind], ACTS[act], paper, *speeds, *ratios])
     table = "\n\n".join(
         [
             f"Training step (`rectifiers.step_timing.time_steps`, {s['step_repeats']} interleaved steps per "
@@ -207,17 +199,10 @@ def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
             paired = [p / q for p, q in zip(speed[amp][act], speed[amp]["relu"], strict=True)]
             ratio = med[act] / base
             ratios[act] = {"median_ratio": ratio, "paired_min": min(paired), "paired_max": max(paired)}
-            rows.append(
-                [
-                    AMP_LABEL[amp],
-                    ACTS[act],
-                    "-" if act == "relu" else "negligible",
-                    f"{med[act]:.0f}",
-                    f"{min(speed[amp][act]):.0f}-{max(speed[amp][act]):.0f}",
-                    "1" if act == "relu" else f"{ratio:.3f}",
-                    "-" if act == "relu" else f"{min(paired):.3f}-{max(paired):.3f}",
-                ]
-            )
+            spread = f"{min(speed[amp][act]):.0f}-{max(speed[amp][act]):.0f}"
+            found = ["1", "-"] if act == "relu" else [f"{ratio:.3f}", f"{min(paired):.3f}-{max(paired):.3f}"]
+            paper = "-" if act == "relu" else "negligible"
+            rows.append([AMP_LABEL[amp], ACTS[act], paper, f"{med[act]:.0f}", spread, *found])
             if act != "relu":
                 verdict = _verdict(ratio, consistent=max(paired) < 1 or min(paired) >= NEGLIGIBLE)
                 notes.append(f"fit, {ACTS[act]}, {AMP_LABEL[amp]}: {ratio:.3f}× ReLU's images/s, {verdict}.")
