@@ -110,13 +110,7 @@ def train(ctx: Context, run_dir: Path, overrides: dict[str, Any]) -> Run:
             f"[{ctx.name}]   {run_dir.name}: val top-1 err {pct(last['val_top1_err'])}% after epoch "
             f"{last['epoch']}"
         )
-    return {
-        "config": record["config"],
-        "result": record["result"],
-        "metrics": metrics,
-        "run_dir": str(run_dir),
-        "revision": record["revision"],
-    }
+    return {**record, "metrics": metrics, "run_dir": str(run_dir)}
 
 
 def train_arms(
