@@ -279,12 +279,10 @@ def valid_keys() -> list[str]:
 
 def set_value(config: RunConfig, key: str, value: Any, source: str = "override") -> None:
     """Set a dotted key, converting `value` (str from the command line, or TOML types) to the field's type."""
-    section_name, _, field_name = key.partition(".")
-    sections = {f.name for f in dataclasses.fields(RunConfig)}
-    section = getattr(config, section_name) if section_name in sections else None
-    fields = {f.name: f for f in dataclasses.fields(section)} if section is not None else {}
-    if field_name not in fields:
+    if key not in valid_keys():
         raise ValueError(f"unknown config key {key!r} ({source}); {_key_hint(key)}")
+    section_name, _, field_name = key.partition(".")
+    section = getattr(config, section_name)
     hint = typing.get_type_hints(type(section))[field_name]
     setattr(section, field_name, _convert(key, value, hint))
 
