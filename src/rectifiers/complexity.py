@@ -15,8 +15,9 @@ model C at 224 px costs no real memory or compute.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.conv import _ConvNd
 
-from rectifiers.text_table import markdown_table
+from rectifiers.text_table import aligned_lines, markdown_table
 
 _HEADER = ("layer", "kind", "output", "multiply-adds", "params")
 
@@ -87,19 +88,10 @@ class ComplexityReport:
         return rows
 
     def to_markdown(self) -> str:
-        return markdown_table(_HEADER, self._rows(), right=(3, 4))
+        return markdown_table(_HEADER, self._rows(), "lllrr")
 
     def __str__(self) -> str:
-        rows = [_HEADER, *self._rows()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-        right = (False, False, False, True, True)
-        lines = [
-            "  ".join(
-                cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right, strict=True)
-            ).rstrip()
-            for row in rows
-        ]
-        lines.insert(1, "-" * len(lines[0]))
+        lines = aligned_lines(_HEADER, self._rows(), left=3)
         size = "×".join(map(str, self.input_size))
         lines.append(
             f"input {size}: {self.total_macs / 1e10:.3f}×10¹⁰ multiply-adds, "
@@ -124,18 +116,14 @@ def complexity(model: nn.Module, input_size: int | Sequence[int] = (3, 224, 224)
     """
     size = _input_size(model, input_size)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    meta = {
-        name: torch.empty_like(t, device="meta") for name, t in model.named_parameters(remove_duplicate=False)
-    }
-    meta.update(
-        {name: torch.empty_like(t, device="meta") for name, t in model.named_buffers(remove_duplicate=False)}
-    )
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    meta = {name: torch.empty_like(t, device="meta") for name, t in tensors}
 
     report = ComplexityReport(input_size=size, total_params=sum(p.numel() for p in model.parameters()))
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, _ConvNd | nn.Linear):
-            handles.append(module.register_forward_hook(_recorder(name, report.layers)))
+            handles.append(module.register_forward_hook(functools.partial(_record, name, report.layers)))
     was_training = model.training
     model.eval()
     try:
@@ -162,21 +150,23 @@ def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int,
     return size
 
 
-def _recorder(name: str, rows: list[LayerCost]) -> Callable[..., None]:
-    """A forward hook appending the layer's cost (batch of one) to `rows`."""
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        if isinstance(module, _ConvNd):
-            taps = math.prod(module.kernel_size)
-            if module.transposed:  # each input value meets every tap of C_out / groups filters
-                macs = inputs[0][0].numel() * (module.out_channels // module.groups) * taps
-            else:  # each output value is a dot product over C_in / groups · k_h · k_w weights
-                macs = output[0].numel() * (module.in_channels // module.groups) * taps
-            kind = "conv"
-        else:
-            macs = output[0].numel() * module.in_features
-            kind = "fc"
-        params = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append(LayerCost(name, kind, tuple(output.shape[1:]), macs, params))
-
-    return hook
+def _record(
+    name: str,
+    rows: list[LayerCost],
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    output: torch.Tensor,
+) -> None:
+    """A forward hook (with `name` and `rows` bound) appending the layer's cost, batch of one, to `rows`."""
+    if isinstance(module, _ConvNd):
+        taps = math.prod(module.kernel_size)
+        if module.transposed:  # each input value meets every tap of C_out / groups filters
+            macs = inputs[0][0].numel() * (module.out_channels // module.groups) * taps
+        else:  # each output value is a dot product over C_in / groups · k_h · k_w weights
+            macs = output[0].numel() * (module.in_channels // module.groups) * taps
+        kind = "conv"
+    else:
+        macs = output[0].numel() * module.in_features
+        kind = "fc"
+    params = sum(p.numel() for p in module.parameters(recurse=False))
+    rows.append(LayerCost(name, kind, tuple(output.shape[1:]), macs, params))

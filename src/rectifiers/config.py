@@ -8,11 +8,13 @@ typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,34 +42,54 @@ PRESET_DIR = Path(__file__).with_name("configs")
 SCHEDULES = ("plateau", "milestones", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
+# The ranges a numeric field can declare, as its error message states them; a list is checked by entry.
+_BOUNDS: dict[str, Callable[[float], bool]] = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "in (0, 1)": lambda v: 0 < v < 1,
+}
+
+
+def _within(default: Any, bound: str) -> Any:
+    """A field whose values `RunConfig.validate` holds to `bound`, a key of `_BOUNDS`."""
+    return field(default=default, metadata={"bound": bound})
+
+
+def _one_of(default: str, choices: tuple[str, ...]) -> Any:
+    """A field whose value `RunConfig.validate` holds to `choices`."""
+    return field(default=default, metadata={"choices": choices})
+
 
 @dataclass
 class DataConfig:
     spec: str = "mnist5k"  # mnist5k | cifar10[:PATH] | idx:PATH | folder:PATH | tinyimagenet:PATH | fake[:..]
     # The four sizes: 0 = from the training images (`rectifiers.sizes_from_data`, the `images` preset).
-    crop: int = 28  # training crop side (paper: 224)
-    scale_min: int = 28  # shorter side is resized to s ~ U[scale_min, scale_max] (paper: 256..512)
-    scale_max: int = 32
-    eval_resize: int = 28  # shorter side at validation, then a center crop (paper Table 2: 256)
-    flip: float = 0.5  # probability of a horizontal flip (paper: one half)
-    pca_std: float = 0.0  # AlexNet PCA colour altering strength; 0 disables (the paper gives no value)
-    mean: str = "channel"  # mean subtraction: "pixel" (the paper) or "channel"
+    crop: int = _within(28, ">= 0")  # training crop side (paper: 224)
+    scale_min: int = _within(28, ">= 0")  # train: shorter side s ~ U[scale_min, scale_max] (paper: 256..512)
+    scale_max: int = _within(32, ">= 0")
+    eval_resize: int = _within(28, ">= 0")  # val: shorter side, then a center crop (paper Table 2: 256)
+    flip: float = _within(0.5, "in [0, 1]")  # probability of a horizontal flip (paper: one half)
+    # AlexNet PCA colour altering strength; 0 disables (the paper gives no value)
+    pca_std: float = _within(0.0, ">= 0")
+    mean: str = _one_of("channel", MEAN_MODES)  # mean subtraction: "pixel" (the paper) or "channel"
     divide_std: bool = True  # also divide by the std (the paper does not)
     raw_pixels: bool = False  # keep pixels in 0..255 before the mean subtraction (the paper); else 0..1
-    workers: int = 0  # decoding processes for image folders that are not cached in memory
+    workers: int = _within(0, ">= 0")  # decoding processes for image folders that are not cached in memory
     # share of every class of train held out (seeded) as the validation split that picks the lr
     # switches and best.pt; the spec's own val split is then the test set, evaluated once at the end
-    val_fraction: float = 0.0
+    val_fraction: float = _within(0.0, "in [0, 1)")
 
 
 @dataclass
 class ModelConfig:
     name: str = "net14"  # a name from `rectifiers models`
-    act: str = "prelu"  # a name of `layers.ACTIVATIONS` (prelu: channel-wise, prelu_shared: one slope)
-    stem: str = "small"  # "imagenet" (7x7/2 + pool, the paper) or "small" (3x3/1, for 28-64 px)
-    width: float = 0.25  # conv channel multiplier
-    fc_width: int = 256  # units of fc1 and fc2 (paper: 4096)
-    dropout: float = 0.5  # after fc1 and fc2 (paper: 50%)
+    act: str = _one_of("prelu", ACTIVATIONS)  # prelu: channel-wise, prelu_shared: one slope
+    stem: str = _one_of("small", STEMS)  # "imagenet" (7x7/2 + pool, the paper) or "small" (3x3/1, 28-64 px)
+    width: float = _within(0.25, "> 0")  # conv channel multiplier
+    fc_width: int = _within(256, "> 0")  # units of fc1 and fc2 (paper: 4096)
+    dropout: float = _within(0.5, "in [0, 1)")  # after fc1 and fc2 (paper: 50%)
     depths: list[int] = field(default_factory=list)  # per-stage conv counts; empty = the family's own
     spp_levels: list[int] = field(default_factory=list)  # SPP bins per side; empty = the family's own
 
@@ -75,32 +97,26 @@ class ModelConfig:
         """The `create_model` keyword arguments this section stands for, for a data set of
         `num_classes` classes and `in_chans` channels. Checkpoints store them as `model_args`, which
         rebuild the model without reading the config."""
-        args: dict[str, Any] = {
-            "name": self.name,
-            "num_classes": num_classes,
-            "in_chans": in_chans,
-            "act": self.act,
-            "stem": self.stem,
-            "width": self.width,
-            "fc_width": self.fc_width,
-            "dropout": self.dropout,
-        }
-        if self.depths:
-            args["depths"] = tuple(self.depths)
-        if self.spp_levels:
-            args["spp_levels"] = tuple(self.spp_levels)
+        fields = dataclasses.asdict(self)
+        args = {"name": fields.pop("name"), "num_classes": num_classes, "in_chans": in_chans}
+        for key, value in fields.items():
+            if not isinstance(value, list):
+                args[key] = value
+            elif value:  # empty: the family's own (create_model's default)
+                args[key] = tuple(value)
         return args
 
 
 @dataclass
 class InitConfig:
-    scheme: str = "he"  # a name of `init.SCHEMES`
-    mode: str = "fan_out"  # fan_in (Eq. 10) | fan_out (Eq. 14, what the paper trained with) | fan_avg
+    scheme: str = _one_of("he", SCHEMES)
+    mode: str = _one_of("fan_out", MODES)  # fan_in: Eq. 10; fan_out: Eq. 14, what the paper trained with
     # he's rectifier slope (Eq. 15): "auto" = the activation next to each layer (none before conv1 in
     # fan_in mode: a = 1 there); a number for every layer, 0 = Eq. 10 on conv1 too, as the paper did
     a: float | str = "auto"
-    std: float = 0.01  # the fixed std of scheme "gaussian"
-    fc_std: list[float] = field(default_factory=list)  # std of the Linear layers; paper: [0.01, 0.01, 0.001]
+    std: float = _within(0.01, "> 0")  # the fixed std of scheme "gaussian"
+    # std of the Linear layers; paper: [0.01, 0.01, 0.001]
+    fc_std: list[float] = field(default_factory=list, metadata={"bound": "> 0"})
 
     def apply(self, model: nn.Module) -> InitReport:
         """Initialize `model` as this section says, through `rectifiers.init.initialize`, whose
@@ -119,32 +135,34 @@ class InitConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 0.01  # initial learning rate (paper: 1e-2)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4  # not applied to PReLU slopes (paper Sec. 2.1)
+    lr: float = _within(0.01, "> 0")  # initial learning rate (paper: 1e-2)
+    momentum: float = _within(0.9, ">= 0")
+    weight_decay: float = _within(5e-4, ">= 0")  # not applied to PReLU slopes (paper Sec. 2.1)
     decay_bias: bool = True  # apply weight decay to biases too (Caffe's default)
-    schedule: str = "plateau"  # plateau: lr /= 10 when val error stops improving | milestones | constant
+    schedule: str = _one_of("plateau", SCHEDULES)  # plateau: lr /= 10 when val error stops improving
     milestones: list[int] = field(default_factory=list)  # epochs at which lr *= factor ("milestones")
-    factor: float = 0.1  # lr multiplier at each switch (paper: 1e-2 -> 1e-3 -> 1e-4)
-    patience: int = 2  # epochs without improvement before a plateau switch
-    min_lr: float = 1e-4  # the plateau schedule never goes below this (paper's last rate)
+    factor: float = _within(0.1, "in (0, 1)")  # lr multiplier at each switch (paper: 1e-2 -> 1e-3 -> 1e-4)
+    patience: int = _within(2, ">= 0")  # epochs without improvement before a plateau switch
+    min_lr: float = _within(1e-4, ">= 0")  # the plateau schedule never goes below this (paper's last rate)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12
-    batch_size: int = 128  # global batch, split over torchrun's processes (paper: 128); 0 = from the data
-    seed: int = 0
+    epochs: int = _within(12, "> 0")
+    # global batch, split over torchrun's processes (paper: 128); 0 = from the data
+    batch_size: int = _within(128, ">= 0")
+    seed: int = _within(0, ">= 0")
     deterministic: bool = False  # deterministic kernels and fp32 maths: bitwise-reproducible resumes
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 with AMX or where measured faster) | off | bf16 | fp16 (CUDA only)
+    amp: str = _one_of("auto", AMP_MODES)  # auto: bf16 with AMX or where measured faster; fp16: CUDA only
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and tensor cores
     compile: bool = False  # torch.compile the model
     out: str = "runs/default"  # the run directory
     resume: str = ""  # "" (fresh run; refuses a directory holding checkpoints) | auto | PATH
-    keep_last: int = 3  # epoch checkpoints kept besides last.pt and best.pt
-    save_every: int = 0  # also checkpoint every N steps inside an epoch (0 = at epoch ends only)
-    max_steps: int = 0  # stop after this many optimizer steps (0 = no limit), for smoke runs
+    # epoch checkpoints kept besides last.pt and best.pt (at least one: last.pt links to the newest)
+    keep_last: int = _within(3, "> 0")
+    save_every: int = _within(0, ">= 0")  # also checkpoint every N steps in an epoch (0 = at epoch ends only)
+    max_steps: int = _within(0, ">= 0")  # stop after this many optimizer steps (0 = no limit), for smoke runs
     quiet: bool = False  # no progress bar
     tensorboard: bool = False  # also write TensorBoard events (needs the `tensorboard` package)
 
@@ -171,21 +189,28 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""
-        d, m, i, o, t = self.data, self.model, self.init, self.optim, self.train
-        _choice("model.act", m.act, ACTIVATIONS)
-        _choice("model.stem", m.stem, STEMS)
-        _choice("init.scheme", i.scheme, SCHEMES)
-        _choice("init.mode", i.mode, MODES)
-        if isinstance(i.a, str) and i.a != "auto":
-            raise ValueError(f"init.a must be 'auto' or a number, got {i.a!r}")
-        _choice("optim.schedule", o.schedule, SCHEDULES)
-        _choice("train.amp", t.amp, AMP_MODES)
-        _device("train.device", t.device)
-        _choice("data.mean", d.mean, MEAN_MODES)
-        sizes = [d.crop, d.scale_min, d.scale_max, d.eval_resize]
-        for key, value in zip(("crop", "scale_min", "scale_max", "eval_resize"), sizes, strict=True):
-            _non_negative(f"data.{key}", value)  # 0: from the training images (sizes_from_data)
-        if 0 not in sizes:
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            for f in dataclasses.fields(values):
+                key, value = f"{section.name}.{f.name}", getattr(values, f.name)
+                choices, bound = f.metadata.get("choices"), f.metadata.get("bound")
+                if choices is not None and value not in choices:
+                    raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+                for item in value if isinstance(value, list) else [value]:
+                    if bound is not None and not _BOUNDS[bound](item):
+                        raise ValueError(f"{key} must be {bound}, got {item}")
+        if isinstance(self.init.a, str) and self.init.a != "auto":
+            raise ValueError(f"init.a must be 'auto' or a number, got {self.init.a!r}")
+        if self.train.device != "auto":
+            try:
+                torch.device(self.train.device)
+            except RuntimeError:
+                raise ValueError(
+                    "train.device must be auto or a torch device (cpu, cuda, cuda:N, ...); "
+                    f"got {self.train.device!r}"
+                ) from None
+        d = self.data
+        if 0 not in (d.crop, d.scale_min, d.scale_max, d.eval_resize):  # 0: from the training images
             if d.scale_max < d.scale_min or d.scale_min < d.crop:
                 raise ValueError(
                     f"data.scale_min..scale_max must satisfy crop <= scale_min <= scale_max, got "
@@ -193,33 +218,8 @@ class RunConfig:
                 )
             if d.eval_resize < d.crop:
                 raise ValueError(f"data.eval_resize ({d.eval_resize}) must be >= data.crop ({d.crop})")
-        _fraction("data.flip", d.flip)
-        _non_negative("data.pca_std", d.pca_std)
-        _non_negative("data.workers", d.workers)
-        if not 0.0 <= d.val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
-        _positive("model.width", m.width)
-        _positive("model.fc_width", m.fc_width)
-        if not 0.0 <= m.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {m.dropout}")
-        _positive("init.std", i.std)
-        for value in i.fc_std:
-            _positive("init.fc_std", value)
-        _positive("optim.lr", o.lr)
-        _non_negative("optim.momentum", o.momentum)
-        _non_negative("optim.weight_decay", o.weight_decay)
-        if not 0.0 < o.factor < 1.0:
-            raise ValueError(f"optim.factor must be in (0, 1), got {o.factor}")
-        _non_negative("optim.patience", o.patience)
-        _non_negative("optim.min_lr", o.min_lr)
-        if o.schedule == "milestones" and not o.milestones:
+        if self.optim.schedule == "milestones" and not self.optim.milestones:
             raise ValueError("optim.schedule = 'milestones' needs optim.milestones, e.g. [30, 60]")
-        _positive("train.epochs", t.epochs)
-        _non_negative("train.batch_size", t.batch_size)  # 0: from the number of training images
-        _non_negative("train.seed", t.seed)
-        _positive("train.keep_last", t.keep_last)  # last.pt links to the newest kept epoch file
-        _non_negative("train.save_every", t.save_every)
-        _non_negative("train.max_steps", t.max_steps)
 
 
 # ---------------------------------------------------------------------------- presets and overrides
@@ -279,12 +279,10 @@ def valid_keys() -> list[str]:
 
 def set_value(config: RunConfig, key: str, value: Any, source: str = "override") -> None:
     """Set a dotted key, converting `value` (str from the command line, or TOML types) to the field's type."""
-    section_name, _, field_name = key.partition(".")
-    sections = {f.name for f in dataclasses.fields(RunConfig)}
-    section = getattr(config, section_name) if section_name in sections else None
-    fields = {f.name: f for f in dataclasses.fields(section)} if section is not None else {}
-    if field_name not in fields:
+    if key not in valid_keys():
         raise ValueError(f"unknown config key {key!r} ({source}); {_key_hint(key)}")
+    section_name, _, field_name = key.partition(".")
+    section = getattr(config, section_name)
     hint = typing.get_type_hints(type(section))[field_name]
     setattr(section, field_name, _convert(key, value, hint))
 
@@ -331,7 +329,12 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
                 raise ValueError("expected a list")
             return [_scalar(key, v, item) for v in value]
         if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            return _first_fitting(key, value, typing.get_args(hint))
+            # the first type that takes the value (`float | str`: "0.5" is a number, "auto" text)
+            kinds = typing.get_args(hint)
+            for kind in kinds:
+                with contextlib.suppress(ValueError, TypeError):
+                    return _scalar(key, value, kind)
+            raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
         return _scalar(key, value, hint)
     except (ValueError, TypeError) as err:  # TypeError: a TOML list or table where a number belongs
         expected = getattr(hint, "__name__", str(hint))
@@ -364,43 +367,3 @@ def _scalar(key: str, value: Any, kind: type) -> Any:
             raise ValueError("expected a string")
         return value
     raise TypeError(f"unsupported config type for {key}: {kind}")
-
-
-def _first_fitting(key: str, value: Any, kinds: tuple[type, ...]) -> Any:
-    """`value` as the first of `kinds` it converts to (`float | str`: "0.5" is a number, "auto" text)."""
-    for kind in kinds:
-        try:
-            return _scalar(key, value, kind)
-        except (ValueError, TypeError):
-            continue
-    raise ValueError(f"expected one of {', '.join(k.__name__ for k in kinds)}")
-
-
-def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
-
-
-def _device(key: str, value: str) -> None:
-    if value == "auto":
-        return
-    try:
-        torch.device(value)
-    except RuntimeError:
-        msg = f"{key} must be auto or a torch device (cpu, cuda, cuda:N, ...); got {value!r}"
-        raise ValueError(msg) from None
-
-
-def _positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{key} must be > 0, got {value}")
-
-
-def _non_negative(key: str, value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{key} must be >= 0, got {value}")
-
-
-def _fraction(key: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{key} must be in [0, 1], got {value}")

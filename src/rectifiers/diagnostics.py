@@ -136,20 +136,7 @@ class VarianceReport:
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """Save a log-scale variance-vs-depth PNG: forward (Var[y_l]) and backward (Var[Δx_l])
         panels, measurement as markers, Eq. 9 / Eq. 13 as lines."""
-        depth = [r.depth for r in self.rows]
-        forward = {"measured Var[y_l]": [r.var_y for r in self.rows]}
-        backward = None
-        if self.rows[0].var_dx is not None:
-            backward = {"measured Var[Δx_l]": [r.var_dx for r in self.rows]}
-        return _plot(
-            path,
-            depth,
-            forward,
-            {"Eq. 9": [r.var_y_eq9 for r in self.rows]},
-            backward,
-            {"Eq. 13": [r.var_dx_eq13 for r in self.rows]} if backward else None,
-            title,
-        )
+        return _plot(path, self.rows, lambda attr: ([getattr(r, attr) for r in self.rows], None), title)
 
 
 def _var(t: Tensor) -> float:
@@ -303,11 +290,9 @@ class VarianceDraws:
         body = []
         for i, row in enumerate(rows):
             cells = [str(row.depth), row.name]
-            y, y9 = stats["var_y"][i], stats["var_y_eq9"][i]
-            cells += [_sci(y[0]), _sci(y[2]), _sci(y[3]), _sci(y9[0])]
-            if backward:
-                dx, dx13 = stats["var_dx"][i], stats["var_dx_eq13"][i]
-                cells += [_sci(dx[0]), _sci(dx[2]), _sci(dx[3]), _sci(dx13[0])]
+            for measured, law in zip(columns[::2], columns[1::2], strict=True):
+                g, _, lo, hi = stats[measured][i]
+                cells += [_sci(g), _sci(lo), _sci(hi), _sci(stats[law][i][0])]
             body.append(cells)
         lines = [f"{len(self.reports)} independent draws", *aligned_lines(header, body, left=2)]
 
@@ -342,27 +327,12 @@ class VarianceDraws:
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """Like `VarianceReport.plot`, with geometric means as markers and the min-max range over
         the draws as a shaded band."""
-        rows = self.reports[0].rows
-        depth = [r.depth for r in rows]
-        y, y9 = self._layer_stat("var_y"), self._layer_stat("var_y_eq9")
-        forward = {"measured Var[y_l] (gmean, range)": [s[0] for s in y]}
-        fwd_band = ([s[2] for s in y], [s[3] for s in y])
-        backward = bwd_theory = bwd_band = None
-        if rows[0].var_dx is not None:
-            dx, dx13 = self._layer_stat("var_dx"), self._layer_stat("var_dx_eq13")
-            backward = {"measured Var[Δx_l] (gmean, range)": [s[0] for s in dx]}
-            bwd_theory = {"Eq. 13 (gmean)": [s[0] for s in dx13]}
-            bwd_band = ([s[2] for s in dx], [s[3] for s in dx])
-        return _plot(
-            path,
-            depth,
-            forward,
-            {"Eq. 9 (gmean)": [s[0] for s in y9]},
-            backward,
-            bwd_theory,
-            title,
-            bands=(fwd_band, bwd_band),
-        )
+
+        def series(attr: str) -> tuple[list[float], tuple[list[float], list[float]]]:
+            stats = self._layer_stat(attr)
+            return [s[0] for s in stats], ([s[2] for s in stats], [s[3] for s in stats])
+
+        return _plot(path, self.reports[0].rows, series, title)
 
 
 def signal_variance_over_draws(
@@ -392,29 +362,34 @@ def signal_variance_over_draws(
 
 def _plot(
     path: str | Path,
-    depth: list[int],
-    forward: dict[str, list[float]],
-    forward_theory: dict[str, list[float]],
-    backward: dict[str, list[float | None]] | None,
-    backward_theory: dict[str, list[float | None]] | None,
+    rows: list[VarianceRow],
+    series: Callable[[str], tuple[list[Any], tuple[list[float], list[float]] | None]],
     title: str | None,
-    bands: tuple[Any, Any] = (None, None),
 ) -> Path:
+    """The variance-vs-depth figure of ``rows``; ``series(attr)`` gives a column's values per layer
+    and, over several draws, their (min, max) band."""
     # The object-oriented Figure API draws with Agg without touching pyplot's global backend.
     from matplotlib.figure import Figure
 
-    panels = [("forward", "Var[y_l]", forward, forward_theory, bands[0])]
-    if backward is not None and backward_theory is not None:
-        panels.append(("backward", "Var[Δx_l]", backward, backward_theory, bands[1]))
+    panels = [("forward", "Var[y_l]", "var_y", "Eq. 9", "var_y_eq9")]
+    if rows[0].var_dx is not None:
+        panels.append(("backward", "Var[Δx_l]", "var_dx", "Eq. 13", "var_dx_eq13"))
+    depth = [r.depth for r in rows]
     fig = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
-    for k, (label, ylabel, measured, theory, band) in enumerate(panels):
+    for k, (label, ylabel, measured, law, theory) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
-        for name, values in measured.items():
-            ax.plot(depth, values, "o", markersize=4, label=name)
-        if band is not None:
-            ax.fill_between(depth, band[0], band[1], alpha=0.2, label="range over draws")
-        for name, values in theory.items():
-            ax.plot(depth, values, "-", label=name)
+        values, band = series(measured)
+        over_draws = band is not None
+        ax.plot(
+            depth,
+            values,
+            "o",
+            markersize=4,
+            label=f"measured {ylabel}" + (" (gmean, range)" if over_draws else ""),
+        )
+        if over_draws:
+            ax.fill_between(depth, *band, alpha=0.2, label="range over draws")
+        ax.plot(depth, series(theory)[0], "-", label=law + (" (gmean)" if over_draws else ""))
         ax.set_yscale("log")
         ax.set_xlabel("layer l (forward order)")
         ax.set_ylabel(ylabel)

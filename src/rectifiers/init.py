@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -138,18 +138,17 @@ def rectifier_gain(a: float = 0.0) -> float:
     return math.sqrt(2.0 / (1.0 + a * a))
 
 
-# torch.nn.init.calculate_gain's names whose gain is 1
-_UNIT_GAIN = (
-    "linear",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "sigmoid",
-)
-GAINS = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu", "prelu")
+# torch.nn.init.calculate_gain's fixed gains, and the rectifiers whose gain is Eq. 15's at a slope
+# (their default slope: torch's 0.01 for leaky_relu, the paper's initial 0.25 for prelu)
+_FIXED_GAINS = {
+    **dict.fromkeys(("linear", "sigmoid", "conv1d", "conv2d", "conv3d"), 1.0),
+    **dict.fromkeys(("conv_transpose1d", "conv_transpose2d", "conv_transpose3d"), 1.0),
+    "tanh": 5.0 / 3,
+    "relu": math.sqrt(2.0),
+    "selu": 3.0 / 4,
+}
+_DEFAULT_SLOPES = {"leaky_relu": 0.01, "prelu": 0.25}
+GAINS = (*_FIXED_GAINS, *_DEFAULT_SLOPES)
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -159,18 +158,11 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     >>> round(calculate_gain("prelu"), 4)
     1.372
     """
-    if nonlinearity in _UNIT_GAIN:
-        return 1.0
-    if nonlinearity == "tanh":
-        return 5.0 / 3
-    if nonlinearity == "relu":
-        return math.sqrt(2.0)
-    if nonlinearity == "selu":
-        return 3.0 / 4
-    if nonlinearity in ("leaky_relu", "prelu"):
-        default = 0.01 if nonlinearity == "leaky_relu" else 0.25
-        return rectifier_gain(default if param is None else param)
-    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; choose one of {', '.join(GAINS)}")
+    if nonlinearity in _DEFAULT_SLOPES:
+        return rectifier_gain(_DEFAULT_SLOPES[nonlinearity] if param is None else param)
+    if nonlinearity not in _FIXED_GAINS:
+        raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; choose one of {', '.join(GAINS)}")
+    return _FIXED_GAINS[nonlinearity]
 
 
 def he_std(
@@ -202,21 +194,21 @@ def gaussian_(tensor: Tensor, std: float, generator: torch.Generator | None = No
     return tensor
 
 
-def _uniform_(tensor: Tensor, std: float, generator: torch.Generator | None) -> Tensor:
-    # U(-b, b) has variance b²/3, so b = √3 · std gives the same variance as the Gaussian.
-    bound = math.sqrt(3.0) * std
+def _fill_(
+    tensor: Tensor, std: Callable[[], float], generator: torch.Generator | None, uniform: bool
+) -> Tensor:
+    """``tensor`` from N(0, std()²), or with ``uniform`` from U(-b, b), b = √3 · std() (the same
+    variance, b²/3); a tensor with no element has no fan and is left alone, warning as torch.nn.init does."""
+    if not tensor.numel():
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        return tensor
+    if not uniform:
+        return gaussian_(tensor, std(), generator)
+    bound = math.sqrt(3.0) * std()
     with torch.no_grad():
         if not tensor.is_meta:
             tensor.uniform_(-bound, bound, generator=generator)
     return tensor
-
-
-def _is_empty(tensor: Tensor) -> bool:
-    """Whether ``tensor`` has no element (no fan), after warning as torch.nn.init does."""
-    if tensor.numel():
-        return False
-    warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
-    return True
 
 
 def _he_slope(a: float, nonlinearity: str) -> float:
@@ -245,9 +237,7 @@ def he_normal_(
     >>> w = he_normal_(torch.empty(256, 128, 3, 3), mode="fan_out")
     """
     slope = _he_slope(a, nonlinearity)
-    if _is_empty(tensor):
-        return tensor
-    return gaussian_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
+    return _fill_(tensor, lambda: he_std(tensor, slope, mode, groups=groups), generator, uniform=False)
 
 
 def he_uniform_(
@@ -261,9 +251,7 @@ def he_uniform_(
 ) -> Tensor:
     """`he_normal_`'s variance from U(-b, b), b = √3 · `he_std` (``kaiming_uniform_``'s arguments)."""
     slope = _he_slope(a, nonlinearity)
-    if _is_empty(tensor):
-        return tensor
-    return _uniform_(tensor, he_std(tensor, slope, mode, groups=groups), generator)
+    return _fill_(tensor, lambda: he_std(tensor, slope, mode, groups=groups), generator, uniform=True)
 
 
 def _xavier_std(tensor: Tensor, gain: float, mode: InitMode, groups: int) -> float:
@@ -281,9 +269,7 @@ def xavier_normal_(
     groups: int = 1,
 ) -> Tensor:
     """N(0, gain² / n) (`xavier_std`) with ``xavier_normal_``'s arguments; ``mode="fan_in"`` is Caffe's."""
-    if _is_empty(tensor):
-        return tensor
-    return gaussian_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
+    return _fill_(tensor, lambda: _xavier_std(tensor, gain, mode, groups), generator, uniform=False)
 
 
 def xavier_uniform_(
@@ -295,9 +281,7 @@ def xavier_uniform_(
     groups: int = 1,
 ) -> Tensor:
     """U(-b, b), b = √3 · gain · `xavier_std`, with ``torch.nn.init.xavier_uniform_``'s arguments."""
-    if _is_empty(tensor):
-        return tensor
-    return _uniform_(tensor, _xavier_std(tensor, gain, mode, groups), generator)
+    return _fill_(tensor, lambda: _xavier_std(tensor, gain, mode, groups), generator, uniform=True)
 
 
 @dataclass(frozen=True)
@@ -315,10 +299,6 @@ class WeightLayer:
     slope_out: float | None
     other_in: str | None = None
     other_out: str | None = None
-
-    @property
-    def groups(self) -> int:
-        return int(getattr(self.module, "groups", 1))
 
 
 def _other_activation(module: nn.Module) -> str | None:
@@ -453,10 +433,8 @@ class InitReport:
             raise ValueError(f"layer {start!r} comes after {end!r} in forward order")
         rows = self.rows[i : j + 1]
         sigmas = [row.std if std is None else std for row in rows]
-        if direction == "backward":
-            layers = [(r.fan_out, s * s, r.slope_out) for r, s in zip(rows, sigmas, strict=True)]
-        else:
-            layers = [(r.fan_in, s * s, r.slope_in) for r, s in zip(rows, sigmas, strict=True)]
+        fan, slope = ("fan_out", "slope_out") if direction == "backward" else ("fan_in", "slope_in")
+        layers = [(getattr(r, fan), s * s, getattr(r, slope)) for r, s in zip(rows, sigmas, strict=True)]
         # He's std gives each layer a factor of 1, so the chain is already relative to He's init.
         return math.sqrt(variance_chain(layers)[-1])
 
@@ -512,13 +490,13 @@ def _fc_stds(fc_std: float | Sequence[float] | None, layers: list[WeightLayer]) 
     return dict(zip(linear, stds, strict=True))
 
 
-def _warn_of_other_activations(layers: list[WeightLayer], mode: str, uses_slope: set[str]) -> None:
-    """One warning per activation type that `initialize` took as linear, naming the layers."""
+def _warn_of_other_activations(layers: list[WeightLayer], mode: str) -> None:
+    """One warning per activation type that `initialize` took as linear for ``layers``, naming them."""
     side = "precedes" if mode == "fan_in" else "follows"
     found: dict[str, list[str]] = {}
     for layer in layers:
         other = layer.other_in if mode == "fan_in" else layer.other_out
-        if other is not None and layer.name in uses_slope:
+        if other is not None:
             found.setdefault(other, []).append(layer.name)
     for other, names in found.items():
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
@@ -564,8 +542,6 @@ def initialize(
     """
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if scheme == "gaussian":
         if std is None or not std >= 0:
             raise ValueError(f"scheme='gaussian' needs a non-negative std=, got {std!r}")
@@ -573,10 +549,9 @@ def initialize(
         raise ValueError(f"std= is only used with scheme='gaussian' (got scheme={scheme!r})")
     if scheme == "torch" and generator is not None:
         raise ValueError("scheme='torch' calls reset_parameters(), which cannot take a generator")
-    if isinstance(a, str):
-        if a != "auto":
-            raise ValueError(f"a must be 'auto' or a number, got {a!r}")
-    elif not math.isfinite(a):
+    if isinstance(a, str) and a != "auto":
+        raise ValueError(f"a must be 'auto' or a number, got {a!r}")
+    if not isinstance(a, str) and not math.isfinite(a):
         raise ValueError(f"a must be a finite number, got {a!r}")
 
     layers = weight_layers(model)
@@ -586,35 +561,28 @@ def initialize(
         )
     fixed = _fc_stds(fc_std, layers)
     report = InitReport(scheme=scheme, mode=mode)
-    auto_slope: set[str] = set()  # layers whose std used a slope found next to them
     for layer in layers:
         module = layer.module
         weight: Tensor = module.weight
         fan_in, fan_out = calculate_fans(module)
         n = _fan(fan_in, fan_out, mode, tuple(weight.shape))
-        if a == "auto":
-            slope = _linear_if_none(layer.slope_in if mode == "fan_in" else layer.slope_out)
-        else:
-            slope = float(a)
+        next_to = _linear_if_none(layer.slope_in if mode == "fan_in" else layer.slope_out)
+        slope = next_to if a == "auto" else float(a)
         used_a: float | None = None
         if layer.name in fixed:
             target, rule = fixed[layer.name], "fc_std"
-            gaussian_(weight, target, generator)
         elif scheme == "he":
             target, rule, used_a = rectifier_gain(slope) / math.sqrt(n), f"he {mode}", slope
-            gaussian_(weight, target, generator)
-            if a == "auto":
-                auto_slope.add(layer.name)
         elif scheme == "xavier":
             target, rule, used_a = 1.0 / math.sqrt(n), f"xavier {mode}", 1.0
-            gaussian_(weight, target, generator)
         elif scheme == "gaussian":
             assert std is not None
             target, rule = float(std), "gaussian"
-            gaussian_(weight, target, generator)
         else:
             module.reset_parameters()
             target, rule, n = 1.0 / math.sqrt(3.0 * fan_in), "torch", fan_in
+        if rule != "torch":
+            gaussian_(weight, target, generator)
         bias = getattr(module, "bias", None)
         if bias is not None and (scheme != "torch" or layer.name in fixed):
             with torch.no_grad():
@@ -638,5 +606,6 @@ def initialize(
                 slope_out=layer.slope_out,
             )
         )
-    _warn_of_other_activations(layers, mode, auto_slope)
+    if scheme == "he" and a == "auto":
+        _warn_of_other_activations([layer for layer in layers if layer.name not in fixed], mode)
     return report

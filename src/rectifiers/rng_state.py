@@ -22,11 +22,12 @@ def get_rng_state() -> dict[str, Any]:
     CUDA is available.
     """
     numpy_state = np.random.get_state()
+    version, internal, gauss = random.getstate()  # kept as lists, which weights_only=True loads
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
         "numpy_pos": int(numpy_state[2]),
-        "python": _python_state_to_list(random.getstate()),
+        "python": [version, list(internal), gauss],
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -46,9 +47,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _python_state_to_list(state: tuple[Any, ...]) -> list[Any]:
-    # random.getstate() is (version, tuple of 625 ints, gauss_next); stored as plain lists.
-    version, internal, gauss = state
-    return [version, list(internal), gauss]

@@ -62,7 +62,8 @@ def _acquire(path: Path, me: dict[str, Any]) -> None:
                 return
             except FileExistsError:
                 holder = _holder(path)
-                if holder is not None and not _stale(holder, me["host"]):
+                # stale only as a dead pid on this host: one on another host cannot be checked
+                if holder is not None and (holder["host"] != me["host"] or process_alive(holder["pid"])):
                     raise RunDirectoryBusyError(_busy_message(path, holder, me["host"])) from None
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -78,10 +79,6 @@ def _holder(path: Path) -> dict[str, Any] | None:
         return {"pid": int(holder["pid"]), "host": str(holder["host"])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _stale(holder: dict[str, Any], host: str) -> bool:
-    return holder["host"] == host and not process_alive(holder["pid"])
 
 
 def _busy_message(path: Path, holder: dict[str, Any], host: str) -> str:

@@ -34,8 +34,9 @@ def aligned_table(
     return "\n".join(aligned_lines(header, body, left, rule))
 
 
-def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]], right: Collection[int] = ()) -> str:
-    """A markdown table; the columns ``right`` names are flush right (numbers)."""
-    rule = "|" + "|".join("---:" if c in right else "---" for c in range(len(header))) + "|"
-    lines = ["| " + " | ".join(cells) + " |" for cells in [header, *body]]
+def markdown_table(header: Sequence[object], body: Sequence[Sequence[object]], align: str = "") -> str:
+    """A markdown table of the cells as `str` writes them; ``align`` has one character per column,
+    "l" (flush left, the default for the columns it does not reach) or "r" (flush right: numbers)."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align.ljust(len(header), "l")) + "|"
+    lines = ["| " + " | ".join(map(str, cells)) + " |" for cells in [header, *body]]
     return "\n".join([lines[0], rule, *lines[1:]])

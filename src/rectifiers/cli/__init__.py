@@ -2,29 +2,19 @@
 
 One module per subcommand, each with `add(subparsers)` (arguments, sets `func`) and `run(args)` (does
 the work, returns an exit code). Work modules are imported inside `run` so that `rectifiers --help`
-stays fast. A new subcommand's `add` joins `_SUBCOMMANDS` (the order of `rectifiers --help`).
+stays fast. A new subcommand's module joins `_SUBCOMMANDS` (the order of `rectifiers --help`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from rectifiers import __version__, distributed
 from rectifiers.cli import bench, evaluate, export, init_report, models, predict, reproduce, train
-from rectifiers.cli.common import SubParsers
 
-_SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
-    train.add,
-    models.add,
-    init_report.add,
-    evaluate.add,
-    predict.add,
-    export.add,
-    reproduce.add,
-    bench.add,
-)
+_SUBCOMMANDS = (train, models, init_report, evaluate, predict, export, reproduce, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rectifiers {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in _SUBCOMMANDS:
-        add(sub)
+    for command in _SUBCOMMANDS:
+        command.add(sub)
     return parser
 
 

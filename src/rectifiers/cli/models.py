@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((name, *cells, f"{h}×{w}"))
     print(f"{args.act}, {args.stem} stem, width {args.width:g}, {args.size} px input, {args.classes} classes")
     if args.markdown:
-        print(markdown_table(header, rows, right=range(1, len(header))))
+        print(markdown_table(header, rows, "l" + "r" * (len(header) - 1)))
         return 0
     print(aligned_table(header, rows, left=1, rule=False))
     return 0

@@ -44,15 +44,15 @@ def add(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rectifiers.experiments import describe, list_experiments, run_experiment
+    from rectifiers.experiments import list_experiments, load, run_experiment
     from rectifiers.experiments.runs import RunNotFinished
 
     if args.list:
         for name in list_experiments():
-            info = describe(name)
-            print(f"{name:14}  {info['title']} [{info['paper']}]")
+            module = load(name)
+            print(f"{name:14}  {module.TITLE} [{module.PAPER}]")
             for preset in PRESETS:
-                print(f"{'':16}{preset:6} {info['presets'][preset]}")
+                print(f"{'':16}{preset:6} {module.PRESETS[preset].get('summary', '')}")
         return 0
     if not args.name:
         raise ValueError(f"name an experiment ({', '.join(list_experiments())}) or pass --list")

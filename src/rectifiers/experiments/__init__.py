@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from rectifiers.experiments.context import PRESETS, Context, command_line
 from rectifiers.experiments.outputs import write_outputs
@@ -39,7 +38,7 @@ EXPERIMENTS: dict[str, str] = {
     "prelu-cost": "prelu_cost",
 }
 
-__all__ = ["EXPERIMENTS", "PRESETS", "describe", "list_experiments", "load", "run_experiment"]
+__all__ = ["EXPERIMENTS", "PRESETS", "list_experiments", "load", "run_experiment"]
 
 
 def list_experiments() -> list[str]:
@@ -53,17 +52,6 @@ def load(name: str) -> ModuleType:
     if module is None:
         raise ValueError(f"unknown experiment {name!r}; experiments: {', '.join(EXPERIMENTS)}")
     return importlib.import_module(f"rectifiers.experiments.{module}")
-
-
-def describe(name: str) -> dict[str, Any]:
-    """Title, paper reference and per-preset summary of an experiment (for `--list`)."""
-    module = load(name)
-    return {
-        "name": name,
-        "title": module.TITLE,
-        "paper": module.PAPER,
-        "presets": {p: module.PRESETS[p].get("summary", "") for p in PRESETS},
-    }
 
 
 def run_experiment(

@@ -23,8 +23,9 @@ from rectifiers.experiments.recipe import schedule_text
 from rectifiers.experiments.runs import Run, runs_made_with, val_curve
 from rectifiers.experiments.subsets import describe_data
 from rectifiers.experiments.table2_runs import TABLE2_PRESETS, train_net14
-from rectifiers.experiments.tables import markdown_table, mean_std, seeds_text
+from rectifiers.experiments.tables import mean_std, seeds_text
 from rectifiers.experiments.verdict import TRAINED_OUT, Verdict, trained_out, verdict
+from rectifiers.text_table import markdown_table
 
 TITLE = "Table 1: learned PReLU coefficients of the 14-layer net"
 PAPER = "Table 1 (Sec. 2.1)"
@@ -83,17 +84,9 @@ def slope_course(run: Run) -> Course:
 
 
 def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):  # ties share their average rank
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
+    """1-based ranks; ties share their average rank (k ties from position i + 1 rank i + (k + 1) / 2)."""
+    order = sorted(values)
+    return [order.index(v) + (order.count(v) + 1) / 2 for v in values]
 
 
 def spearman(x: list[float], y: list[float]) -> float:

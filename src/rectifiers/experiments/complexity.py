@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from rectifiers.experiments.context import Context, Outcome, same_for_every_preset
-from rectifiers.experiments.tables import markdown_table
+from rectifiers.text_table import markdown_table
 
 TITLE = "Table 3: depth and complexity of the large models"
 PAPER = "Table 3 (and the depths of Table 1 and Figure 3)"

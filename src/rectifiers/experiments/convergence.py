@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from rectifiers.experiments.context import Context, Outcome
-from rectifiers.experiments.recipe import FULL_CONVERGENCE, holdout_text, schedule_text, smoke
+from rectifiers.experiments.recipe import FULL_CONVERGENCE, holdout_text, preset, schedule_text, smoke
 from rectifiers.experiments.runs import Run, runs_made_with, train_arms, val_curve
 from rectifiers.experiments.subsets import describe_data
-from rectifiers.experiments.tables import markdown_table, pct, pct_pm, seeds_text
+from rectifiers.experiments.tables import pct, pct_pm, seeds_text
 from rectifiers.experiments.verdict import trained_out, verdict
+from rectifiers.text_table import markdown_table
 
 TITLE = "Figures 2 and 3: He vs Xavier init on 22- and 30-layer ReLU nets"
 PAPER = "Sec. 2.2, Figures 2 and 3"
@@ -31,15 +32,14 @@ USES_SEEDS = True
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": smoke("1 epoch on 64 fake images, tiny nets"),
-    "quick": {
-        "seeds": 1,
-        "epochs": 3,
-        "milestones": [],
-        "n_train": 2000,
-        "n_val": 500,
-        "val_fraction": 0.1,
-        "summary": "1 seed, 3 epochs of 1,800 images (200 held out)",
-    },
+    "quick": preset(
+        "1 seed, 3 epochs of 1,800 images (200 held out)",
+        seeds=1,
+        epochs=3,
+        milestones=[],
+        n_train=2000,
+        n_val=500,
+    ),
     "full": FULL_CONVERGENCE,
 }
 NETS = {"net22": "22 layers (Figure 2)", "net30": "30 layers (Figure 3)"}
@@ -48,12 +48,6 @@ INITS = {"he": "He (Eq. 10)", "xavier": "Xavier"}
 LEARNED = 0.10  # "converges": the final held-out val error at least this far below chance
 NEAR_CHANCE = 0.05  # "stalls": never more than this below chance
 EARLY_SHARE = 0.25  # "starts reducing error earlier": the mean error over the first quarter of the epochs
-
-
-def _curve(runs: list[dict[str, Any]], key: str = "val_top1_err") -> list[float]:
-    """Mean over seeds of `key` per epoch."""
-    epochs = min(len(r["metrics"]) for r in runs)
-    return [statistics.fmean(r["metrics"][e][key] for r in runs) for e in range(epochs)]
 
 
 def statements(
@@ -170,11 +164,7 @@ def _tabulate(claims: list[dict[str, Any]], results: dict[str, Any], k: int) -> 
     for net, label in NETS.items():
         for init, name in INITS.items():
             seeds = per_seed[net][init]
-            cells = []
-            for e in range(epochs):
-                values = [c[e] for c in seeds]
-                spread = f" ± {pct(statistics.stdev(values))}" if len(values) > 1 else ""
-                cells.append(f"{pct(curves[net][init][e])}{spread}")
+            cells = [pct_pm([c[e] for c in seeds]) for e in range(epochs)]  # mean ± std over seeds
             flat = f"{sum(out[net][init])}/{len(seeds)}"
             curve_rows.append([label, name, *cells, pct_pm(results["test_top1_err"][net][init]), flat])
     return "\n\n".join(

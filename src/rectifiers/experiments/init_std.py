@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from rectifiers.experiments.context import Context, Outcome, same_for_every_preset
-from rectifiers.experiments.tables import markdown_table
+from rectifiers.text_table import markdown_table
 
 TITLE = "Init std of VGG model B (Eq. 14) and the attenuation of std 0.01"
 PAPER = "Sec. 2.2, the model-B example"

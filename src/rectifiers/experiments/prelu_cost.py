@@ -22,8 +22,8 @@ from typing import Any
 
 from rectifiers.experiments.context import Context, Outcome
 from rectifiers.experiments.runs import train
-from rectifiers.experiments.tables import markdown_table
 from rectifiers.step_timing import StepCase, time_steps
+from rectifiers.text_table import markdown_table
 
 TITLE = "PReLU's cost: training throughput of the same net with ReLU and with PReLU"
 PAPER = 'Sec. 2.1 ("negligible" time complexity)'
@@ -130,24 +130,15 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
     for kind in ("trainer", "plain"):
         for act in ("relu", "prelu"):
             r = by[f"{kind}/{act}"]
-            ratio_wall, ratio_cpu = ("1", "1") if act == "relu" else (f"{v:.3f}" for v in prelu_ratios[kind])
-            table_rows.append(
-                [
-                    labels[kind],
-                    "ReLU" if act == "relu" else "PReLU, channel-wise",
-                    "-" if act == "relu" else "negligible",
-                    f"{r['images_per_s']:.0f}",
-                    f"{r['images_per_cpu_s']:.0f}",
-                    ratio_wall,
-                    ratio_cpu,
-                ]
-            )
+            speeds = [f"{r['images_per_s']:.0f}", f"{r['images_per_cpu_s']:.0f}"]
+            ratios = ["1", "1"] if act == "relu" else [f"{v:.3f}" for v in prelu_ratios[kind]]
+            paper = "-" if act == "relu" else "negligible"
+            table_rows.append([labels[kind], ACTS[act], paper, *speeds, *ratios])
     table = "\n\n".join(
         [
             f"Training step (`rectifiers.step_timing.time_steps`, {s['step_repeats']} interleaved steps per "
-            "variant, "
-            "medians; trainer ratios are medians of the ratios of neighbouring steps, plain ones ratios of "
-            "medians):",
+            "variant, medians; trainer ratios are medians of the ratios of neighbouring steps, plain ones "
+            "ratios of medians):",
             markdown_table(
                 [
                     "step",
@@ -164,9 +155,9 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         ]
     )
     notes = [
-        f"Trainer step, PReLU channel-wise: {trainer['prelu_vs_relu_cpu']:.3f}× ReLU's throughput on CPU "
-        "time "
-        f"({trainer['prelu_vs_relu']:.3f}× on the wall clock), {_verdict(trainer['prelu_vs_relu_cpu'])}.",
+        f"Trainer step, PReLU channel-wise: {trainer['prelu_vs_relu_cpu']:.3f}× ReLU's throughput on "
+        f"CPU time ({trainer['prelu_vs_relu']:.3f}× on the wall clock), "
+        f"{_verdict(trainer['prelu_vs_relu_cpu'])}.",
         f"Plain PyTorch step (torch.nn.PReLU): {plain_cpu:.3f}× on CPU time ({plain_ratio:.3f}× wall), "
         f"{_verdict(plain_cpu)}.",
     ]
@@ -208,17 +199,10 @@ def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
             paired = [p / q for p, q in zip(speed[amp][act], speed[amp]["relu"], strict=True)]
             ratio = med[act] / base
             ratios[act] = {"median_ratio": ratio, "paired_min": min(paired), "paired_max": max(paired)}
-            rows.append(
-                [
-                    AMP_LABEL[amp],
-                    ACTS[act],
-                    "-" if act == "relu" else "negligible",
-                    f"{med[act]:.0f}",
-                    f"{min(speed[amp][act]):.0f}-{max(speed[amp][act]):.0f}",
-                    "1" if act == "relu" else f"{ratio:.3f}",
-                    "-" if act == "relu" else f"{min(paired):.3f}-{max(paired):.3f}",
-                ]
-            )
+            spread = f"{min(speed[amp][act]):.0f}-{max(speed[amp][act]):.0f}"
+            found = ["1", "-"] if act == "relu" else [f"{ratio:.3f}", f"{min(paired):.3f}-{max(paired):.3f}"]
+            paper = "-" if act == "relu" else "negligible"
+            rows.append([AMP_LABEL[amp], ACTS[act], paper, f"{med[act]:.0f}", spread, *found])
             if act != "relu":
                 verdict = _verdict(ratio, consistent=max(paired) < 1 or min(paired) >= NEGLIGIBLE)
                 notes.append(f"fit, {ACTS[act]}, {AMP_LABEL[amp]}: {ratio:.3f}× ReLU's images/s, {verdict}.")
@@ -227,8 +211,7 @@ def _fit(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         [
             "End to end: training images/s as `fit` reports them (second epoch of each run, "
             f"{steps} steps of {batch} fake {SIZE}-px images in memory, {CROP}-px crops), median over "
-            f"{s['repeats']} interleaved "
-            "repeat(s); paired = the ratio of the k-th runs (min-max):",
+            f"{s['repeats']} interleaved repeat(s); paired = the ratio of the k-th runs (min-max):",
             markdown_table(
                 ["precision", "activation", "paper", "images/s (median)", "range", "÷ ReLU", "paired ÷ ReLU"],
                 rows,
@@ -263,9 +246,8 @@ def run(ctx: Context) -> Outcome:
     ]
     width, fc_width = _net(s)
     setup = [
-        f"Net: `net14`, small-image stem, width {width}, fc {fc_width}, {CROP}-px inputs, "
-        f"batch {s['batch']}, "
-        "10 classes; SGD momentum 0.9, weight decay 5e-4 (not on slopes).",
+        f"Net: `net14`, small-image stem, width {width}, fc {fc_width}, {CROP}-px inputs, batch "
+        f"{s['batch']}, 10 classes; SGD momentum 0.9, weight decay 5e-4 (not on slopes).",
         "Step benchmark: random inputs, the same batch every step; end to end: fake in-memory images, "
         f"{s['repeats']} run(s) of each of "
         + ", ".join(f"{a}/{m}" for m in s["amps"] for a in ACTS)

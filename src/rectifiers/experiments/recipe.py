@@ -89,51 +89,43 @@ def fallback_banner(note: str) -> str:
     return f"{rule}\nDATA FALLBACK: {note}\n{rule}"
 
 
+VAL_FRACTION = 0.1  # of every class of train, held out for validation (CIFAR-10: 5,000 of 50,000)
+NARROW = {"model.width": 0.125, "model.fc_width": 128}
 # Tiny data and nets for the smoke presets (seconds; what the test suite runs).
 SMOKE_DATA = "fake:n=64,val=32,size=32,classes=4,channels=3"
 SMOKE_MODEL: dict[str, Any] = {"model.width": 0.0625, "model.fc_width": 16, "train.batch_size": 32}
 
 
+def preset(summary: str, seeds: int, epochs: int, milestones: list[int], **more: Any) -> dict[str, Any]:
+    """A training experiment's preset: `seeds` runs of every arm, `epochs` epochs with the lr ÷ 10
+    after each of `milestones`; `more` sets `n_train` / `n_val` (at most so many images; default all),
+    `val_fraction` (of train held out; default `VAL_FRACTION`), and the preset's own `data` or `overrides`."""
+    split = {"n_train": None, "n_val": None, "val_fraction": VAL_FRACTION}
+    return {"seeds": seeds, "epochs": epochs, "milestones": milestones, **split, **more, "summary": summary}
+
+
 def smoke(summary: str) -> dict[str, Any]:
     """The smoke preset of a training experiment: one epoch of one seed, tiny fake images, tiny nets."""
-    return {
-        "seeds": 1,
-        "epochs": 1,
-        "milestones": [],
-        "n_train": None,
-        "n_val": None,
-        "val_fraction": 0.25,
-        "data": SMOKE_DATA,
-        "overrides": SMOKE_MODEL,
-        "summary": summary,
-    }
+    return preset(
+        summary, seeds=1, epochs=1, milestones=[], val_fraction=0.25, data=SMOKE_DATA, overrides=SMOKE_MODEL
+    )
 
-
-VAL_FRACTION = 0.1  # of every class of CIFAR-10's 50,000 training images, held out for validation
-NARROW = {"model.width": 0.125, "model.fc_width": 128}
 
 # Table 2 and Table 1. The last three epochs (the trained-out window) come after the first drop.
-FULL_TABLE2: dict[str, Any] = {
-    "seeds": 3,
-    "epochs": 24,
-    "milestones": [16, 22],
-    "n_train": None,
-    "n_val": None,
-    "val_fraction": VAL_FRACTION,
-    "overrides": NARROW,
-    "summary": "3 seeds, 24 epochs of CIFAR-10's 45,000 train images (5,000 held out), ten-view test on "
-    "the 10,000 test images; width 0.125, fc 128",
-}
-
+FULL_TABLE2 = preset(
+    "3 seeds, 24 epochs of CIFAR-10's 45,000 train images (5,000 held out), ten-view test on the 10,000 "
+    "test images; width 0.125, fc 128",
+    seeds=3,
+    epochs=24,
+    milestones=[16, 22],
+    overrides=NARROW,
+)
 # Figures 2 and 3: the paper's figures tell the inits apart within their first epochs, so a short
 # first lr; the last three epochs come after the first drop.
-FULL_CONVERGENCE: dict[str, Any] = {
-    "seeds": 2,
-    "epochs": 12,
-    "milestones": [8, 10],
-    "n_train": None,
-    "n_val": None,
-    "val_fraction": VAL_FRACTION,
-    "overrides": NARROW,
-    "summary": "2 seeds, 12 epochs of CIFAR-10's 45,000 train images (5,000 held out); width 0.125, fc 128",
-}
+FULL_CONVERGENCE = preset(
+    "2 seeds, 12 epochs of CIFAR-10's 45,000 train images (5,000 held out); width 0.125, fc 128",
+    seeds=2,
+    epochs=12,
+    milestones=[8, 10],
+    overrides=NARROW,
+)

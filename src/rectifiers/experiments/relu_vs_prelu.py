@@ -23,8 +23,9 @@ from rectifiers.experiments.recipe import holdout_text, schedule_text
 from rectifiers.experiments.runs import Run, runs_made_with, val_curve
 from rectifiers.experiments.subsets import describe_data
 from rectifiers.experiments.table2_runs import TABLE2_PRESETS, train_net14
-from rectifiers.experiments.tables import markdown_table, pct, pct_pm, seeds_text
+from rectifiers.experiments.tables import pct, pct_pm, seeds_text
 from rectifiers.experiments.verdict import TRAINED_OUT, Verdict, trained_out, verdict
+from rectifiers.text_table import markdown_table
 
 TITLE = "Table 2: ReLU vs PReLU on the 14-layer net (ten-view error)"
 PAPER = "Table 2 (Sec. 2.1)"

@@ -24,7 +24,7 @@ Run = dict[str, Any]  # what `train` returns
 FINISHED = "finished.json"  # written into a run directory once its training completed
 # Settings that do not change what a finished run computed: where it lives, how it was resumed,
 # whether it printed, where an earlier invocation asked it to pause.
-_NOT_SETTINGS = {"train": ("out", "resume", "quiet", "max_steps")}
+_NOT_SETTINGS = ("train.out", "train.resume", "train.quiet", "train.max_steps")
 
 
 class RunNotFinished(RuntimeError):
@@ -36,15 +36,7 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """The config keys whose values differ between two runs, leaving out `_NOT_SETTINGS`."""
     from rectifiers.config import flatten
 
-    def settings(config: dict[str, Any]) -> dict[str, Any]:
-        return flatten(
-            {
-                section: {k: v for k, v in values.items() if k not in _NOT_SETTINGS.get(section, ())}
-                for section, values in config.items()
-            }
-        )
-
-    a, b = settings(saved), settings(wanted)
+    a, b = ({k: v for k, v in flatten(c).items() if k not in _NOT_SETTINGS} for c in (saved, wanted))
     return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
 
 
@@ -118,13 +110,7 @@ def train(ctx: Context, run_dir: Path, overrides: dict[str, Any]) -> Run:
             f"[{ctx.name}]   {run_dir.name}: val top-1 err {pct(last['val_top1_err'])}% after epoch "
             f"{last['epoch']}"
         )
-    return {
-        "config": record["config"],
-        "result": record["result"],
-        "metrics": metrics,
-        "run_dir": str(run_dir),
-        "revision": record["revision"],
-    }
+    return {**record, "metrics": metrics, "run_dir": str(run_dir)}
 
 
 def train_arms(

@@ -9,22 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from rectifiers.experiments.context import Context
-from rectifiers.experiments.recipe import FULL_TABLE2, smoke
+from rectifiers.experiments.recipe import FULL_TABLE2, preset, smoke
 from rectifiers.experiments.runs import Run, train_arms
 
 EXPERIMENT = "relu-vs-prelu"  # whose output folder keeps the runs
 
 TABLE2_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": smoke("1 epoch on 64 fake images, tiny net"),
-    "quick": {
-        "seeds": 2,
-        "epochs": 2,
-        "milestones": [1],
-        "n_train": 2000,
-        "n_val": 500,
-        "val_fraction": 0.1,
-        "summary": "2 seeds, 2 epochs of 1,800 images (200 held out), ten-view test on 500",
-    },
+    "quick": preset(
+        "2 seeds, 2 epochs of 1,800 images (200 held out), ten-view test on 500",
+        seeds=2,
+        epochs=2,
+        milestones=[1],
+        n_train=2000,
+        n_val=500,
+    ),
     "full": FULL_TABLE2,
 }
 

@@ -1,19 +1,9 @@
-"""Numbers as table cells: markdown tables, percentages, mean ± std over seeds."""
+"""Numbers as table cells: percentages, mean ± std over seeds."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Any
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A markdown table; `align` is one character per column, "l" or "r" (default: first left)."""
-    align = align or "l" + "r" * (len(header) - 1)
-    marks = {"l": "---", "r": "---:"}
-    out = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
-    out += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(out)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from rectifiers.experiments.context import Context, Outcome
-from rectifiers.experiments.tables import markdown_table
+from rectifiers.text_table import markdown_table
 
 TITLE = "Signal variance vs depth: the 22- and 30-layer nets under He, Xavier and std 0.01"
 PAPER = "Sec. 2.2, Eq. 9 (forward) and Eq. 13 (backward)"
@@ -189,20 +189,12 @@ def run(ctx: Context) -> Outcome:
             circ, zero = results[name][label]["circular"], results[name][label]["zeros"]
             law = circ["law"]
             for part, what in (("stage3", "stage 3"), ("whole", "whole net")):
-                rows.append(
-                    [
-                        name,
-                        label,
-                        what,
-                        _sci(law[part]["forward"]),
-                        _cell(circ[part]["forward"]),
-                        _cell(zero[part]["forward"]),
-                        _sci(law[part]["backward"]),
-                        _cell(circ[part]["backward"]),
-                        _cell(zero[part]["backward"]),
-                    ]
-                )
+                cells = [name, label, what]
+                for d in ("forward", "backward"):
+                    cells += [_sci(law[part][d]), _cell(circ[part][d]), _cell(zero[part][d])]
+                rows.append(cells)
     notes = _notes(results)
+    sources = ("paper", "ours (circular pad)", "ours (zero pad)")
     table = "\n\n".join(
         [
             'Forward: Var[y_last] / Var[y_first]. Backward: Var[Δx_first] / Var[Δx_last]. "paper" = the '
@@ -210,17 +202,7 @@ def run(ctx: Context) -> Outcome:
             f"{len(seeds)} random draws. Stage 3 = conv3_1 .. conv3_last (no pooling in between); whole = "
             "conv1 .. fc3.",
             markdown_table(
-                [
-                    "net",
-                    "init",
-                    "span",
-                    "fwd paper",
-                    "fwd ours (circular pad)",
-                    "fwd ours (zero pad)",
-                    "bwd paper",
-                    "bwd ours (circular pad)",
-                    "bwd ours (zero pad)",
-                ],
+                ["net", "init", "span", *(f"{d} {c}" for d in ("fwd", "bwd") for c in sources)],
                 rows,
                 "lllrrrrrr",
             ),
@@ -341,7 +323,4 @@ def _plot(ctx: Context, results: dict[str, Any]) -> Any:
             if row == 0 and col == 0:
                 ax.legend(fontsize=8, title="markers: measured, lines: Eq. 9 / 13", title_fontsize=8)
     fig.suptitle("Signal variance vs depth at initialization (circular padding, ReLU)")
-    path = ctx.out / f"{ctx.name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return ctx.save_figure(fig)
