@@ -135,20 +135,9 @@ def step_precision(
     if kind == "plain":
         return AmpChoice(None, "the plain loop runs in float32")
     model = model if model is not None else _model(case, act).to(memory_format=torch.channels_last)
-    key = {"name": case.model, "act": act, "stem": "small", "width": case.width, "fc_width": case.fc_width}
-    key |= {"in_chans": case.in_chans, "num_classes": case.classes, "crop": case.size, "batch": case.batch}
-    key["channels_last"] = True
     shape = (case.batch, case.in_chans, case.size, case.size)
-    probe = model_step_probe(model, key, shape, case.classes, torch.channels_last)
+    probe = model_step_probe(model, model.build_args, shape, case.classes, torch.channels_last)
     return resolve_amp(amp_mode, torch.device("cpu"), deterministic=False, probe=probe)
-
-
-def _step_flops(case: StepCase) -> float:
-    """≈ 6 × multiply-adds × batch: forward (2 flops per multiply-add), input and weight gradients."""
-    with torch.device("meta"):
-        net = case.build("relu", init=False)
-    macs = complexity(net, (case.in_chans, case.size, case.size)).total_macs
-    return 6.0 * macs * case.batch
 
 
 def time_steps(
@@ -172,7 +161,10 @@ def time_steps(
     rows: list[dict[str, Any]] = []
     for case in cases:
         wall, cpu = time_interleaved({v: make_step(case, v) for v in variants}, repeats, warmup)
-        flops = _step_flops(case)
+        with torch.device("meta"):
+            net = case.build("relu", init=False)
+        # ≈ 6 × multiply-adds: forward (2 flops per multiply-add), input and weight gradients
+        flops = 6.0 * complexity(net, (case.in_chans, case.size, case.size)).total_macs * case.batch
         for v in variants:
             w, c = statistics.median(wall[v]), statistics.median(cpu[v])
             precision = step_precision(case, v)  # the trainer's choice was measured and cached above
