@@ -66,18 +66,14 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
 
 
-def _cpu_signature() -> str:
-    """The CPU model and ISA flags: -march=native code must not run on another CPU sharing the cache."""
-    return "\n".join([cpu_model(), *cpu_flags()])
-
-
 def _library_paths(compiler: str) -> dict[str, Path]:
-    """Variant name -> its cached library, in a folder named by the hash of the build's inputs (the
-    source's text, not its path, so a reinstall reuses the build)."""
+    """Variant name -> its cached library, in a folder named by the hash of the build's inputs: the
+    source's text, not its path, so a reinstall reuses the build; the CPU model and ISA flags, since
+    -march=native code must not run on another CPU sharing the cache."""
     source = SOURCE.read_text()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     flags = " ".join(_FLAGS) + repr(sorted(_VARIANTS.items()))
-    inputs = [source, flags, compiler, version, _cpu_signature()]
+    inputs = [source, flags, compiler, version, cpu_model(), *cpu_flags()]
     folder = cache_dir() / hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:16]
     return {name: folder / f"libprelu_cpu_{name}.so" for name in _VARIANTS}
 
