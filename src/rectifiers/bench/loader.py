@@ -29,7 +29,6 @@ def measure_loader(
     the least disturbed by other processes on a shared machine), "images_per_s_median"}. On CUDA the
     timing ends with a synchronize."""
     rates = []
-    images = 0
     for _ in range(max(1, repeats)):
         it = iter(loader)
         for _ in range(min(warmup, len(loader) - 1)):
