@@ -161,11 +161,9 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
     path = cache_root() / "amp" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
     try:
         cached = json.loads(path.read_text())
-        fp32_s, bf16_s = cached["fp32_s"], cached["bf16_s"]
-        # An entry that does not say how busy the CPU was comes from before that check and may hold
-        # a reading made on a loaded machine.
-        if "busy_share" not in cached:
-            raise KeyError("busy_share")
+        # An entry without busy_share comes from before that check and may hold a loaded machine's
+        # reading: its KeyError has it measured again.
+        fp32_s, bf16_s, _ = cached["fp32_s"], cached["bf16_s"], cached["busy_share"]
         choice = choose_from_timings(fp32_s, bf16_s)
         return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; measured earlier: {path})")
     except (OSError, ValueError, KeyError, TypeError):

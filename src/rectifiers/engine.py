@@ -435,11 +435,10 @@ class Trainer:
         if self.batch == 0:  # a fresh epoch; a mid-epoch resume keeps the restored partial sums
             self.epoch_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, top-1 correct, n
         total = len(self.train_loader)
-        start_batch = self.batch
-        bar = self.run_log.progress(total, initial=start_batch, epoch=self.epoch + 1)
+        bar = self.run_log.progress(total, initial=self.batch, epoch=self.epoch + 1)
         step = TrainStep(self.train_model, self.optimizer, self.scaler, self.amp, self.tally, ctx.device.type)
         started, seen = time.perf_counter(), 0
-        for index, (images, targets) in enumerate(self.train_loader, start=start_batch):
+        for index, (images, targets) in enumerate(self.train_loader, start=self.batch):
             step(images, targets)
             self.step += 1
             self.batch = index + 1
@@ -508,12 +507,11 @@ class Trainer:
     def _validate(self, loader: Any = None) -> dict[str, float]:
         """Loss and top-1/top-5 error on the validation split (or `loader`'s); each image counted once
         across ranks."""
-        ctx = self.ctx
         self.model.eval()
         sums = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 correct, top-5 correct, n
         for images, targets in loader or self.val_loader:
             with torch.autocast(
-                ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+                self.ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):
                 logits = self.model(images).float()
             loss = F.cross_entropy(logits, targets, reduction="sum")
@@ -524,7 +522,7 @@ class Trainer:
                     torch.tensor([targets.numel()], dtype=torch.float64),
                 ]
             )
-        sums = distributed.all_reduce_sum(sums.to(ctx.device)).cpu()
+        sums = distributed.all_reduce_sum(sums.to(self.ctx.device)).cpu()
         n = float(sums[3])
         return {
             "val_loss": float(sums[0]) / n if n else float("nan"),

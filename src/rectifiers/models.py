@@ -236,7 +236,6 @@ class Net(nn.Module):
         initialized as this model's `init` says."""
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
-        old = self.get_classifier()
         if num_classes == 0:
             new: nn.Module = nn.Identity()
         else:
@@ -246,8 +245,7 @@ class Net(nn.Module):
                 from rectifiers.init import initialize
 
                 initialize(new)
-        name = next(n for n, m in self.head.named_children() if m is old)
-        setattr(self.head, name, new)
+        self.head[-1] = new  # under the old one's name
         self.num_classes = num_classes
         self.build_args["num_classes"] = num_classes
 
@@ -301,7 +299,6 @@ def _build_features(
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     channels = in_chans
     group = 1  # numbering of conv groups: conv1 is the stem, conv2_x the first stage, ...
-    first_pool_dropped = stem == "small"
     if spec.stem is not None:
         out, kernel, stride, padding = spec.stem
         if stem == "small":
@@ -323,7 +320,7 @@ def _build_features(
             layers[f"conv{group}_{j + 1}"], layers[f"act{group}_{j + 1}"] = conv, activation
             channels = out
         last = i == len(spec.stages) - 1
-        if (not last or spec.final_pool) and not (spec.stem is None and i == 0 and first_pool_dropped):
+        if (not last or spec.final_pool) and not (spec.stem is None and i == 0 and stem == "small"):
             layers[f"pool{group}"] = nn.MaxPool2d(*spec.pool)
         group += 1
     return nn.Sequential(layers), channels

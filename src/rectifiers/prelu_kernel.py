@@ -100,7 +100,6 @@ class PReLUKernel:
     """The compiled libraries, their entry points typed for ctypes and picked by dtype."""
 
     def __init__(self, paths: dict[str, Path]) -> None:
-        self.paths = paths
         i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
         entry: dict[str, tuple[Any, Any]] = {}
         for name, path in paths.items():

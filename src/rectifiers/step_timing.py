@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.checkpoint.inference import swap_to_torch_modules
@@ -67,17 +67,13 @@ class StepCase:
         )
 
 
-def _model(case: StepCase, act: str) -> nn.Module:
+def _model_and_batch(case: StepCase, act: str, fmt: torch.memory_format) -> tuple[nn.Module, Tensor, Tensor]:
+    """The case's model, the same weights at every call, and a fixed random batch, both in ``fmt``."""
     torch.manual_seed(0)
-    return case.build(act)
-
-
-def _batch(case: StepCase, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    model = case.build(act).to(memory_format=fmt)
     gen = torch.Generator().manual_seed(1)
-    images = torch.randn(case.batch, case.in_chans, case.size, case.size, generator=gen)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, torch.randint(0, case.classes, (case.batch,), generator=gen)
+    images = torch.randn(case.batch, case.in_chans, case.size, case.size, generator=gen).to(memory_format=fmt)
+    return model, images, torch.randint(0, case.classes, (case.batch,), generator=gen)
 
 
 def check_variants(variants: Sequence[str]) -> None:
@@ -92,11 +88,10 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
     check_variants([variant])
     kind, _, act = variant.partition("/")
     if kind == "plain":
-        model = _model(case, act)
+        model, images, targets = _model_and_batch(case, act, torch.contiguous_format)
         if act == "prelu":
             swap_to_torch_modules(model)
         opt = torch.optim.SGD(model.parameters(), lr=_LR, momentum=0.9, weight_decay=5e-4)
-        images, targets = _batch(case, channels_last=False)
 
         def plain_step() -> None:
             loss = F.cross_entropy(model(images), targets)
@@ -106,7 +101,7 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
 
         return plain_step
 
-    model = _model(case, act).to(memory_format=torch.channels_last)
+    model, images, targets = _model_and_batch(case, act, torch.channels_last)
     amp = step_precision(case, variant, amp_mode, model).dtype
     step = TrainStep(
         model,
@@ -115,7 +110,6 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
         amp,
         StepTally(torch.device("cpu")),
     )
-    images, targets = _batch(case, channels_last=True)
 
     def trainer_step() -> None:
         step(images, targets)
@@ -134,7 +128,7 @@ def step_precision(
     kind, _, act = variant.partition("/")
     if kind == "plain":
         return AmpChoice(None, "the plain loop runs in float32")
-    model = model if model is not None else _model(case, act).to(memory_format=torch.channels_last)
+    model = model if model is not None else _model_and_batch(case, act, torch.channels_last)[0]
     shape = (case.batch, case.in_chans, case.size, case.size)
     probe = model_step_probe(model, model.build_args, shape, case.classes, torch.channels_last)
     return resolve_amp(amp_mode, torch.device("cpu"), deterministic=False, probe=probe)
