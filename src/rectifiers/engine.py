@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim import lr_scheduler
 
 from rectifiers import __version__, distributed
 from rectifiers.activations import PReLU
@@ -247,13 +248,11 @@ class Trainer:
         groups = param_groups(self.model, o.weight_decay, no_decay_bias=not o.decay_bias)
         self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
         if o.schedule == "plateau":
-            self.scheduler: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.scheduler: Any = lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", factor=o.factor, patience=o.patience, min_lr=o.min_lr
             )
         elif o.schedule == "milestones":
-            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-                self.optimizer, o.milestones, gamma=o.factor
-            )
+            self.scheduler = lr_scheduler.MultiStepLR(self.optimizer, o.milestones, gamma=o.factor)
         else:
             self.scheduler = None
 
@@ -381,7 +380,7 @@ class Trainer:
                 improved = metrics["val_top1_err"] < self.best_err
                 if improved:
                     self.best_err = metrics["val_top1_err"]
-                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                if isinstance(self.scheduler, lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(metrics["val_top1_err"])
                 elif self.scheduler is not None:
                     self.scheduler.step()

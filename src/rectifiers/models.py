@@ -283,10 +283,8 @@ def _check_positive_int(what: str, value: Any) -> None:
 
 
 def _out_size(size: int, layer: nn.Conv2d | nn.MaxPool2d, axis: int) -> int:
-    def pick(v: int | tuple[int, ...]) -> int:
-        return v[axis] if isinstance(v, tuple) else v
-
-    k, s, p, d = (pick(layer.kernel_size), pick(layer.stride), pick(layer.padding), pick(layer.dilation))
+    settings = (layer.kernel_size, layer.stride, layer.padding, layer.dilation)  # ints or per-axis tuples
+    k, s, p, d = (v[axis] if isinstance(v, tuple) else v for v in settings)
     span = size + 2 * p - d * (k - 1) - 1
     if isinstance(layer, nn.MaxPool2d) and layer.ceil_mode:
         return -(-span // s) + 1

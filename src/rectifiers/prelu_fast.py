@@ -85,8 +85,7 @@ def _kernel_forward(x: Tensor, weight: Tensor, channel: int | None) -> tuple[Ten
     y = torch.empty_like(x)  # a dense x: the same strides
     if not x.numel():
         return y, False
-    invertible = prelu_kernel.load().forward(x, weight, y, _blocks(x, channel, weight.numel()))
-    return y, invertible
+    return y, prelu_kernel.load().forward(x, weight, y, _blocks(x, channel, weight.numel()))
 
 
 class _FusedPReLU(torch.autograd.Function):

@@ -182,19 +182,14 @@ def load() -> PReLUKernel | None:
     if _disabled():
         return None
     compiler = _compiler()
-    if compiler is None:
-        warnings.warn(
-            "rectifiers: no C++ compiler found ($CXX, c++, g++, clang++); PReLU uses ATen's slower "
-            "backward (same results)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
     try:
+        if compiler is None:
+            raise RuntimeError("no C++ compiler found ($CXX, c++, g++, clang++)")
         return PReLUKernel(_build(compiler))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         warnings.warn(
-            f"rectifiers: building the fused PReLU kernel failed, using ATen's PReLU (same results): {err}",
+            "rectifiers: building the fused PReLU kernel failed, using ATen's PReLU (slower backward, "
+            f"same results): {err}",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -60,19 +60,11 @@ class StepTally:
         """Bring the steps since the last read to the host and start afresh. ``reduce`` sums the
         non-finite flags and the stop flag over the ranks (identity in one process), so that every
         rank sees the same first bad step and the same stop."""
-        device = self.sums.device
         losses = torch.stack(self.losses) if self.losses else self.sums.new_zeros(0)
-        flags = torch.cat(
-            [
-                (~torch.isfinite(losses)).double(),
-                torch.tensor([float(stop)], dtype=torch.float64, device=device),
-            ]
-        )
-        flags = reduce(flags)
+        flags = reduce(torch.cat([(~torch.isfinite(losses)).double(), self.sums.new_tensor([float(stop)])]))
         host = torch.cat([flags, self.sums, losses.double()]).cpu()  # the one host sync
         k = len(self.losses)
-        bad = [i for i, flag in enumerate(host[:k].tolist()) if flag]
-        first = bad[0] if bad else None
+        first = next((i for i, flag in enumerate(host[:k].tolist()) if flag), None)
         reading = TallyReading(
             first_non_finite=first,
             value=host[k + 4 + first].tolist() if first is not None else float("nan"),
