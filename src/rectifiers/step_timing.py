@@ -8,9 +8,6 @@ Variants of one step (a fixed batch of random images, SGD momentum 0.9, weight d
     plain/prelu    what a user writes by hand: float32, NCHW, eager, `torch.nn.PReLU`
     plain/relu     the same with ReLU
 
-The learning rate is 0 because the step is repeated on one batch: at 0.01 a deep net (net30 at 32 px)
-reached a non-finite loss within a few steps. An SGD step does the same work at any learning rate.
-
 All variants are timed in `interleave.time_interleaved`'s order, so load from other processes hits
 them alike, on the wall clock and on the process's CPU clock (which counts only the work).
 """
@@ -38,7 +35,9 @@ from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 __all__ = ["VARIANTS", "StepCase", "check_variants", "make_step", "step_precision", "time_steps"]
 
 VARIANTS = ("trainer/prelu", "trainer/relu", "plain/prelu", "plain/relu")
-_LR = 0.0  # see the module docstring
+# The steps repeat one batch, on which a real learning rate drives a deep net to a non-finite loss;
+# an SGD step does the same work at any learning rate.
+_LR = 0.0
 
 
 @dataclass(frozen=True)
