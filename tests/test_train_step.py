@@ -17,8 +17,7 @@ from rectifiers.train_step import StepTally
 def _add_step(tally: StepTally, loss: float, correct_first: bool = True) -> None:
     logits = torch.tensor([[2.0, 1.0], [0.0, 3.0]])
     targets = torch.tensor([0 if correct_first else 1, 0])  # the second sample is always wrong
-    tally.add_loss(torch.tensor(loss))
-    tally.add_counts(torch.tensor(loss), logits, targets)
+    tally.add(torch.tensor(loss), logits, targets)
 
 
 def test_reading_sums_the_steps_and_starts_afresh() -> None:

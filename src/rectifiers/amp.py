@@ -64,7 +64,7 @@ class AmpChoice:
 class StepProbe:
     """What the calibration times: one forward + backward of the run's model at its batch shape."""
 
-    key: dict[str, Any]  # the model's shape: its build arguments, crop, batch, memory format
+    key: dict[str, Any]  # the model's shape: its build arguments, parameter shapes, input, memory format
     make_step: Callable[[], Callable[[torch.dtype | None], None]]  # built only when a measurement runs
 
 
@@ -78,7 +78,8 @@ def model_step_probe(
     """A probe whose step runs a copy of ``model`` (the run's weights, gradients and buffers stay as
     they are) on a random batch of ``input_shape`` (N, C, H, W), under autocast to the dtype given
     (None: float32). Forward and backward only: the optimizer step costs the same in both precisions,
-    since the weights stay float32."""
+    since the weights stay float32. ``key`` names the model (its build arguments, or a user's model
+    its class); the probe's key adds its parameter shapes, the input shape and the memory format."""
 
     def make_step() -> Callable[[torch.dtype | None], None]:
         twin = copy.deepcopy(model).train()
@@ -95,6 +96,8 @@ def model_step_probe(
 
         return step
 
+    key = {**key, "parameter_shapes": [list(p.shape) for p in model.parameters()]}
+    key |= {"input_shape": list(input_shape), "memory_format": str(memory_format)}
     return StepProbe(key=key, make_step=make_step)
 
 
@@ -158,18 +161,19 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
     path = cache_root() / "amp" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
     try:
         cached = json.loads(path.read_text())
-        fp32_s, bf16_s = cached["fp32_s"], cached["bf16_s"]
-        # An entry that does not say how busy the CPU was comes from before that check and may hold
-        # a reading made on a loaded machine.
-        if "busy_share" not in cached:
-            raise KeyError("busy_share")
+        # An entry without busy_share comes from before that check and may hold a loaded machine's
+        # reading: its KeyError has it measured again.
+        fp32_s, bf16_s, _ = cached["fp32_s"], cached["bf16_s"], cached["busy_share"]
         choice = choose_from_timings(fp32_s, bf16_s)
         return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; measured earlier: {path})")
     except (OSError, ValueError, KeyError, TypeError):
         pass
     waited_before, started = cpu_wait_us(), time.perf_counter()
     fp32_s, bf16_s = measure_step_pair(probe.make_step())
-    busy = _busy_share(waited_before, cpu_wait_us(), time.perf_counter() - started)
+    waited_after = cpu_wait_us()
+    busy: float | None = None  # the share of the wall time during which other tasks waited for a core
+    if waited_before is not None and waited_after is not None:
+        busy = (waited_after - waited_before) / 1e6 / max(time.perf_counter() - started, 1e-9)
     choice = choose_from_timings(fp32_s, bf16_s)
     if busy is not None and busy > BUSY_SHARE:
         # Oversubscribed cores slow both precisions by chance amounts (OpenMP threads wait on each
@@ -187,13 +191,6 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
             entry = {"key": key, "fp32_s": fp32_s, "bf16_s": bf16_s, "busy_share": busy}
             tmp.write_text(json.dumps(entry, indent=1))
     return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; saved to {path})")
-
-
-def _busy_share(waited_before: int | None, waited_after: int | None, wall_s: float) -> float | None:
-    """The share of `wall_s` during which other tasks waited for a core; None where unknown."""
-    if waited_before is None or waited_after is None:
-        return None
-    return (waited_after - waited_before) / 1e6 / max(wall_s, 1e-9)
 
 
 def measure_step_pair(

@@ -20,7 +20,6 @@ import torch.distributed as dist
 class DistContext:
     rank: int
     world_size: int
-    local_rank: int
     device: torch.device
 
     @property
@@ -49,8 +48,7 @@ def setup(device_preference: str = "auto", timeout_s: float = 600.0) -> DistCont
     """Join the process group when launched by torchrun; otherwise a world of one."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_preference, local_rank)
+    device = resolve_device(device_preference, int(os.environ.get("LOCAL_RANK", "0")))
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -58,7 +56,7 @@ def setup(device_preference: str = "auto", timeout_s: float = 600.0) -> DistCont
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
         global _joined_group
         _joined_group = True
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+    return DistContext(rank=rank, world_size=world_size, device=device)
 
 
 def end_process(code: int) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim import lr_scheduler
 
 from rectifiers import __version__, distributed
 from rectifiers.activations import PReLU
@@ -142,7 +143,7 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg, ctx = self.config, self.ctx
-        resume_state = self._resume_state()
+        self.resume_path, resume_state = agree_on_resume_state(cfg, self.run_log.say, ctx) or (None, None)
         self._seed(cfg.train.seed)
         train_set, val_set = self._datasets()
         # Rank 0 computes the statistics (a file set decodes up to 10,000 images for them) and the
@@ -187,13 +188,6 @@ class Trainer:
         with self.stop_signals.installed():
             return self._loop()
 
-    def _resume_state(self) -> dict[str, Any] | None:
-        found = agree_on_resume_state(self.config, self.run_log.say, self.ctx)
-        if found is None:
-            return None
-        self.resume_path, state = found
-        return state
-
     def _seed(self, seed: int) -> None:
         # Same seed on every rank while building the model: identical initial weights everywhere.
         random.seed(seed)
@@ -228,12 +222,10 @@ class Trainer:
                 stacklevel=2,
             )
         self.data_sizes = {"train": len(train_set), "val": len(val_set)}  # checked on resume
-        skipped = len(train_set.skipped) + len(val_set.skipped)
-        self.skipped_files = skipped
+        skipped = [*train_set.skipped, *val_set.skipped]
+        self.skipped_files = len(skipped)
         if skipped:
-            self.run_log.say(
-                f"{skipped} undecodable file(s) skipped (first: {(train_set.skipped + val_set.skipped)[0]})"
-            )
+            self.run_log.say(f"{len(skipped)} undecodable file(s) skipped (first: {skipped[0]})")
         return train_set, val_set
 
     def _build_model(self, train_set: ImageDataset) -> None:
@@ -256,13 +248,11 @@ class Trainer:
         groups = param_groups(self.model, o.weight_decay, no_decay_bias=not o.decay_bias)
         self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
         if o.schedule == "plateau":
-            self.scheduler: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.scheduler: Any = lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", factor=o.factor, patience=o.patience, min_lr=o.min_lr
             )
         elif o.schedule == "milestones":
-            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-                self.optimizer, o.milestones, gamma=o.factor
-            )
+            self.scheduler = lr_scheduler.MultiStepLR(self.optimizer, o.milestones, gamma=o.factor)
         else:
             self.scheduler = None
 
@@ -293,11 +283,10 @@ class Trainer:
             "channels_last": t.channels_last,
         }
         self.train_loader = BatchLoader(train_set, per_rank, train=True, transform=train_tf, **common)
-        self.val_loader = BatchLoader(val_set, per_rank, train=False, transform=eval_tf, **common)
+        evaluation = {"train": False, "transform": eval_tf, **common}
+        self.val_loader = BatchLoader(val_set, per_rank, **evaluation)
         self.test_loader = (
-            None
-            if self.test_set is None
-            else BatchLoader(self.test_set, per_rank, train=False, transform=eval_tf, **common)
+            None if self.test_set is None else BatchLoader(self.test_set, per_rank, **evaluation)
         )
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -320,11 +309,8 @@ class Trainer:
                 f"{self.resume_path}: its weights do not fit model {self.config.model.name}: {detail}"
             ) from None
         apply_overrides(overrides, self.optimizer, self.scheduler, fresh_groups, fresh_scheduler)
-        self.epoch, self.batch, self.step = (
-            int(state["epoch"]),
-            int(state.get("batch", 0)),
-            int(state["step"]),
-        )
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.batch = int(state.get("batch", 0))
         self.best_err = float(state.get("best_val_top1_err", math.inf))
         partial = state.get("epoch_sums") or []
         if self.batch and len(partial) == self.ctx.world_size:
@@ -350,12 +336,7 @@ class Trainer:
         cfg, ctx = self.config, self.ctx
         per_rank = cfg.train.batch_size // ctx.world_size
         shape = (per_rank, self.in_chans, cfg.data.crop, cfg.data.crop)
-        # The build arguments, and the parameter shapes for a user's model (whose arguments name
-        # only its class).
-        key = {**self.model_args, "crop": cfg.data.crop, "batch": per_rank}
-        key["channels_last"] = cfg.train.channels_last
-        key["parameter_shapes"] = [list(p.shape) for p in self.model.parameters()]
-        probe = model_step_probe(self.model, key, shape, len(self.classes), self.memory_format)
+        probe = model_step_probe(self.model, self.model_args, shape, len(self.classes), self.memory_format)
         choice = None
         if ctx.is_main:
             choice = resolve_amp(cfg.train.amp, ctx.device, cfg.train.deterministic, probe)
@@ -383,27 +364,26 @@ class Trainer:
                     return self._stopped(stop, metrics)
                 if self.batch < len(self.train_loader):  # train.max_steps reached mid-epoch
                     self._save(mid_epoch=True)
-                    metrics = self._partial_epoch_metrics(train_metrics)
+                    # Marked partial, under the running epoch's number: a resume from the saved state
+                    # (that epoch not done) drops the line again.
+                    metrics = self._epoch_metrics(
+                        train_metrics, partial=True, batch=self.batch, batches=len(self.train_loader)
+                    )
                     self._log(metrics, writer)
                     return self._result("max_steps", metrics)
-                val_metrics = self._validate()
+                metrics = self._epoch_metrics(train_metrics)
                 self.epoch += 1
                 self.batch = 0
-                metrics = {
-                    "epoch": self.epoch,
-                    "step": self.step,
-                    "lr": self._lr(),
-                    **train_metrics,
-                    **val_metrics,
-                    "time": time.time(),
-                }
                 slopes = prelu_slopes(self.model)
                 if slopes:  # how the learned slopes move, epoch by epoch
                     metrics["prelu_slopes"] = slopes
                 improved = metrics["val_top1_err"] < self.best_err
                 if improved:
                     self.best_err = metrics["val_top1_err"]
-                self._schedule(metrics["val_top1_err"])
+                if isinstance(self.scheduler, lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(metrics["val_top1_err"])
+                elif self.scheduler is not None:
+                    self.scheduler.step()
                 self._log(metrics, writer)
                 self._save(best=improved)
                 # A signal during the epoch's last batch or its validation stops here, after the
@@ -433,14 +413,12 @@ class Trainer:
         self.run_log.say(f"stopped by {stop}: checkpoint saved {where}; continue with --resume auto")
         return self._result("interrupted", metrics, signum=stop.signum)
 
-    def _partial_epoch_metrics(self, train_metrics: dict[str, float]) -> dict[str, Any]:
-        # The running epoch's line, marked partial (a smoke run shows what it did); its epoch number is
-        # the running one, so a resume from the saved state (epoch - 1 done) drops it again.
+    def _epoch_metrics(self, train_metrics: dict[str, float], **partial: Any) -> dict[str, Any]:
+        """The running epoch's metrics line, validating the model now; ``partial``: the marks of an
+        epoch cut short (partial, batch, batches)."""
         return {
             "epoch": self.epoch + 1,
-            "partial": True,
-            "batch": self.batch,
-            "batches": len(self.train_loader),
+            **partial,
             "step": self.step,
             "lr": self._lr(),
             **train_metrics,
@@ -456,11 +434,10 @@ class Trainer:
         if self.batch == 0:  # a fresh epoch; a mid-epoch resume keeps the restored partial sums
             self.epoch_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, top-1 correct, n
         total = len(self.train_loader)
-        start_batch = self.batch
-        bar = self.run_log.progress(total, initial=start_batch, epoch=self.epoch + 1)
+        bar = self.run_log.progress(total, initial=self.batch, epoch=self.epoch + 1)
         step = TrainStep(self.train_model, self.optimizer, self.scaler, self.amp, self.tally, ctx.device.type)
         started, seen = time.perf_counter(), 0
-        for index, (images, targets) in enumerate(self.train_loader, start=start_batch):
+        for index, (images, targets) in enumerate(self.train_loader, start=self.batch):
             step(images, targets)
             self.step += 1
             self.batch = index + 1
@@ -529,12 +506,11 @@ class Trainer:
     def _validate(self, loader: Any = None) -> dict[str, float]:
         """Loss and top-1/top-5 error on the validation split (or `loader`'s); each image counted once
         across ranks."""
-        ctx = self.ctx
         self.model.eval()
         sums = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 correct, top-5 correct, n
         for images, targets in loader or self.val_loader:
             with torch.autocast(
-                ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+                self.ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):
                 logits = self.model(images).float()
             loss = F.cross_entropy(logits, targets, reduction="sum")
@@ -545,7 +521,7 @@ class Trainer:
                     torch.tensor([targets.numel()], dtype=torch.float64),
                 ]
             )
-        sums = distributed.all_reduce_sum(sums.to(ctx.device)).cpu()
+        sums = distributed.all_reduce_sum(sums.to(self.ctx.device)).cpu()
         n = float(sums[3])
         return {
             "val_loss": float(sums[0]) / n if n else float("nan"),
@@ -553,12 +529,6 @@ class Trainer:
             "val_top5_err": error_from_counts(float(sums[2]), n),
             "val_images": int(n),
         }
-
-    def _schedule(self, val_err: float) -> None:
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(val_err)
-        elif self.scheduler is not None:
-            self.scheduler.step()
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -595,8 +565,9 @@ class Trainer:
     def _save(self, best: bool = False, mid_epoch: bool = False) -> None:
         state = self._state()  # every rank takes part in gathering the RNG states
         if self.ctx.is_main:
-            keep_last = self.config.train.keep_last
-            save_run_checkpoint(state, self.run_dir, best=best, mid_epoch=mid_epoch, keep_last=keep_last)
+            save_run_checkpoint(
+                state, self.run_dir, best=best, mid_epoch=mid_epoch, keep_last=self.config.train.keep_last
+            )
 
     def _log(self, metrics: dict[str, Any], writer: Any) -> None:
         # A method of its own so that a subclass can hook each finished epoch (benchmarks/soak.py).

@@ -65,16 +65,13 @@ def time_interleaved(
     names = list(fns)
     wall: dict[K, list[float]] = {n: [] for n in names}
     cpu: dict[K, list[float]] = {n: [] for n in names}
-    calls = dict.fromkeys(names, 0)
     for name in balanced_schedule(names, warmup + repeats):
         w0, c0 = time.perf_counter(), time.process_time()
         fns[name]()
         w1, c1 = time.perf_counter(), time.process_time()
-        if calls[name] >= warmup:
-            wall[name].append(w1 - w0)
-            cpu[name].append(c1 - c0)
-        calls[name] += 1
-    return wall, cpu
+        wall[name].append(w1 - w0)
+        cpu[name].append(c1 - c0)
+    return {n: t[warmup:] for n, t in wall.items()}, {n: t[warmup:] for n, t in cpu.items()}
 
 
 def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:

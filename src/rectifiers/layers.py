@@ -52,10 +52,8 @@ def make_activation(act: ActLayer, channels: int, *, save_output: bool = False) 
         if factory is None:
             raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
         return factory(channels, save_output)
-    if isinstance(act, type) and issubclass(act, PReLU):
-        return act(channels, save_output=save_output)
-    if isinstance(act, type) and issubclass(act, nn.PReLU):
-        return act(channels)
+    if isinstance(act, type) and issubclass(act, PReLU | nn.PReLU):
+        return act(channels, save_output=save_output) if issubclass(act, PReLU) else act(channels)
     if not callable(act):
         raise ValueError(f"an activation is a name ({', '.join(ACTIVATIONS)}) or a class, got {act!r}")
     module = act()

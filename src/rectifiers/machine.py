@@ -21,19 +21,12 @@ __all__ = ["CpuIsa", "cpu_flags", "cpu_isa", "cpu_model", "cpu_wait_us", "onednn
 def _cpuinfo() -> dict[str, str]:
     """The first processor's ``key : value`` lines of /proc/cpuinfo, read once per process ({} where
     there is none)."""
-    fields: dict[str, str] = {}
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]  # a blank line ends each processor
     except OSError:
-        return fields
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            if fields:
-                break  # the blank line after the first processor
-            continue
-        fields.setdefault(key.strip(), value.strip())
-    return fields
+        return {}
+    lines = (line.partition(":") for line in first.splitlines())
+    return {key.strip(): value.strip() for key, sep, value in lines if sep}
 
 
 def cpu_model() -> str:

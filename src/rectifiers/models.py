@@ -236,7 +236,6 @@ class Net(nn.Module):
         initialized as this model's `init` says."""
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
-        old = self.get_classifier()
         if num_classes == 0:
             new: nn.Module = nn.Identity()
         else:
@@ -246,8 +245,7 @@ class Net(nn.Module):
                 from rectifiers.init import initialize
 
                 initialize(new)
-        name = next(n for n, m in self.head.named_children() if m is old)
-        setattr(self.head, name, new)
+        self.head[-1] = new  # under the old one's name
         self.num_classes = num_classes
         self.build_args["num_classes"] = num_classes
 
@@ -285,10 +283,8 @@ def _check_positive_int(what: str, value: Any) -> None:
 
 
 def _out_size(size: int, layer: nn.Conv2d | nn.MaxPool2d, axis: int) -> int:
-    def pick(v: int | tuple[int, ...]) -> int:
-        return v[axis] if isinstance(v, tuple) else v
-
-    k, s, p, d = (pick(layer.kernel_size), pick(layer.stride), pick(layer.padding), pick(layer.dilation))
+    settings = (layer.kernel_size, layer.stride, layer.padding, layer.dilation)  # ints or per-axis tuples
+    k, s, p, d = (v[axis] if isinstance(v, tuple) else v for v in settings)
     span = size + 2 * p - d * (k - 1) - 1
     if isinstance(layer, nn.MaxPool2d) and layer.ceil_mode:
         return -(-span // s) + 1
@@ -301,7 +297,6 @@ def _build_features(
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     channels = in_chans
     group = 1  # numbering of conv groups: conv1 is the stem, conv2_x the first stage, ...
-    first_pool_dropped = stem == "small"
     if spec.stem is not None:
         out, kernel, stride, padding = spec.stem
         if stem == "small":
@@ -323,7 +318,7 @@ def _build_features(
             layers[f"conv{group}_{j + 1}"], layers[f"act{group}_{j + 1}"] = conv, activation
             channels = out
         last = i == len(spec.stages) - 1
-        if (not last or spec.final_pool) and not (spec.stem is None and i == 0 and first_pool_dropped):
+        if (not last or spec.final_pool) and not (spec.stem is None and i == 0 and stem == "small"):
             layers[f"pool{group}"] = nn.MaxPool2d(*spec.pool)
         group += 1
     return nn.Sequential(layers), channels

@@ -35,20 +35,16 @@ def param_groups(
     """
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
-    groups: dict[str, list[nn.Parameter]] = {"decay": [], "prelu": [], "bias": []}
-    seen: set[int] = set()
-    for module in model.modules():
-        for pname, param in module.named_parameters(recurse=False):
-            if id(param) in seen:
-                continue
-            seen.add(id(param))
-            if isinstance(module, (PReLU, nn.PReLU)) and pname == "weight":
-                groups["prelu"].append(param)
-            elif no_decay_bias and pname == "bias":
-                groups["bias"].append(param)
-            else:
-                groups["decay"].append(param)
     decay = {"decay": weight_decay, "prelu": 0.0, "bias": 0.0}
+    groups: dict[str, list[nn.Parameter]] = {name: [] for name in decay}
+    for qualified, param in model.named_parameters():  # a shared parameter once
+        owner, _, pname = qualified.rpartition(".")
+        if pname == "weight" and isinstance(model.get_submodule(owner), (PReLU, nn.PReLU)):
+            groups["prelu"].append(param)
+        elif no_decay_bias and pname == "bias":
+            groups["bias"].append(param)
+        else:
+            groups["decay"].append(param)
     return [
         {"name": name, "params": params, "weight_decay": decay[name]}
         for name, params in groups.items()

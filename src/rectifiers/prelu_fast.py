@@ -47,7 +47,11 @@ def can_fuse(x: Tensor, weight: Tensor) -> bool:
         return False
     if torch._C._are_functorch_transforms_active():
         return False  # vmap / grad / jvp of torch.func need ops with batching rules
-    if _forward_ad_active() and (_has_tangent(x) or _has_tangent(weight)):
+    # forward_ad keeps the innermost open dual level here (-1: none); should the attribute go away,
+    # assume a level is open and look at the tensors.
+    if getattr(forward_ad, "_current_level", 0) >= 0 and any(
+        forward_ad.unpack_dual(t).tangent is not None for t in (x, weight)
+    ):
         return False  # forward-mode AD: ATen's PReLU has the jvp formula
     if not weight.is_contiguous() or _layout(x) is None:
         return False
@@ -81,18 +85,7 @@ def _kernel_forward(x: Tensor, weight: Tensor, channel: int | None) -> tuple[Ten
     y = torch.empty_like(x)  # a dense x: the same strides
     if not x.numel():
         return y, False
-    invertible = prelu_kernel.load().forward(x, weight, y, _blocks(x, channel, weight.numel()))
-    return y, invertible
-
-
-def _forward_ad_active() -> bool:
-    # forward_ad keeps the innermost open dual level here (-1: none); unpack_dual reads it too.
-    # Should the attribute go away, assume a level is open and look at the tensors.
-    return getattr(forward_ad, "_current_level", 0) >= 0
-
-
-def _has_tangent(t: Tensor) -> bool:
-    return forward_ad.unpack_dual(t).tangent is not None
+    return y, prelu_kernel.load().forward(x, weight, y, _blocks(x, channel, weight.numel()))
 
 
 class _FusedPReLU(torch.autograd.Function):
@@ -119,8 +112,14 @@ class _FusedPReLU(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         src, weight = ctx.saved_tensors  # x, or y when ctx.from_output
         need_x, need_w = ctx.needs_input_grad[:2]
-        # create_graph=True (a backward that is itself differentiable), or a functorch-batched grad
-        if torch.is_grad_enabled() or _is_batched(grad):
+        # create_graph=True (a backward that is itself differentiable), or a batched gradient:
+        # is_grads_batched wraps it in the legacy vmap's BatchedTensor, torch.func in its own.
+        functorch = torch._C._functorch
+        if (
+            torch.is_grad_enabled()
+            or functorch.is_legacy_batchedtensor(grad)
+            or functorch.is_functorch_wrapped_tensor(grad)
+        ):
             gx, gw = _composite_backward(src, weight, grad, ctx.channel, ctx.from_output)
             return (gx if need_x else None), (gw if need_w else None), None, None
         grad = grad.contiguous(memory_format=ctx.layout)  # a no-op when it already matches x
@@ -132,12 +131,6 @@ class _FusedPReLU(torch.autograd.Function):
         elif gw is not None:
             gw.zero_()
         return gx, gw, None, None
-
-
-def _is_batched(t: Tensor) -> bool:
-    # is_grads_batched wraps the gradient in the legacy vmap's BatchedTensor, torch.func in its own
-    functorch = torch._C._functorch
-    return functorch.is_legacy_batchedtensor(t) or functorch.is_functorch_wrapped_tensor(t)
 
 
 def _composite_backward(

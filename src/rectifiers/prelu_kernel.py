@@ -66,18 +66,14 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
 
 
-def _cpu_signature() -> str:
-    """The CPU model and ISA flags: -march=native code must not run on another CPU sharing the cache."""
-    return "\n".join([cpu_model(), *cpu_flags()])
-
-
 def _library_paths(compiler: str) -> dict[str, Path]:
-    """Variant name -> its cached library, in a folder named by the hash of the build's inputs (the
-    source's text, not its path, so a reinstall reuses the build)."""
+    """Variant name -> its cached library, in a folder named by the hash of the build's inputs: the
+    source's text, not its path, so a reinstall reuses the build; the CPU model and ISA flags, since
+    -march=native code must not run on another CPU sharing the cache."""
     source = SOURCE.read_text()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     flags = " ".join(_FLAGS) + repr(sorted(_VARIANTS.items()))
-    inputs = [source, flags, compiler, version, _cpu_signature()]
+    inputs = [source, flags, compiler, version, cpu_model(), *cpu_flags()]
     folder = cache_dir() / hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:16]
     return {name: folder / f"libprelu_cpu_{name}.so" for name in _VARIANTS}
 
@@ -104,7 +100,6 @@ class PReLUKernel:
     """The compiled libraries, their entry points typed for ctypes and picked by dtype."""
 
     def __init__(self, paths: dict[str, Path]) -> None:
-        self.paths = paths
         i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
         entry: dict[str, tuple[Any, Any]] = {}
         for name, path in paths.items():
@@ -187,19 +182,14 @@ def load() -> PReLUKernel | None:
     if _disabled():
         return None
     compiler = _compiler()
-    if compiler is None:
-        warnings.warn(
-            "rectifiers: no C++ compiler found ($CXX, c++, g++, clang++); PReLU uses ATen's slower "
-            "backward (same results)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
     try:
+        if compiler is None:
+            raise RuntimeError("no C++ compiler found ($CXX, c++, g++, clang++)")
         return PReLUKernel(_build(compiler))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         warnings.warn(
-            f"rectifiers: building the fused PReLU kernel failed, using ATen's PReLU (same results): {err}",
+            "rectifiers: building the fused PReLU kernel failed, using ATen's PReLU (slower backward, "
+            f"same results): {err}",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -23,11 +23,11 @@ import torch
 
 __all__ = ["cache_root", "keep_freed_memory", "torch_flags_kept"]
 
-# mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit (HEAP_MAX_SIZE / 2)
-_TRIM_THRESHOLD = 2**31 - 1  # the largest int: never trim
+# mallopt parameter (malloc.h) -> the value set
+_MALLOPT = {
+    -3: 32 * 1024 * 1024,  # M_MMAP_THRESHOLD: glibc's upper limit on 64-bit (HEAP_MAX_SIZE / 2)
+    -1: 2**31 - 1,  # M_TRIM_THRESHOLD: the largest int, never trim
+}
 
 
 def cache_root() -> Path:
@@ -56,9 +56,7 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-    )
+    return all(mallopt(param, value) for param, value in _MALLOPT.items())
 
 
 @contextlib.contextmanager

@@ -8,9 +8,6 @@ Variants of one step (a fixed batch of random images, SGD momentum 0.9, weight d
     plain/prelu    what a user writes by hand: float32, NCHW, eager, `torch.nn.PReLU`
     plain/relu     the same with ReLU
 
-The learning rate is 0 because the step is repeated on one batch: at 0.01 a deep net (net30 at 32 px)
-reached a non-finite loss within a few steps. An SGD step does the same work at any learning rate.
-
 All variants are timed in `interleave.time_interleaved`'s order, so load from other processes hits
 them alike, on the wall clock and on the process's CPU clock (which counts only the work).
 """
@@ -24,7 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.checkpoint.inference import swap_to_torch_modules
@@ -38,7 +35,9 @@ from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 __all__ = ["VARIANTS", "StepCase", "check_variants", "make_step", "step_precision", "time_steps"]
 
 VARIANTS = ("trainer/prelu", "trainer/relu", "plain/prelu", "plain/relu")
-_LR = 0.0  # see the module docstring
+# The steps repeat one batch, on which a real learning rate drives a deep net to a non-finite loss;
+# an SGD step does the same work at any learning rate.
+_LR = 0.0
 
 
 @dataclass(frozen=True)
@@ -67,17 +66,13 @@ class StepCase:
         )
 
 
-def _model(case: StepCase, act: str) -> nn.Module:
+def _model_and_batch(case: StepCase, act: str, fmt: torch.memory_format) -> tuple[nn.Module, Tensor, Tensor]:
+    """The case's model, the same weights at every call, and a fixed random batch, both in ``fmt``."""
     torch.manual_seed(0)
-    return case.build(act)
-
-
-def _batch(case: StepCase, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    model = case.build(act).to(memory_format=fmt)
     gen = torch.Generator().manual_seed(1)
-    images = torch.randn(case.batch, case.in_chans, case.size, case.size, generator=gen)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, torch.randint(0, case.classes, (case.batch,), generator=gen)
+    images = torch.randn(case.batch, case.in_chans, case.size, case.size, generator=gen).to(memory_format=fmt)
+    return model, images, torch.randint(0, case.classes, (case.batch,), generator=gen)
 
 
 def check_variants(variants: Sequence[str]) -> None:
@@ -92,11 +87,10 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
     check_variants([variant])
     kind, _, act = variant.partition("/")
     if kind == "plain":
-        model = _model(case, act)
+        model, images, targets = _model_and_batch(case, act, torch.contiguous_format)
         if act == "prelu":
             swap_to_torch_modules(model)
         opt = torch.optim.SGD(model.parameters(), lr=_LR, momentum=0.9, weight_decay=5e-4)
-        images, targets = _batch(case, channels_last=False)
 
         def plain_step() -> None:
             loss = F.cross_entropy(model(images), targets)
@@ -106,7 +100,7 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
 
         return plain_step
 
-    model = _model(case, act).to(memory_format=torch.channels_last)
+    model, images, targets = _model_and_batch(case, act, torch.channels_last)
     amp = step_precision(case, variant, amp_mode, model).dtype
     step = TrainStep(
         model,
@@ -115,7 +109,6 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
         amp,
         StepTally(torch.device("cpu")),
     )
-    images, targets = _batch(case, channels_last=True)
 
     def trainer_step() -> None:
         step(images, targets)
@@ -134,21 +127,10 @@ def step_precision(
     kind, _, act = variant.partition("/")
     if kind == "plain":
         return AmpChoice(None, "the plain loop runs in float32")
-    model = model if model is not None else _model(case, act).to(memory_format=torch.channels_last)
-    key = {"name": case.model, "act": act, "stem": "small", "width": case.width, "fc_width": case.fc_width}
-    key |= {"in_chans": case.in_chans, "num_classes": case.classes, "crop": case.size, "batch": case.batch}
-    key["channels_last"] = True
+    model = model if model is not None else _model_and_batch(case, act, torch.channels_last)[0]
     shape = (case.batch, case.in_chans, case.size, case.size)
-    probe = model_step_probe(model, key, shape, case.classes, torch.channels_last)
+    probe = model_step_probe(model, model.build_args, shape, case.classes, torch.channels_last)
     return resolve_amp(amp_mode, torch.device("cpu"), deterministic=False, probe=probe)
-
-
-def _step_flops(case: StepCase) -> float:
-    """≈ 6 × multiply-adds × batch: forward (2 flops per multiply-add), input and weight gradients."""
-    with torch.device("meta"):
-        net = case.build("relu", init=False)
-    macs = complexity(net, (case.in_chans, case.size, case.size)).total_macs
-    return 6.0 * macs * case.batch
 
 
 def time_steps(
@@ -172,7 +154,10 @@ def time_steps(
     rows: list[dict[str, Any]] = []
     for case in cases:
         wall, cpu = time_interleaved({v: make_step(case, v) for v in variants}, repeats, warmup)
-        flops = _step_flops(case)
+        with torch.device("meta"):
+            net = case.build("relu", init=False)
+        # ≈ 6 × multiply-adds: forward (2 flops per multiply-add), input and weight gradients
+        flops = 6.0 * complexity(net, (case.in_chans, case.size, case.size)).total_macs * case.batch
         for v in variants:
             w, c = statistics.median(wall[v]), statistics.median(cpu[v])
             precision = step_precision(case, v)  # the trainer's choice was measured and cached above

@@ -47,13 +47,11 @@ class StepTally:
     def __len__(self) -> int:
         return len(self.losses)
 
-    def add_loss(self, loss: torch.Tensor) -> None:
-        """Keep this step's loss for the next finiteness check (no host sync)."""
-        self.losses.append(loss.detach())
-
     @torch.no_grad()
-    def add_counts(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add this step's loss × n, top-1 correct and n to the sums (no host sync)."""
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Keep this step's loss for the next finiteness check and add its loss × n, top-1 correct
+        and n to the sums (no host sync)."""
+        self.losses.append(loss.detach())
         n = targets.numel()
         correct = topk_correct(logits.detach().float(), targets, (1,))[0]
         self.sums += torch.stack([loss.detach().double() * n, correct, correct.new_tensor(float(n))])
@@ -62,19 +60,11 @@ class StepTally:
         """Bring the steps since the last read to the host and start afresh. ``reduce`` sums the
         non-finite flags and the stop flag over the ranks (identity in one process), so that every
         rank sees the same first bad step and the same stop."""
-        device = self.sums.device
         losses = torch.stack(self.losses) if self.losses else self.sums.new_zeros(0)
-        flags = torch.cat(
-            [
-                (~torch.isfinite(losses)).double(),
-                torch.tensor([float(stop)], dtype=torch.float64, device=device),
-            ]
-        )
-        flags = reduce(flags)
+        flags = reduce(torch.cat([(~torch.isfinite(losses)).double(), self.sums.new_tensor([float(stop)])]))
         host = torch.cat([flags, self.sums, losses.double()]).cpu()  # the one host sync
         k = len(self.losses)
-        bad = [i for i, flag in enumerate(host[:k].tolist()) if flag]
-        first = bad[0] if bad else None
+        first = next((i for i, flag in enumerate(host[:k].tolist()) if flag), None)
         reading = TallyReading(
             first_non_finite=first,
             value=host[k + 4 + first].tolist() if first is not None else float("nan"),
@@ -103,9 +93,8 @@ class TrainStep:
         with torch.autocast(self.device_type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = self.model(images)
         loss = F.cross_entropy(logits.float(), targets)
-        self.tally.add_loss(loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.tally.add_counts(loss, logits, targets)
+        self.tally.add(loss, logits, targets)

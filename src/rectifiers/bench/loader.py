@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from rectifiers.bench.machine_info import synchronize
-from rectifiers.bench.step import PRESET_CASES
+from rectifiers.bench.step import default_cases
 from rectifiers.bench.table import Column, rows_table
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.loader import BatchLoader
-from rectifiers.step_timing import StepCase, time_steps
+from rectifiers.step_timing import time_steps
 from rectifiers.transforms import EvalTransform, Normalize, TrainTransform
 
 
@@ -29,7 +29,6 @@ def measure_loader(
     the least disturbed by other processes on a shared machine), "images_per_s_median"}. On CUDA the
     timing ends with a synchronize."""
     rates = []
-    images = 0
     for _ in range(max(1, repeats)):
         it = iter(loader)
         for _ in range(min(warmup, len(loader) - 1)):
@@ -171,9 +170,8 @@ def bench_loader_vs_step(
     ]
     step_rate: dict[str, float] = {}
     for name in dict.fromkeys(r["data"] for r in loader_rows):
-        preset = _LOADER_PRESET[name]
-        case = StepCase(label=f"net14 {preset}", model="net14", batch=batch_size, **PRESET_CASES[preset])
-        (row,) = time_steps([case], ("trainer/prelu",), repeats=step_repeats, warmup=1)
+        cases = default_cases(["net14"], [_LOADER_PRESET[name]], batch=batch_size)
+        (row,) = time_steps(cases, ("trainer/prelu",), repeats=step_repeats, warmup=1)
         step_rate[name] = row["images_per_s"]
     return [
         {

@@ -43,7 +43,6 @@ def bench_prelu_op(
     warmup: int = 2,
     device: str = "cpu",
     ops: Sequence[str] = DEFAULT_OPS,
-    keep_memory: bool = True,
 ) -> list[dict[str, Any]]:
     """Time forward and forward+backward of each op in ``ops`` on a random ``shape`` tensor with
     channel-wise slopes (dim 1), for every dtype and memory format.
@@ -54,8 +53,8 @@ def bench_prelu_op(
     to ReLU's and to torch's PReLU in the same configuration: the median over k of the ratio of the
     two ops' k-th times (they ran side by side, in `interleave.balanced_schedule`'s order).
 
-    ``keep_memory`` first applies `rectifiers.runtime.keep_freed_memory`, as the trainer does, so
-    that no op pays page faults for fresh memory that another op does not.
+    Freed memory is kept for reuse first (`rectifiers.runtime.keep_freed_memory`), as the trainer
+    does, so that no op pays page faults for fresh memory that another op does not.
     """
     if len(shape) < 2:
         raise ValueError(f"shape needs a channel dim 1, got {tuple(shape)}")
@@ -68,8 +67,7 @@ def bench_prelu_op(
         )
     if "channels_last" in formats and len(shape) not in (4, 5):
         raise ValueError(f"channels_last needs a 4-D or 5-D shape, got {tuple(shape)}")
-    if keep_memory:
-        keep_freed_memory()
+    keep_freed_memory()
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     rows: list[dict[str, Any]] = []
@@ -79,13 +77,12 @@ def bench_prelu_op(
             memory_format = torch.contiguous_format
             if fmt == "channels_last":
                 memory_format = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
-            x = torch.randn(tuple(shape), generator=gen, device=dev).to(dtype)
-            x = x.contiguous(memory_format=memory_format)
-            grad = torch.randn(x.shape, generator=gen, device=dev).to(dtype)
-            grad = grad.contiguous(memory_format=memory_format)
+            x = torch.randn(tuple(shape), generator=gen, device=dev).to(dtype, memory_format=memory_format)
+            grad = torch.randn(x.shape, generator=gen, device=dev).to(dtype, memory_format=memory_format)
             w = torch.full((shape[1],), 0.25, device=dev, dtype=dtype)
             times = _measure(x, w, grad, ops, repeats, warmup, dev)
             for pass_name in ("forward", "forward+backward"):
+                base = {name: times.get((name, pass_name)) for name in ("relu", "torch.prelu")}
                 for op in ops:
                     t = times[(op, pass_name)]
                     rows.append(
@@ -96,22 +93,15 @@ def bench_prelu_op(
                             "op": op,
                             "median_ms": statistics.median(t) * 1e3,
                             "min_ms": min(t) * 1e3,
-                            "ratio_to_relu": _paired_ratio(times, op, "relu", pass_name),
-                            "ratio_to_torch_prelu": _paired_ratio(times, op, "torch.prelu", pass_name),
+                            "ratio_to_relu": paired_ratio(t, base["relu"]) if base["relu"] else None,
+                            "ratio_to_torch_prelu": (
+                                paired_ratio(t, base["torch.prelu"]) if base["torch.prelu"] else None
+                            ),
                             "shape": list(shape),
                             "repeats": repeats,
                         }
                     )
     return rows
-
-
-def _paired_ratio(
-    times: dict[tuple[str, str], list[float]], op: str, base: str, pass_name: str
-) -> float | None:
-    """`paired_ratio` of op's times to base's (None without base)."""
-    if (base, pass_name) not in times:
-        return None
-    return paired_ratio(times[(op, pass_name)], times[(base, pass_name)])
 
 
 def _measure(
@@ -125,8 +115,7 @@ def _measure(
             OPS[op](x, w)
 
     def forward_backward(op: str) -> None:
-        xg.grad = None
-        wg.grad = None
+        xg.grad = wg.grad = None
         OPS[op](xg, wg).backward(grad)
 
     def timed_call(op: str, run: Callable[[str], None]) -> Callable[[], None]:
