@@ -70,7 +70,7 @@ def steps(models: list[str], preset: str, repeats: int) -> None:
     for model in models:
         case = StepCase(label=f"{model} {preset}", model=model, **PRESET_CASES[preset])
         for amp in ("bf16", "off"):
-            fns = {act: make_step(case, f"trainer/{act}", amp_mode=amp) for act in ("prelu", "relu")}
+            fns = {act: make_step(case, f"trainer/{act}", precision=amp) for act in ("prelu", "relu")}
             t, _ = time_interleaved(fns, repeats, warmup=3)
             ratio = statistics.median(r / p for p, r in zip(t["prelu"], t["relu"], strict=True))
             precision = "bfloat16" if amp == "bf16" else "float32"

@@ -3,10 +3,14 @@ themselves are never asserted."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from rectifiers import amp
 from rectifiers.activations import PReLU
+from rectifiers.machine import CpuIsa
 from rectifiers.step_timing import VARIANTS, StepCase, make_step, time_steps
 from rectifiers.train_step import TrainStep
 
@@ -61,6 +65,22 @@ def test_time_steps_rows_and_ratios() -> None:
         assert r["compute_dtype"] in ("float32", "bfloat16") and r["precision_reason"]
     top = rows[0]
     assert {"prelu_vs_relu", "prelu_vs_relu_cpu", "vs_plain", "vs_plain_cpu", "vs_plain_relu"} <= set(top)
+
+
+def test_the_row_names_the_precision_the_step_was_timed_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # On a busy CPU a calibration is not cached, so asking again measures again and may answer
+    # otherwise: the row must report the precision chosen for the timed step, not a second answer.
+    monkeypatch.setenv("RECTIFIERS_CACHE", str(tmp_path))
+    monkeypatch.setattr(amp, "cpu_isa", lambda: CpuIsa(amx=False, avx512_bf16=True, max_isa=None))
+    monkeypatch.setattr(amp, "onednn_has_bf16", lambda: True)
+    waited = iter(range(0, 10**12, 10**9))  # other tasks wait for a core all the time
+    monkeypatch.setattr(amp, "cpu_wait_us", lambda: next(waited))
+    answers = iter([([1.0, 1.0], [0.5, 0.5]), ([0.5, 0.5], [1.0, 1.0])])  # bf16 faster, then slower
+    monkeypatch.setattr(amp, "measure_step_pair", lambda step: next(answers))
+    (row,) = time_steps([TINY], variants=("trainer/prelu",), repeats=1, warmup=0)
+    assert row["compute_dtype"] == "bfloat16", row["precision_reason"]
 
 
 def test_bad_arguments() -> None:

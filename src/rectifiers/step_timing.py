@@ -81,9 +81,10 @@ def check_variants(variants: Sequence[str]) -> None:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
 
 
-def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[[], None]:
-    """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch;
-    ``amp_mode`` ("auto", "off", "bf16") sets the trainer variants' autocast as `train.amp` does."""
+def make_step(case: StepCase, variant: str, precision: str | AmpChoice = "auto") -> Callable[[], None]:
+    """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch.
+    ``precision``, the trainer variants' autocast: a `train.amp` mode ("auto", "off", "bf16") or the
+    `step_precision` already chosen."""
     check_variants([variant])
     kind, _, act = variant.partition("/")
     if kind == "plain":
@@ -101,7 +102,9 @@ def make_step(case: StepCase, variant: str, amp_mode: str = "auto") -> Callable[
         return plain_step
 
     model, images, targets = _model_and_batch(case, act, torch.channels_last)
-    amp = step_precision(case, variant, amp_mode, model).dtype
+    if not isinstance(precision, AmpChoice):
+        precision = step_precision(case, variant, precision, model)
+    amp = precision.dtype
     step = TrainStep(
         model,
         torch.optim.SGD(param_groups(model, 5e-4), lr=_LR, momentum=0.9),
@@ -153,14 +156,17 @@ def time_steps(
     keep_freed_memory()
     rows: list[dict[str, Any]] = []
     for case in cases:
-        wall, cpu = time_interleaved({v: make_step(case, v) for v in variants}, repeats, warmup)
+        # Chosen once: on a busy CPU the calibration is not cached and a second one may answer otherwise.
+        precisions = {v: step_precision(case, v) for v in variants}
+        steps = {v: make_step(case, v, precisions[v]) for v in variants}
+        wall, cpu = time_interleaved(steps, repeats, warmup)
         with torch.device("meta"):
             net = case.build("relu", init=False)
         # ≈ 6 × multiply-adds: forward (2 flops per multiply-add), input and weight gradients
         flops = 6.0 * complexity(net, (case.in_chans, case.size, case.size)).total_macs * case.batch
         for v in variants:
             w, c = statistics.median(wall[v]), statistics.median(cpu[v])
-            precision = step_precision(case, v)  # the trainer's choice was measured and cached above
+            precision = precisions[v]
             dtype = precision.name
             row: dict[str, Any] = {
                 "case": case.label,
