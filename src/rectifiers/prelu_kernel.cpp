@@ -26,19 +26,13 @@ inline bf16 bf16_round(float f) {
   return f != f ? static_cast<bf16>(0x7fc0) : static_cast<bf16>(r);
 }
 
-// Storage type S, the type arithmetic happens in (op), and the chunk accumulator (acc).
-template <typename S> struct Io;
-template <> struct Io<float> {
-  typedef float op;
-  typedef float acc;
-  static inline float ld(float v) { return v; }
-  static inline float st(float v) { return v; }
-};
-template <> struct Io<double> {
-  typedef double op;
-  typedef double acc;
-  static inline double ld(double v) { return v; }
-  static inline double st(double v) { return v; }
+// Storage type S, the type arithmetic happens in (op), and the chunk accumulator (acc): S itself
+// for float and double.
+template <typename S> struct Io {
+  typedef S op;
+  typedef S acc;
+  static inline S ld(S v) { return v; }
+  static inline S st(S v) { return v; }
 };
 template <> struct Io<bf16> {
   typedef float op;
@@ -60,9 +54,7 @@ void write_slope(int wdtype, void* w, int64_t i, double v) {
 }
 
 // The slope as the reference uses it: weight.to(x.dtype), then widened for arithmetic.
-template <typename S> typename Io<S>::op slope_as(double v);
-template <> float slope_as<float>(double v) { return static_cast<float>(v); }
-template <> double slope_as<double>(double v) { return v; }
+template <typename S> typename Io<S>::op slope_as(double v) { return static_cast<S>(v); }
 template <> float slope_as<bf16>(double v) { return bf16_load(bf16_round(static_cast<float>(v))); }
 
 // Explicit loops for bfloat16 on CPUs with AVX512_BF16 (Vec<bf16>::on); the portable loops below
