@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,3 +203,20 @@ def test_experiments_do_not_import_each_other():
                 imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
         others = sorted(imported & (modules - {f"rectifiers.experiments.{module}"}))
         assert not others, f"{name} imports {others}"
+
+
+def test_prelu_cost_names_the_precision_its_trainer_step_ran_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CPU without usable bf16 trains in float32: the table must not say bf16 autocast.
+    from rectifiers import step_timing
+    from rectifiers.amp import AmpChoice
+    from rectifiers.experiments import prelu_cost
+
+    monkeypatch.setattr(prelu_cost, "train", lambda *args: {"metrics": [{"images_per_s": 1.0}]})
+    monkeypatch.setattr(step_timing, "resolve_amp", lambda *args, **kwargs: AmpChoice(None, "no bf16 here"))
+    run_experiment("prelu-cost", "smoke", out=tmp_path)
+    trainer_rows = [
+        r for r in (tmp_path / "prelu-cost" / "table.md").read_text().splitlines() if "trainer step" in r
+    ]
+    assert trainer_rows and all("float32" in r and "bf16" not in r for r in trainer_rows), trainer_rows

@@ -119,8 +119,8 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
         "plain_ratio_cpu": plain_cpu,
     }
     labels = {
-        "trainer": "trainer step (bf16 autocast, channels_last, rectifiers.PReLU)",
-        "plain": "plain PyTorch step (float32, NCHW, torch.nn.PReLU)",
+        "trainer": "trainer step ({}, channels_last, rectifiers.PReLU)",
+        "plain": "plain PyTorch step ({}, NCHW, torch.nn.PReLU)",
     }
     prelu_ratios = {
         "trainer": (trainer["prelu_vs_relu"], trainer["prelu_vs_relu_cpu"]),
@@ -133,7 +133,7 @@ def _step(ctx: Context) -> tuple[dict[str, Any], str, list[str]]:
             speeds = [f"{r['images_per_s']:.0f}", f"{r['images_per_cpu_s']:.0f}"]
             ratios = ["1", "1"] if act == "relu" else [f"{v:.3f}" for v in prelu_ratios[kind]]
             paper = "-" if act == "relu" else "negligible"
-            table_rows.append([labels[kind], ACTS[act], paper, *speeds, *ratios])
+            table_rows.append([labels[kind].format(r["compute_dtype"]), ACTS[act], paper, *speeds, *ratios])
     table = "\n\n".join(
         [
             f"Training step (`rectifiers.step_timing.time_steps`, {s['step_repeats']} interleaved steps per "
