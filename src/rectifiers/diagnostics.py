@@ -40,6 +40,9 @@ __all__ = [
     "signal_variance_over_draws",
 ]
 
+# The whole-net ratios a report gives, measured and by the paper's equations, as `to_dict` names them.
+RATIOS = ("forward_ratio", "forward_ratio_eq9", "backward_ratio", "backward_ratio_eq13")
+
 
 @dataclass
 class VarianceRow:
@@ -125,13 +128,7 @@ class VarianceReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "layers": [asdict(r) for r in self.rows],
-            "forward_ratio": self.forward_ratio,
-            "forward_ratio_eq9": self.forward_ratio_eq9,
-            "backward_ratio": self.backward_ratio,
-            "backward_ratio_eq13": self.backward_ratio_eq13,
-        }
+        return {"layers": [asdict(r) for r in self.rows], **{name: getattr(self, name) for name in RATIOS}}
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """Save a log-scale variance-vs-depth PNG: forward (Var[y_l]) and backward (Var[Δx_l])
@@ -315,14 +312,8 @@ class VarianceDraws:
         def stat(t: tuple[float, float, float, float] | None) -> dict[str, float] | None:
             return None if t is None else dict(zip(("gmean", "gstd", "min", "max"), t, strict=True))
 
-        return {
-            "draws": len(self.reports),
-            "forward_ratio": stat(self.forward_ratio),
-            "forward_ratio_eq9": stat(self.forward_ratio_eq9),
-            "backward_ratio": stat(self.backward_ratio),
-            "backward_ratio_eq13": stat(self.backward_ratio_eq13),
-            "reports": [rep.to_dict() for rep in self.reports],
-        }
+        ratios = {name: stat(getattr(self, name)) for name in RATIOS}
+        return {"draws": len(self.reports), **ratios, "reports": [rep.to_dict() for rep in self.reports]}
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """Like `VarianceReport.plot`, with geometric means as markers and the min-max range over
