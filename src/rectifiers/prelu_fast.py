@@ -19,16 +19,16 @@ from torch.autograd import forward_ad
 
 from rectifiers import prelu_kernel
 
-__all__ = ["can_fuse", "fused_prelu", "slope_view"]
+__all__ = ["CHANNELS_LAST_BY_RANK", "can_fuse", "fused_prelu", "slope_view"]
 
-_FORMATS_BY_RANK = {4: torch.channels_last, 5: torch.channels_last_3d}
+CHANNELS_LAST_BY_RANK = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 def _layout(x: Tensor) -> torch.memory_format | None:
     """The dense memory format of ``x`` the kernel can walk, or None."""
     if x.is_contiguous():
         return torch.contiguous_format
-    fmt = _FORMATS_BY_RANK.get(x.dim())
+    fmt = CHANNELS_LAST_BY_RANK.get(x.dim())
     if fmt is not None and x.is_contiguous(memory_format=fmt):
         return fmt
     return None

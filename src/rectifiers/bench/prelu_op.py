@@ -20,6 +20,7 @@ from rectifiers.activations import prelu, prelu_reference
 from rectifiers.bench.machine_info import DTYPES, synchronize
 from rectifiers.bench.table import Column, rows_table
 from rectifiers.interleave import paired_ratio, time_interleaved
+from rectifiers.prelu_fast import CHANNELS_LAST_BY_RANK
 from rectifiers.runtime import keep_freed_memory
 
 # name -> f(x, slopes); the slopes are channel-wise along dim 1 (torch's layout).
@@ -74,9 +75,8 @@ def bench_prelu_op(
     for dtype_name in dtypes:
         dtype = DTYPES[dtype_name]
         for fmt in formats:
-            memory_format = torch.contiguous_format
-            if fmt == "channels_last":
-                memory_format = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+            cl = fmt == "channels_last"
+            memory_format = CHANNELS_LAST_BY_RANK[len(shape)] if cl else torch.contiguous_format
             x = torch.randn(tuple(shape), generator=gen, device=dev).to(dtype, memory_format=memory_format)
             grad = torch.randn(x.shape, generator=gen, device=dev).to(dtype, memory_format=memory_format)
             w = torch.full((shape[1],), 0.25, device=dev, dtype=dtype)
