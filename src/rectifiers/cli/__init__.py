@@ -8,6 +8,7 @@ stays fast. A new subcommand's module joins `_SUBCOMMANDS` (the order of `rectif
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,8 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the flush at exit
     except (ValueError, FileNotFoundError) as err:
         # Bad input of any kind ends in one clear line, not a traceback.
         print(f"rectifiers {args.command}: error: {err}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:
+        # The reader of stdout stopped early (`| head`): quietly, with nothing left to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     return distributed.end_process(code)  # returns, except in a torchrun process (see there)
