@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rectifiers.bench.loader import benchmark_loaders, format_benchmark, measure_loader
+from rectifiers.config import load_config
 from rectifiers.data import open_dataset
 from rectifiers.loader import BatchLoader
 from rectifiers.transforms import TrainTransform
@@ -16,3 +19,14 @@ def test_measure_and_benchmark_report_throughput() -> None:
     assert [(r["data"], r["mode"]) for r in rows] == [("mnist5k", "train"), ("mnist5k", "eval")]
     assert all(r["images_per_s"] > 0 for r in rows)
     assert "mnist5k" in format_benchmark(rows)
+
+
+def test_each_set_is_loaded_as_its_training_preset_sets_it(shared_data: Path) -> None:
+    # The loader benchmark stands for `rectifiers train --config PRESET`: the same crop and scales, and
+    # the net14 of that preset's size beside it.
+    rows = benchmark_loaders(shared_data, batch_size=16, max_batches=1, files=False, repeats=1)
+    preset = {"mnist5k": "mnist", "cifar10": "cifar10", "tinyimagenet": "tinyimagenet"}
+    assert {r["data"] for r in rows} == set(preset)
+    for r in rows:
+        data = load_config(preset[r["data"]]).data
+        assert (r["crop"], r["scale"]) == (data.crop, [data.scale_min, data.scale_max]), r["data"]

@@ -15,6 +15,7 @@ import torch
 from rectifiers.bench.machine_info import synchronize
 from rectifiers.bench.step import default_cases
 from rectifiers.bench.table import Column, rows_table
+from rectifiers.config import load_config
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.loader import BatchLoader
 from rectifiers.step_timing import time_steps
@@ -46,20 +47,16 @@ def measure_loader(
     return {"images": images, "images_per_s": max(rates), "images_per_s_median": float(np.median(rates))}
 
 
-# The small presets the benchmark times: (name, spec with {root} = the shared data folder, crop,
-# (s_min, s_max), flip, pca_std).
-BENCH_PRESETS: tuple[tuple[str, str, int, tuple[int, int], float, float], ...] = (
-    ("mnist5k", "mnist5k", 28, (28, 32), 0.0, 0.0),
-    ("cifar10", "folder:{root}/cifar10/CIFAR-10-images.zip", 32, (32, 40), 0.5, 0.1),
-    (
+# The small sets the benchmark times -> (the training preset whose data settings it loads them with
+# and whose net14 `bench_loader_vs_step` times, the data spec with {root} = the shared data folder).
+BENCH_PRESETS: dict[str, tuple[str, str]] = {
+    "mnist5k": ("mnist", "mnist5k"),
+    "cifar10": ("cifar10", "folder:{root}/cifar10/CIFAR-10-images.zip"),
+    "tinyimagenet": (
         "tinyimagenet",
         "tinyimagenet:{root}/tiny-imagenet-200-subset/tiny-imagenet-200-subset.zip",
-        64,
-        (64, 80),
-        0.5,
-        0.1,
     ),
-)
+}
 
 
 def benchmark_loaders(
@@ -77,7 +74,7 @@ def benchmark_loaders(
     read as image files by `num_workers` DataLoader workers. `cold_open` first opens each set with an
     empty cache (timing the one-time decode). One dict per measurement, with the open times."""
     rows: list[dict[str, Any]] = []
-    for name, spec_form, crop, scale, flip, pca_std in BENCH_PRESETS:
+    for name, (preset, spec_form) in BENCH_PRESETS.items():
         spec = spec_form
         if "{root}" in spec_form:
             if data_root is None:
@@ -95,7 +92,9 @@ def benchmark_loaders(
         ds = open_dataset(spec, "train")
         open_s = time.perf_counter() - t0
         norm = Normalize.from_dataset(ds, max_samples=5000)
-        train_tf = TrainTransform(crop, scale, flip=flip, pca_std=pca_std, normalize=norm)
+        d = load_config(preset).data
+        crop, scale = d.crop, (d.scale_min, d.scale_max)
+        train_tf = TrainTransform(crop, scale, flip=d.flip, pca_std=d.pca_std, normalize=norm)
         eval_tf = EvalTransform(crop, crop, normalize=norm)
         variants: list[tuple[str, ImageDataset, int]] = [("memory", ds, 0)]
         if files and spec != spec_form:
@@ -113,6 +112,7 @@ def benchmark_loaders(
                         "source": kind,
                         "mode": "train" if train else "eval",
                         "crop": crop,
+                        "scale": list(scale),
                         "batch_size": batch_size,
                         "workers": workers,
                         "open_s": open_s if kind == "memory" else None,
@@ -138,10 +138,6 @@ def format_benchmark(rows: list[dict[str, Any]]) -> str:
         ("cold s", "open_cold_s", ".2f"),
     ]
     return rows_table(rows, columns, left=3)
-
-
-# BENCH_PRESETS name -> the preset whose model the loader feeds
-_LOADER_PRESET = {"mnist5k": "mnist", "cifar10": "cifar10", "tinyimagenet": "tinyimagenet"}
 
 
 def bench_loader_vs_step(
@@ -170,7 +166,7 @@ def bench_loader_vs_step(
     ]
     step_rate: dict[str, float] = {}
     for name in dict.fromkeys(r["data"] for r in loader_rows):
-        cases = default_cases(["net14"], [_LOADER_PRESET[name]], batch=batch_size)
+        cases = default_cases(["net14"], [BENCH_PRESETS[name][0]], batch=batch_size)
         (row,) = time_steps(cases, ("trainer/prelu",), repeats=step_repeats, warmup=1)
         step_rate[name] = row["images_per_s"]
     return [
