@@ -199,20 +199,23 @@ def test_a_calibration_made_on_a_busy_cpu_is_not_cached(
         assert measured.calls == 2  # the next run measures again
 
 
-def test_a_calibration_cached_without_its_cpu_pressure_is_measured_again(
+def test_a_calibration_cached_before_the_busy_check_is_measured_again(
     monkeypatch: pytest.MonkeyPatch, no_amx: Path
 ) -> None:
     # Entries written before the busy check may hold a reading made on a loaded machine (this one's
     # cache said bf16 0.85x for a model whose bf16 step is 1.8x faster): they are not trusted.
+    current = amp._CALIBRATION_VERSION
     monkeypatch.setattr(amp, "cpu_wait_us", _Pressure(0))
+    monkeypatch.setattr(amp, "_CALIBRATION_VERSION", 2)  # the version before the check
+    monkeypatch.setattr(amp, "measure_step_pair", _Measured([0.5, 0.5], [1.0, 1.0]))  # fp32 faster
+    resolve_amp("auto", CPU, deterministic=False, probe=_probe())
+    monkeypatch.setattr(amp, "_CALIBRATION_VERSION", current)
     measured = _Measured([1.0, 1.0], [0.5, 0.5])
     monkeypatch.setattr(amp, "measure_step_pair", measured)
-    resolve_amp("auto", CPU, deterministic=False, probe=_probe())
-    (saved,) = (no_amx / "amp").glob("*.json")
-    assert json.loads(saved.read_text())["busy_share"] == 0.0
-    saved.write_text(json.dumps({"fp32_s": [2.35, 2.27], "bf16_s": [2.75, 2.80]}))  # the old format
     choice = resolve_amp("auto", CPU, deterministic=False, probe=_probe())
-    assert measured.calls == 2 and choice.dtype is torch.bfloat16
+    assert measured.calls == 1 and choice.dtype is torch.bfloat16
+    saved = [json.loads(p.read_text()) for p in (no_amx / "amp").glob("*.json")]
+    assert [e["busy_share"] for e in saved if e["key"]["version"] == current] == [0.0]
 
 
 def test_config_json_records_the_precision_chosen_and_why(monkeypatch: pytest.MonkeyPatch, no_amx: Path):

@@ -44,7 +44,7 @@ MIN_SPEEDUP = 1.05
 # Share of the calibration's wall time during which other tasks waited for a core, above which the
 # machine was too busy for the timing to stand for later runs: it is used once, not cached.
 BUSY_SHARE = 0.2
-_CALIBRATION_VERSION = 2  # 2: CPU time
+_CALIBRATION_VERSION = 3  # 2: CPU time; 3: kept only from a CPU no other work kept busy
 
 
 @dataclass(frozen=True)
@@ -161,9 +161,7 @@ def _calibrated(probe: StepProbe, isa: CpuIsa) -> AmpChoice:
     path = cache_root() / "amp" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
     try:
         cached = json.loads(path.read_text())
-        # An entry without busy_share comes from before that check and may hold a loaded machine's
-        # reading: its KeyError has it measured again.
-        fp32_s, bf16_s, _ = cached["fp32_s"], cached["bf16_s"], cached["busy_share"]
+        fp32_s, bf16_s = cached["fp32_s"], cached["bf16_s"]
         choice = choose_from_timings(fp32_s, bf16_s)
         return AmpChoice(choice.dtype, f"{choice.reason} ({isa.describe()}; measured earlier: {path})")
     except (OSError, ValueError, KeyError, TypeError):
