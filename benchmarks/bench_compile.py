@@ -3,8 +3,8 @@
     python benchmarks/bench_compile.py [--presets cifar10,experiments] [--repeats 10]
     ONEDNN_MAX_CPU_ISA=AVX512_CORE python benchmarks/bench_compile.py   # a CPU without bf16 instructions
 
-The trainer's step (`rectifiers.train_step.TrainStep`, channels_last, the fused PReLU, SGD at lr 0 on
-one fixed batch) with the model eager and compiled, timed interleaved after both have compiled and
+The trainer's float32 step (`rectifiers.step_timing.make_step`: channels_last, the fused PReLU, SGD at
+lr 0 on one fixed batch) with the model eager and compiled, timed interleaved after both have compiled and
 warmed up; prints the time the first two steps took (the compilation) and the medians.
 """
 
@@ -14,28 +14,11 @@ import argparse
 import statistics
 import time
 
-import torch
-
 from rectifiers.bench.machine_info import format_machine, machine_info
 from rectifiers.bench.step import default_cases
 from rectifiers.interleave import paired_ratio, time_interleaved
-from rectifiers.optim import param_groups
 from rectifiers.runtime import keep_freed_memory
-from rectifiers.step_timing import StepCase
-from rectifiers.train_step import StepTally, TrainStep
-
-
-def trainer_step(case: StepCase, compiled: bool) -> tuple[TrainStep, torch.Tensor, torch.Tensor]:
-    torch.manual_seed(0)
-    model = case.build("prelu").to(memory_format=torch.channels_last)
-    gen = torch.Generator().manual_seed(1)
-    shape = (case.batch, case.in_chans, case.size, case.size)
-    images = torch.randn(shape, generator=gen).contiguous(memory_format=torch.channels_last)
-    targets = torch.randint(0, case.classes, (case.batch,), generator=gen)
-    optimizer = torch.optim.SGD(param_groups(model, 5e-4), lr=0.0, momentum=0.9)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    trained = torch.compile(model) if compiled else model
-    return TrainStep(trained, optimizer, scaler, None, StepTally(torch.device("cpu"))), images, targets
+from rectifiers.step_timing import make_step
 
 
 def main() -> None:
@@ -48,12 +31,12 @@ def main() -> None:
     for case in default_cases(("net14",), args.presets.split(",")):
         steps = {}
         for kind in ("eager", "compiled"):
-            step, images, targets = trainer_step(case, kind == "compiled")
+            step = make_step(case, "trainer/prelu", "off", compiled=kind == "compiled")
             started = time.perf_counter()
-            step(images, targets)
-            step(images, targets)
+            step()
+            step()
             print(f"{case.label}: {kind} first 2 steps {time.perf_counter() - started:.1f} s", flush=True)
-            steps[kind] = lambda step=step, images=images, targets=targets: step(images, targets)
+            steps[kind] = step
         wall, _ = time_interleaved(steps, args.repeats, 2)
         eager, compiled = (statistics.median(wall[k]) * 1e3 for k in ("eager", "compiled"))
         speed = paired_ratio(wall["eager"], wall["compiled"])

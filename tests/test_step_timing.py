@@ -99,3 +99,11 @@ def test_a_deep_net_is_timed_without_diverging_on_its_fixed_batch() -> None:
     step = make_step(case, "trainer/prelu", "off")
     for _ in range(16):
         step()
+
+
+def test_a_compiled_trainer_step_trains_the_compiled_model() -> None:
+    step = make_step(TINY, "trainer/prelu", "off", compiled=True)
+    assert isinstance(_model_of(step), torch._dynamo.eval_frame.OptimizedModule)  # as train.compile wraps it
+    assert not isinstance(
+        _model_of(make_step(TINY, "trainer/prelu", "off")), torch._dynamo.eval_frame.OptimizedModule
+    )

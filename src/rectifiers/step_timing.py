@@ -81,10 +81,13 @@ def check_variants(variants: Sequence[str]) -> None:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
 
 
-def make_step(case: StepCase, variant: str, precision: str | AmpChoice = "auto") -> Callable[[], None]:
+def make_step(
+    case: StepCase, variant: str, precision: str | AmpChoice = "auto", compiled: bool = False
+) -> Callable[[], None]:
     """A closure that runs one training step of ``variant`` (see the module docstring) on a fixed batch.
     ``precision``, the trainer variants' autocast: a `train.amp` mode ("auto", "off", "bf16") or the
-    `step_precision` already chosen."""
+    `step_precision` already chosen; ``compiled``: their model under `torch.compile`, as `train.compile`
+    runs it (compiled at the first call)."""
     check_variants([variant])
     kind, _, act = variant.partition("/")
     if kind == "plain":
@@ -106,7 +109,7 @@ def make_step(case: StepCase, variant: str, precision: str | AmpChoice = "auto")
         precision = step_precision(case, variant, precision, model)
     amp = precision.dtype
     step = TrainStep(
-        model,
+        torch.compile(model) if compiled else model,
         torch.optim.SGD(param_groups(model, 5e-4), lr=_LR, momentum=0.9),
         torch.amp.GradScaler("cpu", enabled=amp is torch.float16),  # as the trainer builds it
         amp,
