@@ -181,11 +181,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Build from nested dicts (a TOML file, a checkpoint's `config`), rejecting unknown keys."""
-        config = cls()
-        for key, value in flatten(values).items():
-            set_value(config, key, value)
-        config.validate()
-        return config
+        return load_config(overrides=flatten(values))
 
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""

@@ -291,7 +291,9 @@ def open_dataset(
             decode.open_store(path),
             mode="L" if channels == 1 else "RGB",
             memory_budget=_memory_budget() if memory_budget is None else memory_budget,
-            cache_dir=_cache_dir(cache_dir) if cache else None,
+            cache_dir=Path(runtime.cache_root() if cache_dir is None else cache_dir).expanduser()
+            if cache
+            else None,
             workers=min(8, os.cpu_count() or 1) if workers is None else workers,
             max_pixels=max_pixels,
         )
@@ -310,12 +312,6 @@ def _memory_budget() -> int:
     with contextlib.suppress(ValueError, OSError, AttributeError):
         budget = min(budget, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4)
     return budget
-
-
-def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    return runtime.cache_root()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import platform
 import random
 import signal
 import time
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import lr_scheduler
 
-from rectifiers import __version__, distributed
+from rectifiers import distributed
 from rectifiers.activations import PReLU
 from rectifiers.amp import AmpChoice, model_step_probe, resolve_amp
 from rectifiers.atomic_file import remove_stale_temp_files
@@ -44,6 +43,7 @@ from rectifiers.config import RunConfig
 from rectifiers.data import ImageDataset, open_dataset
 from rectifiers.holdout import hold_out, val_is_test_split
 from rectifiers.loader import BatchLoader
+from rectifiers.machine import versions
 from rectifiers.metrics import error_from_counts, topk_correct
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
@@ -555,11 +555,7 @@ class Trainer:
             # per-rank partial train metrics, for a mid-epoch save
             "epoch_sums": distributed.all_gather_objects(self.epoch_sums.clone()),
             "rng": distributed.all_gather_objects(get_rng_state()),
-            "versions": {
-                "rectifiers": __version__,
-                "torch": str(torch.__version__),
-                "python": platform.python_version(),
-            },
+            "versions": versions(),
         }
 
     def _save(self, best: bool = False, mid_epoch: bool = False) -> None:

@@ -111,8 +111,7 @@ def export_onnx(
     if path.suffix != ".onnx":
         raise ValueError(f"the ONNX file name should end in .onnx, got {path}")
     model.eval()
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     example = torch.randn(2, c, h, w, device=device)  # batch 2: a batch of 1 would be specialized
     batch = torch.export.Dim("batch")
     dims: dict[int, Any] = {0: batch}
@@ -256,8 +255,7 @@ def verify_onnx(path: str | Path, model: nn.Module, inputs: Tensor | Sequence[Te
         raise ValueError("verify_onnx needs at least one input batch")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     worst = 0.0
     with borrowed(model, device), torch.no_grad():
         for x in batches:

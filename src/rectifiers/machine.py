@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CpuIsa", "cpu_flags", "cpu_isa", "cpu_model", "cpu_wait_us", "onednn_has_bf16"]
+__all__ = ["CpuIsa", "cpu_flags", "cpu_isa", "cpu_model", "cpu_wait_us", "onednn_has_bf16", "versions"]
 
 
 @functools.cache
@@ -87,3 +87,11 @@ def onednn_has_bf16() -> bool:
     ONEDNN_MAX_CPU_ISA (True under AVX512_CORE, which emulates bf16; False under AVX2, where a bf16
     matmul falls back to a loop hundreds of times slower)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def versions() -> dict[str, str]:
+    """The versions of rectifiers, torch and Python this process runs, which a checkpoint, a result
+    and a benchmark figure record."""
+    from rectifiers import __version__  # the package imports this module while it starts
+
+    return {"rectifiers": __version__, "torch": str(torch.__version__), "python": platform.python_version()}

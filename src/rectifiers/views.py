@@ -133,8 +133,7 @@ def feature_window(model: nn.Module, crop: int, in_chans: int) -> tuple[int, int
         h, w = size(crop)
         return int(h), int(w)
     _require_split(model)
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with torch.no_grad():
         fmap = model.forward_features(torch.zeros(1, in_chans, crop, crop, device=device))
     return int(fmap.shape[-2]), int(fmap.shape[-1])

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rectifiers.machine import CpuIsa, cpu_isa, cpu_model
+from rectifiers.machine import CpuIsa, cpu_isa, cpu_model, versions
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -28,8 +28,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "load_average": None if load is None else [round(v, 2) for v in load],
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **versions(),
         "machine": platform.machine(),
         "device": device,
     }

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from rectifiers.machine import cpu_isa, cpu_model
+from rectifiers.machine import cpu_isa, cpu_model, versions
 
 _REPO = Path(__file__).resolve().parents[3]
 
@@ -62,12 +62,8 @@ def machine() -> dict[str, Any]:
 
 def metadata() -> dict[str, Any]:
     """Versions, git revision, machine and date: what results.json records beside the numbers."""
-    from rectifiers import __version__
-
     return {
-        "rectifiers": __version__,
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
+        **versions(),
         "git": git_revision(),
         "machine": machine(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
