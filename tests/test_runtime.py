@@ -74,11 +74,19 @@ def test_one_cache_root_for_kernels_and_measurements(monkeypatch: pytest.MonkeyP
 
 
 def test_every_cache_lives_under_the_one_cache_root(tmp_path, monkeypatch) -> None:
+    import numpy as np
+    from PIL import Image
+
     from rectifiers import data, prelu_kernel, runtime
 
     monkeypatch.delenv("RECTIFIERS_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     root = runtime.cache_root()
-    assert root == tmp_path / "rectifiers"
-    assert data._cache_dir(None) == root
+    assert root == tmp_path / "xdg" / "rectifiers"
+    folder = tmp_path / "images" / "train" / "cat"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / "0.png")
+    data.open_dataset(f"folder:{tmp_path / 'images'}", "train")
+    written = [p for p in (tmp_path / "xdg").rglob("*") if p.is_file()]
+    assert written and all(p.is_relative_to(root) for p in written)
     assert prelu_kernel.cache_dir().is_relative_to(root)
