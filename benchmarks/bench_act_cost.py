@@ -12,6 +12,11 @@ Part 2 times the trainer's step (`rectifiers.step_timing.make_step`) of PReLU an
 bfloat16 autocast and in float32, interleaved (`time_interleaved`'s balanced order) with freed memory
 kept in the heap as the trainer keeps it (`rectifiers.runtime.keep_freed_memory`); ratios are the
 medians of paired ratios (ReLU time / PReLU time: 1 means PReLU costs nothing).
+
+Part 3 takes the first model and changes one thing at a time between the ReLU and the PReLU step:
+PReLU with its slopes frozen (no slope gradient), torch's `nn.LeakyReLU(0.25)` (PReLU's values from a
+C++ op, nothing learned), and ReLU called through a Python `torch.autograd.Function` (the Python call
+PReLU's fused kernel needs, with ReLU's work).
 """
 
 from __future__ import annotations
@@ -19,16 +24,21 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
-from rectifiers import prelu
+from rectifiers import PReLU, prelu
 from rectifiers.bench.machine_info import format_machine, machine_info
 from rectifiers.bench.step import PRESET_CASES
-from rectifiers.interleave import time_interleaved
+from rectifiers.interleave import paired_ratio, time_interleaved
+from rectifiers.optim import param_groups
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.step_timing import StepCase, make_step
+from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 
 
 def conv_on_activation_values(repeats: int) -> None:
@@ -78,6 +88,73 @@ def steps(models: list[str], preset: str, repeats: int) -> None:
             print(f"{model:7s} {precision:9s} {p_ms:9.1f} {r_ms:8.1f} {ratio:10.3f}")
 
 
+class _ReluFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        y = torch.relu(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return torch.ops.aten.threshold_backward(grad, ctx.saved_tensors[0], 0)
+
+
+class ReluThroughPython(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return _ReluFunction.apply(x)
+
+
+def _trainer_step(model: nn.Module, case: StepCase, amp: torch.dtype | None) -> Callable[[], None]:
+    """The trainer's step (as `make_step` builds it) of a model built here."""
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(param_groups(model, 5e-4), lr=0.0, momentum=0.9)
+    step = TrainStep(
+        model, optimizer, torch.amp.GradScaler("cpu", enabled=False), amp, StepTally(torch.device("cpu"))
+    )
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(case.batch, case.in_chans, case.size, case.size, generator=gen)
+    images = images.contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(0, case.classes, (case.batch,), generator=gen)
+
+    def run() -> None:
+        step(images, targets)
+        if len(step.tally) >= READ_EVERY:
+            step.tally.read(False, lambda t: t)
+
+    return run
+
+
+def one_difference_at_a_time(model: str, preset: str, repeats: int) -> None:
+    print(f"\n{model} {preset}, trainer step: ReLU time ÷ each variant's (median of paired ratios)")
+    case = StepCase(label=f"{model} {preset}", model=model, **PRESET_CASES[preset])
+
+    def frozen_prelu() -> nn.Module:
+        net = case.build("prelu")
+        for module in net.modules():
+            if isinstance(module, PReLU):
+                module.weight.requires_grad_(False)
+        return net
+
+    builds: dict[str, Callable[[], nn.Module]] = {
+        "relu": lambda: case.build("relu"),
+        "prelu": lambda: case.build("prelu"),
+        "prelu, slopes frozen": frozen_prelu,
+        "nn.LeakyReLU(0.25)": lambda: case.build(partial(nn.LeakyReLU, 0.25)),
+        "relu through Python": lambda: case.build(ReluThroughPython),
+    }
+    for amp in (torch.bfloat16, None):
+        fns = {}
+        for name, build in builds.items():
+            torch.manual_seed(0)
+            fns[name] = _trainer_step(build(), case, amp)
+        t, _ = time_interleaved(fns, repeats, warmup=3)
+        precision = "bfloat16" if amp else "float32"
+        for name in builds:
+            ms, ratio = statistics.median(t[name]) * 1e3, paired_ratio(t["relu"], t[name])
+            print(f"  {precision:9s} {name:22s} {ms:7.1f} ms  {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40, help="timed steps per variant (3x for the convs)")
@@ -89,6 +166,7 @@ def main() -> None:
     # A conv takes milliseconds: three times the repeats cost little and steady its noisier ratios.
     conv_on_activation_values(3 * args.repeats)
     steps(args.models.split(","), args.preset, args.repeats)
+    one_difference_at_a_time(args.models.split(",")[0], args.preset, args.repeats)
 
 
 if __name__ == "__main__":

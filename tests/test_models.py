@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -333,6 +334,13 @@ def test_create_model_takes_an_activation_class() -> None:
     net = create_model("net14", stem="small", act=nn.SiLU, init=False, **TINY)
     assert sum(isinstance(m, nn.SiLU) for m in net.modules()) == 11 + 2  # every conv, fc1, fc2
     assert net(torch.randn(1, 3, 28, 28)).shape == (1, 7)
+
+
+def test_create_model_takes_a_partial_as_make_activation_documents_it() -> None:
+    net = create_model("net14", stem="small", act=partial(nn.LeakyReLU, 0.2), init=False, **TINY)
+    slopes = {m.negative_slope for m in net.modules() if isinstance(m, nn.LeakyReLU)}
+    assert slopes == {0.2} and "LeakyReLU" in net.build_args["act"]
+    json.dumps(net.build_args)  # still a plain description
 
 
 def test_registering_a_name_twice_warns_and_overwrites(monkeypatch: pytest.MonkeyPatch) -> None:

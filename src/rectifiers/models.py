@@ -196,11 +196,12 @@ class Net(nn.Module):
         self.num_features = fc_dims[-1] if fc_dims else spp.output_features(channels)
         self.num_classes = num_classes
         self.init = init
+        act_name = getattr(act, "__qualname__", None)  # None for a functools.partial: its repr stands in
         self.build_args: dict[str, Any] = {
             "name": name,
             "num_classes": num_classes,
             "in_chans": in_chans,
-            "act": act if isinstance(act, str) else f"{act.__module__}.{act.__qualname__}",
+            "act": act if isinstance(act, str) else f"{act.__module__}.{act_name}" if act_name else repr(act),
             "dropout": dropout,
             "width": width,
             "fc_width": fc_dims[0] if fc_dims else None,
