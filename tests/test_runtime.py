@@ -90,3 +90,10 @@ def test_every_cache_lives_under_the_one_cache_root(tmp_path, monkeypatch) -> No
     written = [p for p in (tmp_path / "xdg").rglob("*") if p.is_file()]
     assert written and all(p.is_relative_to(root) for p in written)
     assert prelu_kernel.cache_dir().is_relative_to(root)
+
+
+def test_the_suite_keeps_its_caches_out_of_the_users_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from rectifiers.runtime import cache_root
+
+    # Kernel builds, data listings and precision calibrations of the tests go to the session's folder.
+    assert cache_root().is_relative_to(tmp_path_factory.getbasetemp())

@@ -9,11 +9,6 @@ import fault_kit
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    fault_kit.CACHE_DIR = tmp_path_factory.mktemp("rectifiers-cache")
-
-
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """`reference_run(**overrides)`: the run directory of an uninterrupted deterministic tiny run with

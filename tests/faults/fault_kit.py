@@ -31,10 +31,6 @@ TIMING_FIELDS = ("images_per_s", "epoch_time_s", "time")
 # What the suite did, printed at the end of the session by conftest.py.
 TALLY: Counter[str] = Counter()
 
-# $RECTIFIERS_CACHE of every run, one folder per test session (conftest.py sets it): decoded data sets
-# and the fused PReLU kernel are built once, and every process of a comparison runs the same kernel.
-CACHE_DIR: Path | None = None
-
 
 def train_args(out: Path, **extra: str) -> list[str]:
     """`rectifiers train` arguments of a deterministic tiny run into `out` (extra: config overrides)."""
@@ -42,12 +38,13 @@ def train_args(out: Path, **extra: str) -> list[str]:
     return ["train", *(f"--set={key}={value}" for key, value in values.items())]
 
 
-def subprocess_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """One thread per process (same arithmetic in every run, and polite to a shared machine) and the
-    session's cache folder; `extra` adds variables (the FAULT_* ones of launch.py)."""
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """One thread per process (same arithmetic in every run, and polite to a shared machine); the
+    session's cache folder comes with the environment (tests/conftest.py), so decoded data sets and the
+    fused PReLU kernel are built once and every process of a comparison runs the same kernel. `extra`
+    adds variables (the FAULT_* ones of launch.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAULT_")}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["RECTIFIERS_CACHE"] = str(CACHE_DIR or tmp / "cache")
     env.update(extra)
     return env
 
@@ -66,14 +63,14 @@ def cli(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=subprocess_env(tmp, **env),
+        env=subprocess_env(**env),
         cwd=tmp,
     )
 
 
 def spawn(args: list[str], tmp: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as handle:
-        return subprocess.Popen(command(args), stdout=handle, stderr=handle, env=subprocess_env(tmp), cwd=tmp)
+        return subprocess.Popen(command(args), stdout=handle, stderr=handle, env=subprocess_env(), cwd=tmp)
 
 
 def checkpoint_step(path: Path) -> int:

@@ -28,7 +28,7 @@ BOUND_S = 180  # far above a normal stop (seconds), far below the 600 s collecti
 def test_one_rank_raising_stops_both(tmp_path: Path, rank: int, step: int):
     run = tmp_path / "run"
     command = _two_ranks(*kit.train_args(run, **{"train.epochs": "2"}))
-    env = kit.subprocess_env(tmp_path, FAULT_RAISE_AT_STEP=str(step), FAULT_RAISE_RANK=str(rank))
+    env = kit.subprocess_env(FAULT_RAISE_AT_STEP=str(step), FAULT_RAISE_RANK=str(rank))
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=BOUND_S, env=env, cwd=tmp_path)
     except subprocess.TimeoutExpired as err:
@@ -50,7 +50,7 @@ def test_resume_without_shared_storage_fails_loudly_on_every_rank(tmp_path: Path
 
     def resume(**fault: str) -> subprocess.CompletedProcess[str]:
         command = _two_ranks(*kit.train_args(Path("run"), **{"train.epochs": "2", "train.resume": "auto"}))
-        env = kit.subprocess_env(tmp_path, **fault)
+        env = kit.subprocess_env(**fault)
         try:
             return subprocess.run(
                 command, capture_output=True, text=True, timeout=BOUND_S, env=env, cwd=node0
