@@ -1,4 +1,4 @@
-"""Issue 8.2: hostile checkpoint files are refused with a clear error and never execute code;
+"""Hostile checkpoint files are refused with a clear error and never execute code;
 `--resume auto` skips a corrupt newest checkpoint; the number of epoch checkpoints kept is configurable.
 
 The consumers are the commands a user points at a file: `rectifiers train --resume PATH` and

@@ -1,4 +1,4 @@
-"""Issue 8.4: an image folder full of bad files. Every decodable file is converted (grayscale, CMYK,
+"""An image folder full of bad files. Every decodable file is converted (grayscale, CMYK,
 16-bit, palette with and without transparency, RGBA), every other one (random bytes, zero-length,
 truncated JPEG and PNG, huge-dimension headers) is skipped and counted, and `rectifiers train` on the
 folder completes.

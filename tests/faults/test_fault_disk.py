@@ -1,4 +1,4 @@
-"""Issue 8.3: a checkpoint write that fails with ENOSPC stops the run with a clear error, leaves the previous
+"""A checkpoint write that fails with ENOSPC stops the run with a clear error, leaves the previous
 checkpoint intact and loadable, and the run continues from it with `--resume auto` once space is back.
 
 The full disk is simulated inside the real `rectifiers train` process (launch.py, FAULT_ENOSPC_AFTER):

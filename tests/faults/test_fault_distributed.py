@@ -1,4 +1,4 @@
-"""Issue 8.6: in a 2-process gloo run under torchrun, one rank raising stops both processes, with a
+"""In a 2-process gloo run under torchrun, one rank raising stops both processes, with a
 non-zero exit and the error message, in bounded time: the subprocess timeout is the bound, and a hang
 (the other rank waiting forever in a collective) fails the test when it expires.
 

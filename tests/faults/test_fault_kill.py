@@ -1,4 +1,4 @@
-"""Issue 8.1: `kill -9` at random points; `--resume auto` each time; the end is bitwise the uninterrupted run.
+"""`kill -9` at random points; `--resume auto` each time; the end is bitwise the uninterrupted run.
 
 The run checkpoints after every step (`train.save_every=1`), so a kill can land anywhere: inside a
 forward or backward pass, in the middle of a checkpoint write, at validation, between an epoch's

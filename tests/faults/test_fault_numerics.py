@@ -1,4 +1,4 @@
-"""Issue 8.7: a loss that turns NaN/inf mid-run, and a diverging learning rate, stop `rectifiers train`
+"""A loss that turns NaN/inf mid-run, and a diverging learning rate, stop `rectifiers train`
 with exit code 3 and one line naming the epoch and step, keeping the last good checkpoint.
 
 The poisoned loss is injected inside the real process (launch.py, FAULT_LOSS_AT_STEP): a transient

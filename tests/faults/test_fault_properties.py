@@ -1,4 +1,4 @@
-"""Issue 8.5: property-based tests. For any input, `prelu`, the init functions, SPP and the config parser
+"""Property-based tests. For any input, `prelu`, the init functions, SPP and the config parser
 give either the right answer (checked against a plain reference) or a clear ValueError/TypeError;
 never another exception, a hang or a silently wrong result.
 
