@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
@@ -35,10 +36,8 @@ from rectifiers import PReLU, prelu
 from rectifiers.bench.machine_info import format_machine, machine_info
 from rectifiers.bench.step import PRESET_CASES
 from rectifiers.interleave import paired_ratio, time_interleaved
-from rectifiers.optim import param_groups
 from rectifiers.runtime import keep_freed_memory
 from rectifiers.step_timing import StepCase, make_step
-from rectifiers.train_step import READ_EVERY, StepTally, TrainStep
 
 
 def conv_on_activation_values(repeats: int) -> None:
@@ -105,24 +104,15 @@ class ReluThroughPython(nn.Module):
         return _ReluFunction.apply(x)
 
 
-def _trainer_step(model: nn.Module, case: StepCase, amp: torch.dtype | None) -> Callable[[], None]:
-    """The trainer's step (as `make_step` builds it) of a model built here."""
-    model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(param_groups(model, 5e-4), lr=0.0, momentum=0.9)
-    step = TrainStep(
-        model, optimizer, torch.amp.GradScaler("cpu", enabled=False), amp, StepTally(torch.device("cpu"))
-    )
-    gen = torch.Generator().manual_seed(1)
-    images = torch.randn(case.batch, case.in_chans, case.size, case.size, generator=gen)
-    images = images.contiguous(memory_format=torch.channels_last)
-    targets = torch.randint(0, case.classes, (case.batch,), generator=gen)
+@dataclass(frozen=True)
+class _BuiltHere(StepCase):
+    """A step case whose model is built by ``make`` (a variant of the case's net), timed by `make_step`."""
 
-    def run() -> None:
-        step(images, targets)
-        if len(step.tally) >= READ_EVERY:
-            step.tally.read(False, lambda t: t)
+    make: Callable[[], nn.Module] | None = None
 
-    return run
+    def build(self, act: str, init: bool = True) -> nn.Module:
+        assert self.make is not None
+        return self.make()
 
 
 def one_difference_at_a_time(model: str, preset: str, repeats: int) -> None:
@@ -143,13 +133,13 @@ def one_difference_at_a_time(model: str, preset: str, repeats: int) -> None:
         "nn.LeakyReLU(0.25)": lambda: case.build(partial(nn.LeakyReLU, 0.25)),
         "relu through Python": lambda: case.build(ReluThroughPython),
     }
-    for amp in (torch.bfloat16, None):
-        fns = {}
-        for name, build in builds.items():
-            torch.manual_seed(0)
-            fns[name] = _trainer_step(build(), case, amp)
+    for amp in ("bf16", "off"):
+        fns = {
+            name: make_step(_BuiltHere(**asdict(case), make=build), "trainer/relu", amp)
+            for name, build in builds.items()
+        }
         t, _ = time_interleaved(fns, repeats, warmup=3)
-        precision = "bfloat16" if amp else "float32"
+        precision = "bfloat16" if amp == "bf16" else "float32"
         for name in builds:
             ms, ratio = statistics.median(t[name]) * 1e3, paired_ratio(t["relu"], t[name])
             print(f"  {precision:9s} {name:22s} {ms:7.1f} ms  {ratio:.3f}")
