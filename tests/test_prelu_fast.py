@@ -242,6 +242,18 @@ def test_jit_trace_records_the_aten_op() -> None:
     torch.testing.assert_close(traced(x), m(x))
 
 
+@needs_kernel
+def test_inference_mode_runs_the_kernel_below_autograd() -> None:
+    """Inference mode skips the autograd layer, so the op needs a kernel of its own there."""
+    gen = torch.Generator().manual_seed(9)
+    x = _input((2, 5, 3, 3), "channels_last", torch.float32, gen)
+    w = torch.rand(5, generator=gen, requires_grad=True)
+    with torch.inference_mode():
+        y = prelu(x, w)
+    assert prelu_fast.can_fuse(x, w)
+    assert torch.equal(y, prelu_reference(x, w).detach())
+
+
 def test_fallback_gives_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
     gen = torch.Generator().manual_seed(8)
     x = _input((4, 6, 5, 5), "channels_last", torch.bfloat16, gen)

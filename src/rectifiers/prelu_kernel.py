@@ -13,14 +13,19 @@ With every slope in [2^-20, 2^20] the backward can run from the output f instead
 no tensor of its own, as ReLU does (`rectifiers.prelu`'s ``save_output``).
 
 ``prelu_kernel.cpp`` beside this module is plain C++ with OpenMP (no torch headers, so it compiles
-quickly), built with ``$CXX`` or ``c++`` into `cache_dir()` under a hash of its inputs and called
-through ctypes. A dense tensor is ``outer`` blocks of C channel runs of ``inner`` elements: NCHW is
-(N, C, H·W), channels_last (N·H·W, C, 1). `load()` returns None (warning once) without a compiler or
-on a failed build, and `rectifiers.prelu` uses ATen's kernel; ``RECTIFIERS_NO_KERNEL=1`` forces that.
+quickly), built with ``$CXX`` or ``c++``. Its autograd function, ``prelu_autograd.cpp``, is built
+against torch's headers and registers the torch op that `rectifiers.prelu_fast` calls: a Python
+autograd.Function around the kernel cost a small net's training step 1-6% (measured in
+benchmarks/RESULTS.md). Both land in `cache_dir()` under a hash of their inputs; the kernel's entry
+points are handed to the op through ctypes. A dense tensor is ``outer`` blocks of C channel runs of
+``inner`` elements: NCHW is (N, C, H·W), channels_last (N·H·W, C, 1). `load()` returns None
+(warning once) without a compiler or on a failed build, and `rectifiers.prelu` uses ATen's kernel;
+``RECTIFIERS_NO_KERNEL=1`` forces that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -30,10 +35,8 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import Tensor
 
 from rectifiers.atomic_file import replacing
 from rectifiers.machine import cpu_flags, cpu_model
@@ -44,8 +47,9 @@ __all__ = ["DTYPES", "PReLUKernel", "cache_dir", "load", "needs_build"]
 # dtype codes shared with the C++ source
 DTYPES: dict[torch.dtype, int] = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
 
-# The kernel's C++ source, shipped beside this module as package data.
+# The C++ sources, shipped beside this module as package data.
 SOURCE = Path(__file__).with_name("prelu_kernel.cpp")
+AUTOGRAD_SOURCE = Path(__file__).with_name("prelu_autograd.cpp")
 
 # -O3 and the host's vector ISA (-march=native); -fopenmp for the threads, which then share the
 # OpenMP runtime torch itself loaded (same soname, libgomp.so.1).
@@ -55,6 +59,17 @@ _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17")
 _VARIANTS = {"narrow": (), "wide": ("-mprefer-vector-width=512",)}
 _WIDE_DTYPES = (torch.bfloat16,)
 _ABI = 2
+_TORCH = Path(torch.__file__).parent
+# The op must match the running torch: its headers, C++ ABI and libraries (C++20 from torch 2.13).
+_AUTOGRAD_FLAGS = (
+    "-O2",
+    "-fPIC",
+    "-shared",
+    "-std=c++20",
+    f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+    f"-I{_TORCH / 'include'}",
+)
+_AUTOGRAD_LIBS = (f"-L{_TORCH / 'lib'}", f"-Wl,-rpath,{_TORCH / 'lib'}", "-lc10", "-ltorch_cpu")
 
 
 def cache_dir() -> Path:
@@ -67,96 +82,73 @@ def _compiler() -> str | None:
 
 
 def _library_paths(compiler: str) -> dict[str, Path]:
-    """Variant name -> its cached library, in a folder named by the hash of the build's inputs: the
-    source's text, not its path, so a reinstall reuses the build; the CPU model and ISA flags, since
-    -march=native code must not run on another CPU sharing the cache."""
-    source = SOURCE.read_text()
+    """Library name -> its cached file ("narrow" and "wide" kernels, the "autograd" op), in a folder
+    named by the hash of the build's inputs: the sources' text, not their path, so a reinstall reuses
+    the build; the CPU model and ISA flags, since -march=native code must not run on another CPU
+    sharing the cache; torch's version and place, which the op is built against."""
+    sources = [path.read_text() for path in (SOURCE, AUTOGRAD_SOURCE)]
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
-    flags = " ".join(_FLAGS) + repr(sorted(_VARIANTS.items()))
-    inputs = [source, flags, compiler, version, cpu_model(), *cpu_flags()]
+    flags = " ".join(_FLAGS + _AUTOGRAD_FLAGS) + repr(sorted(_VARIANTS.items()))
+    inputs = [*sources, flags, compiler, version, cpu_model(), *cpu_flags(), torch.__version__]
     folder = cache_dir() / hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:16]
-    return {name: folder / f"libprelu_cpu_{name}.so" for name in _VARIANTS}
+    return {name: folder / f"libprelu_cpu_{name}.so" for name in (*_VARIANTS, "autograd")}
+
+
+def _namespace(op_library: Path) -> str:
+    """The op's torch namespace, one per library file: a process may load two builds (two caches),
+    and torch refuses a namespace registered twice."""
+    return "rectifiers_" + hashlib.sha256(str(op_library).encode()).hexdigest()[:16]
+
+
+def _build_command(compiler: str, name: str, paths: dict[str, Path], out: Path) -> list[str]:
+    # The packaged files themselves are compiled, so a compiler error names their lines.
+    if name == "autograd":
+        define = f"-DRECTIFIERS_NS={_namespace(paths[name])}"
+        return [compiler, *_AUTOGRAD_FLAGS, define, str(AUTOGRAD_SOURCE), "-o", str(out), *_AUTOGRAD_LIBS]
+    return [compiler, *_FLAGS, *_VARIANTS[name], str(SOURCE), "-o", str(out)]
 
 
 def _build(compiler: str) -> dict[str, Path]:
+    """Build the missing libraries side by side (the op takes ~15 s, each kernel ~4 s)."""
     paths = _library_paths(compiler)
-    for name, extra in _VARIANTS.items():
-        target = paths[name]
-        if target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Processes racing here (DDP ranks, test workers) each get a complete library, and the last
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if not missing:
+        return paths
+    next(iter(paths.values())).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        # Processes racing here (DDP ranks, test workers) each get complete libraries, and the last
         # rename wins harmlessly.
-        with replacing(target) as tmp:
-            # The packaged file itself is compiled, so a compiler error names its lines.
-            cmd = [compiler, *_FLAGS, *extra, str(SOURCE), "-o", str(tmp)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:  # the first errors are the cause; the rest often follow from them
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[:2000]}")
+        builds = []
+        for name in missing:
+            cmd = _build_command(compiler, name, paths, stack.enter_context(replacing(paths[name])))
+            build = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stack.callback(build.kill)  # on a failure, the other builds are not waited for
+            builds.append((cmd, build))
+        for cmd, build in builds:
+            _, stderr = build.communicate()
+            if build.returncode != 0:  # the first errors are the cause; the rest often follow from them
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr.strip()[:2000]}")
     return paths
 
 
 class PReLUKernel:
-    """The compiled libraries, their entry points typed for ctypes and picked by dtype."""
+    """The compiled libraries: ``prelu`` is the autograd op (x, weight, channel, save_output) -> y,
+    the kernels' entry points handed to it by dtype."""
 
     def __init__(self, paths: dict[str, Path]) -> None:
-        i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        entry: dict[str, tuple[Any, Any]] = {}
-        for name, path in paths.items():
-            lib = ctypes.CDLL(str(path))
+        kernels = {name: ctypes.CDLL(str(paths[name])) for name in _VARIANTS}
+        for name, lib in kernels.items():
             if lib.rectifiers_prelu_abi() != _ABI:
-                raise RuntimeError(f"{path} has another ABI version")
-            forward, backward = lib.rectifiers_prelu_forward, lib.rectifiers_prelu_backward
-            forward.argtypes = [i32, ptr, ptr, i32, ptr, i64, i64, i64, i32]
-            backward.argtypes = [i32, ptr, ptr, ptr, i32, ptr, ptr, i64, i64, i64, i32, i32]
-            forward.restype = backward.restype = i32
-            entry[name] = (forward, backward)
-        self._entry = {dtype: entry["wide" if dtype in _WIDE_DTYPES else "narrow"] for dtype in DTYPES}
-
-    def forward(self, x: Tensor, weight: Tensor, y: Tensor, blocks: tuple[int, int, int]) -> bool:
-        """y = PReLU(x) for dense ``x`` and ``y`` of the same strides; ``blocks`` = (outer, C, inner).
-
-        Returns whether the backward can run from ``y`` instead of ``x`` (every slope in
-        [2^-20, 2^20]: y > 0 exactly where x > 0, and x = y / a elsewhere)."""
-        status = self._entry[x.dtype][0](
-            DTYPES[x.dtype],
-            x.data_ptr(),
-            y.data_ptr(),
-            DTYPES[weight.dtype],
-            weight.data_ptr(),
-            *blocks,
-            torch.get_num_threads(),
-        )
-        if status == 1:
-            raise RuntimeError(f"prelu kernel: unsupported dtypes {x.dtype}, {weight.dtype}")
-        return status == 0
-
-    def backward(
-        self,
-        src: Tensor,
-        weight: Tensor,
-        grad: Tensor,
-        grad_input: Tensor | None,
-        grad_weight: Tensor | None,
-        blocks: tuple[int, int, int],
-        from_output: bool = False,
-    ) -> None:
-        """Fill ``grad_input`` (strides of ``src``) and ``grad_weight`` (C slopes), either may be None.
-        ``src`` is x, or y with ``from_output`` (only where `forward` returned True)."""
-        status = self._entry[src.dtype][1](
-            DTYPES[src.dtype],
-            src.data_ptr(),
-            grad.data_ptr(),
-            None if grad_input is None else grad_input.data_ptr(),
-            DTYPES[weight.dtype],
-            weight.data_ptr(),
-            None if grad_weight is None else grad_weight.data_ptr(),
-            *blocks,
-            torch.get_num_threads(),
-            int(from_output),
-        )
-        if status:
-            raise RuntimeError(f"prelu kernel: unsupported dtypes {src.dtype}, {weight.dtype}")
+                raise RuntimeError(f"{paths[name]} has another ABI version")
+        autograd = ctypes.CDLL(str(paths["autograd"]))  # loading it registers the op
+        bind = autograd.rectifiers_prelu_bind
+        bind.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        for dtype, code in DTYPES.items():
+            lib = kernels["wide" if dtype in _WIDE_DTYPES else "narrow"]
+            entries = (lib.rectifiers_prelu_forward, lib.rectifiers_prelu_backward)
+            bind(code, *(ctypes.cast(entry, ctypes.c_void_p) for entry in entries))
+        self._libraries = (*kernels.values(), autograd)  # the op calls into them
+        self.prelu = getattr(torch.ops, _namespace(paths["autograd"])).prelu.default
 
 
 def needs_build() -> bool:
@@ -164,7 +156,7 @@ def needs_build() -> bool:
     if load.cache_info().currsize or _disabled():
         return False
     compiler = _compiler()
-    if compiler is None or not SOURCE.is_file():  # `load` then warns and falls back
+    if compiler is None or not (SOURCE.is_file() and AUTOGRAD_SOURCE.is_file()):  # `load` warns, falls back
         return False
     return not all(path.is_file() for path in _library_paths(compiler).values())
 
