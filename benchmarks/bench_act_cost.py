@@ -15,8 +15,8 @@ medians of paired ratios (ReLU time / PReLU time: 1 means PReLU costs nothing).
 
 Part 3 takes the first model and changes one thing at a time between the ReLU and the PReLU step:
 PReLU with its slopes frozen (no slope gradient), torch's `nn.LeakyReLU(0.25)` (PReLU's values from a
-C++ op, nothing learned), and ReLU called through a Python `torch.autograd.Function` (the Python call
-PReLU's fused kernel needs, with ReLU's work).
+C++ op, nothing learned), and ReLU called through a Python `torch.autograd.Function` (what the fused
+PReLU paid before its autograd function moved into C++, with ReLU's work).
 """
 
 from __future__ import annotations

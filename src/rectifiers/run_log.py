@@ -42,13 +42,13 @@ _PRECISION = "precision:"  # the run.txt header line that names the precision tr
 
 def prelu_kernel_status(model: nn.Module, device: torch.device, say: Callable[[str], None]) -> str:
     """Load the fused PReLU kernel where `model` will use it, announcing a first-use build through
-    `say` (a silent pause of ~10 s otherwise); returns what the run header says about it."""
+    `say` (a silent pause of ~20 s otherwise); returns what the run header says about it."""
     if not any(isinstance(m, PReLU) for m in model.modules()):
         return "not used (the model has no PReLU)"
     if device.type != "cpu":
         return f"not used on {device.type} (ATen's PReLU)"
     if prelu_kernel.needs_build():
-        say("building the fused PReLU kernel (first use, ~10 s)")
+        say("building the fused PReLU kernel (first use, ~20 s)")
     if prelu_kernel.load() is None:
         return "unavailable (RECTIFIERS_NO_KERNEL or no C++ compiler): ATen's PReLU, same results"
     return "ready"
