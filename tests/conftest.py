@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,10 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session", autouse=True)
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """`$RECTIFIERS_CACHE` of the whole session (and of the processes it starts): the tests neither
-    read nor fill the user's cache, and the fused kernel is built once per session."""
-    cache = tmp_path_factory.mktemp("rectifiers-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RECTIFIERS_CACHE", str(cache))
-        yield cache
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the session (and the processes it starts) a `$RECTIFIERS_CACHE` of its own before any test
+    module is imported, since some load the fused kernel when collected: the tests neither read nor
+    fill the user's cache, and the kernel is built once per session."""
+    cache = tempfile.mkdtemp(prefix="rectifiers-cache-")
+    os.environ["RECTIFIERS_CACHE"] = cache
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))

@@ -92,8 +92,15 @@ def test_every_cache_lives_under_the_one_cache_root(tmp_path, monkeypatch) -> No
     assert prelu_kernel.cache_dir().is_relative_to(root)
 
 
-def test_the_suite_keeps_its_caches_out_of_the_users_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_suite_keeps_its_caches_out_of_the_users_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rectifiers import prelu_kernel
     from rectifiers.runtime import cache_root
 
-    # Kernel builds, data listings and precision calibrations of the tests go to the session's folder.
-    assert cache_root().is_relative_to(tmp_path_factory.getbasetemp())
+    # Kernel builds, data listings and precision calibrations of the tests go to the session's folder,
+    # from collection on: test modules load the kernel when imported.
+    session = cache_root()
+    compiler = prelu_kernel._compiler()
+    if prelu_kernel.load() is not None and compiler is not None:
+        assert all(path.is_file() for path in prelu_kernel._library_paths(compiler).values())
+    monkeypatch.delenv("RECTIFIERS_CACHE")
+    assert not session.is_relative_to(cache_root())  # the user's (XDG) cache

@@ -22,14 +22,10 @@ __all__ = ["CHANNELS_LAST_BY_RANK", "can_fuse", "fused_prelu", "slope_view"]
 CHANNELS_LAST_BY_RANK = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
-def _layout(x: Tensor) -> torch.memory_format | None:
-    """The dense memory format of ``x`` the kernel can walk, or None."""
-    if x.is_contiguous():
-        return torch.contiguous_format
+def _walkable(x: Tensor) -> bool:
+    """Whether the kernel can walk ``x``'s memory: dense, contiguous or channels_last."""
     fmt = CHANNELS_LAST_BY_RANK.get(x.dim())
-    if fmt is not None and x.is_contiguous(memory_format=fmt):
-        return fmt
-    return None
+    return x.is_contiguous() or (fmt is not None and x.is_contiguous(memory_format=fmt))
 
 
 def can_fuse(x: Tensor, weight: Tensor) -> bool:
@@ -51,7 +47,7 @@ def can_fuse(x: Tensor, weight: Tensor) -> bool:
         forward_ad.unpack_dual(t).tangent is not None for t in (x, weight)
     ):
         return False  # forward-mode AD: ATen's PReLU has the jvp formula
-    if not weight.is_contiguous() or _layout(x) is None:
+    if not (weight.is_contiguous() and _walkable(x)):
         return False
     return prelu_kernel.load() is not None
 

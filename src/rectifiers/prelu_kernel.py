@@ -108,6 +108,11 @@ def _build_command(compiler: str, name: str, paths: dict[str, Path], out: Path) 
     return [compiler, *_FLAGS, *_VARIANTS[name], str(SOURCE), "-o", str(out)]
 
 
+def _stop(build: subprocess.Popen[str]) -> None:
+    build.kill()  # a no-op on a build that has finished
+    build.wait()
+
+
 def _build(compiler: str) -> dict[str, Path]:
     """Build the missing libraries side by side (the op takes ~15 s, each kernel ~4 s)."""
     paths = _library_paths(compiler)
@@ -122,7 +127,7 @@ def _build(compiler: str) -> dict[str, Path]:
         for name in missing:
             cmd = _build_command(compiler, name, paths, stack.enter_context(replacing(paths[name])))
             build = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            stack.callback(build.kill)  # on a failure, the other builds are not waited for
+            stack.callback(_stop, build)  # on a failure, the other builds are not waited for
             builds.append((cmd, build))
         for cmd, build in builds:
             _, stderr = build.communicate()
