@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from rectifiers.bench.step import default_cases, format_memory_table, format_step_table, measure_step_memory
+from rectifiers.bench.step import (
+    PRESET_CASES,
+    default_cases,
+    format_memory_table,
+    format_step_table,
+    measure_step_memory,
+)
 from rectifiers.bench.suite import run_suite
 from rectifiers.cli import main
 from rectifiers.step_timing import StepCase, time_steps
@@ -22,6 +28,13 @@ def test_step_table_has_a_line_per_row() -> None:
     rows = time_steps([TINY], repeats=2, warmup=1, peaks={"float32": 1.0, "bfloat16": 1.0})
     table = format_step_table(rows)
     assert len(table.splitlines()) == len(rows) + 2 and "trainer/prelu" in table
+
+
+def test_the_help_names_the_presets_it_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert all(name in text for name in PRESET_CASES), text
 
 
 def test_bad_arguments() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rectifiers.bench import SUITES
+from rectifiers.bench.step import PRESET_CASES
 from rectifiers.cli.common import SubParsers, parse_ints
 
 
@@ -22,7 +23,11 @@ def add(sub: SubParsers) -> None:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--shape", default="64,64,56,56", help="prelu: input shape, channels on dim 1")
     p.add_argument("--models", default="net14,net22,net30", help="step: comma-separated models")
-    p.add_argument("--presets", default="mnist,cifar10", help="step: sizes of these presets")
+    p.add_argument(
+        "--presets",
+        default="mnist,cifar10",
+        help=f"step: sizes of these presets, of {', '.join(PRESET_CASES)} (default: mnist,cifar10)",
+    )
     p.add_argument("--batch", type=int, default=128, help="step and loader batch (default: 128)")
     p.add_argument("--no-memory", action="store_true", help="step: skip the peak-RSS subprocesses")
     p.add_argument("--data-root", default="../shared/data", help="loader: folder holding cifar10/ etc.")
