@@ -20,8 +20,8 @@ except ModuleNotFoundError:  # Python 3.10
 needs_compiler = pytest.mark.skipif(prelu_kernel._compiler() is None, reason="no C++ compiler")
 
 
-def test_the_source_is_a_cpp_file_the_package_data_ships() -> None:
-    source = prelu_kernel.SOURCE
+@pytest.mark.parametrize("source", [prelu_kernel.SOURCE, prelu_kernel.AUTOGRAD_SOURCE], ids=lambda p: p.name)
+def test_the_sources_are_cpp_files_the_package_data_ships(source: Path) -> None:
     assert source.suffix == ".cpp" and source.is_file()
     assert 'extern "C"' in source.read_text()
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
