@@ -16,7 +16,8 @@ Each check runs the real CLI in a fresh process (`python -m rectifiers ...`) on 
 
 and one table of what passed, how long each took and what it reported closes the run; the exit code
 is 1 if any check failed. Without a CUDA device it says so and exits 0 (the test suite runs it so on
-CPU). Figures from a run go into benchmarks/RESULTS.md.
+CPU, and runs `run_checks` itself on the CPU at toy sizes). Figures from a run go into
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _train(name: str, out: Path, args: list[str], env: dict[str, str]) -> Check:
     metrics = out / "metrics.jsonl"
     if ok and (out / "last.pt").is_file():
         config = json.loads((out / "config.json").read_text())
-        detail = f"{config['resolved']['amp']}; " + (
+        detail = f"{config['resolved']['precision']}; " + (
             f"{json.loads(metrics.read_text().splitlines()[-1])['images_per_s']:.0f} img/s"
             if metrics.is_file() and metrics.read_text().strip()
             else "no finished epoch"
@@ -94,15 +95,20 @@ def _train(name: str, out: Path, args: list[str], env: dict[str, str]) -> Check:
     return Check(name, ok, seconds, detail)
 
 
-def run_checks(out: Path, device: str) -> list[Check]:
+def run_checks(
+    out: Path, device: str, big: list[str] = MODEL_A, small: list[str] = NET14, scaled: str = "fp16"
+) -> list[Check]:
+    """Every check on ``device``. ``big`` and ``small`` are the two models' training arguments and
+    ``scaled`` the precision of the GradScaler runs: the test suite runs the checks on a CPU with toy
+    models and bf16, so that what they read from the runs is checked before a GPU is lent."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
     dev = ["--device", device]
     checks = [
-        _train("train bf16", out / "bf16", [*MODEL_A, *dev, "--amp", "bf16", "--max-steps", "4"], env),
-        _train("train fp16", out / "fp16", [*MODEL_A, *dev, "--amp", "fp16", "--max-steps", "4"], env),
+        _train("train bf16", out / "bf16", [*big, *dev, "--amp", "bf16", "--max-steps", "4"], env),
+        _train(f"train {scaled}", out / "scaled", [*big, *dev, "--amp", scaled, "--max-steps", "4"], env),
     ]
 
-    exact = [*MODEL_A, *dev, "--amp", "fp16", "--deterministic", "--epochs", "2"]
+    exact = [*big, *dev, "--amp", scaled, "--deterministic", "--epochs", "2"]
     straight = _train("resume exact", out / "straight", [*exact, "--max-steps", "5"], env)
     first = _train("resume exact", out / "split", [*exact, "--max-steps", "2"], env)
     second = _train("resume exact", out / "split", [*exact, "--max-steps", "5", "--resume", "auto"], env)
@@ -118,7 +124,7 @@ def run_checks(out: Path, device: str) -> list[Check]:
 
     checks.append(
         _train(
-            "compile", out / "compiled", [*NET14, *dev, "--amp", "bf16", "--compile", "--max-steps", "6"], env
+            "compile", out / "compiled", [*small, *dev, "--amp", "bf16", "--compile", "--max-steps", "6"], env
         )
     )
     checkpoint = str(out / "bf16" / "last.pt")
