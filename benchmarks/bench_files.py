@@ -47,16 +47,16 @@ from rectifiers.transforms import Normalize
 out, rank = Path(sys.argv[1]), os.environ.get("RANK", "0")
 
 
-def counting(what, function, split_at=None):
+def counting(what, function, label=lambda args: "all"):
     def counted(*args, **kwargs):
         with open(out / f"{what}-rank{rank}", "a") as f:
-            f.write(f"{'all' if split_at is None else args[split_at]}\\n")
+            f.write(f"{label(args)}\\n")
         return function(*args, **kwargs)
 
     return counted
 
 
-data._probe = counting("listed", data._probe, split_at=1)  # _probe(spec, split, ...)
+data._probe = counting("listed", data._probe, lambda args: args[0].split)  # _probe(file_split, listing)
 Normalize._measure = classmethod(counting("statistics", Normalize._measure.__func__))
 raise SystemExit(main(sys.argv[2:]))
 """
