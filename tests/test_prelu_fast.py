@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import math
 import weakref
+from functools import partial
 
 import pytest
 import torch
@@ -240,6 +241,45 @@ def test_jit_trace_records_the_aten_op() -> None:
     traced = torch.jit.trace(m, x)
     assert "prelu" in str(traced.graph)
     torch.testing.assert_close(traced(x), m(x))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("save_output", [False, True], ids=["keep_input", "keep_output"])
+@pytest.mark.parametrize("holder", ["nobody", "retain_grad", "hook", "caller"])
+def test_the_backward_overwrites_only_a_gradient_nobody_else_holds(dtype, save_output, holder) -> None:
+    """∂E/∂x may be written over the incoming gradient where nothing else holds it (the next op's
+    backward made it); a gradient kept by retain_grad, captured by a hook or passed by the caller
+    stays as it was, and every gradient equals the reference's."""
+    gen = torch.Generator().manual_seed(10)
+    x = _input((4, 6, 5, 5), "channels_last", dtype, gen)
+    w = torch.rand(6, generator=gen, dtype=dtype) * 0.5 + 0.05
+    g = torch.randn(x.shape, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+    results = []
+    for fn in (partial(prelu, save_output=save_output), prelu_reference):
+        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = fn(xl * 1.0, wl)
+        held = []
+        if holder == "retain_grad":
+            y.retain_grad()
+        elif holder == "hook":
+            y.register_hook(held.append)
+        if holder == "caller":
+            given = (g * 3.0).contiguous(memory_format=torch.channels_last)
+            gx, gw = torch.autograd.grad(y, (xl, wl), given)
+            held.append(given)
+        else:
+            gx, gw = torch.autograd.grad(y * 3.0, (xl, wl), g)
+        if holder == "retain_grad":
+            held.append(y.grad)
+        results.append((gx, gw, held))
+    (gx, gw, held), (gx_ref, gw_ref, _) = results
+    torch.testing.assert_close(gx, gx_ref, atol=0, rtol=0)
+    torch.testing.assert_close(
+        gw, gw_ref, **({"atol": 0.05, "rtol": 0.02} if dtype is torch.bfloat16 else {})
+    )
+    for kept in held:
+        assert torch.equal(kept, g * 3.0), holder
 
 
 @needs_kernel

@@ -241,7 +241,7 @@ void forward_rows(const S* __restrict x, S* __restrict y, const typename Io<S>::
 
 // Each chunk leaves row_width(C) partial sums (group · C), which the caller folds per channel.
 template <typename S, bool GX, bool GW, int64_t W>
-void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict gx,
+void backward_rows(const S* __restrict x, const S* g, S* gx,
                    const typename Io<S>::op* __restrict a, typename Io<S>::acc* __restrict sums,
                    int64_t outer, int64_t C, int64_t chunks, int threads) {
   typedef typename Io<S>::op op;
@@ -267,8 +267,8 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
       // registers (slower in float32).
       for (; !Vec<S>::on && o + group <= end; o += group) {
         const S* __restrict xr = x + o * C;
-        const S* __restrict gr = g + o * C;
-        S* __restrict gxr = GX ? gx + o * C : nullptr;
+        const S* gr = g + o * C;
+        S* gxr = GX ? gx + o * C : nullptr;
 #pragma omp simd
         for (int64_t i = 0; i < W; ++i) {
           const op v = Io<S>::ld(xr[i]);
@@ -284,8 +284,8 @@ void backward_rows(const S* __restrict x, const S* __restrict g, S* __restrict g
     for (; o < end; o += group) {  // every group when W = 0, else the last rows of the chunk
       const int64_t n = (end - o < group ? end - o : group) * C;
       const S* __restrict xr = x + o * C;
-      const S* __restrict gr = g + o * C;
-      S* __restrict gxr = GX ? gx + o * C : nullptr;
+      const S* gr = g + o * C;
+      S* gxr = GX ? gx + o * C : nullptr;
       if constexpr (Vec<S>::on) {
         Vec<S>::template backward_tiled<GX, GW>(xr, gr, gxr, at, sk, n);
         continue;
@@ -341,7 +341,7 @@ void forward(const S* __restrict x, S* __restrict y, const typename Io<S>::op* _
 // x may also be the forward's output y when every slope is positive: y > 0 exactly where x > 0,
 // and the caller divides Σ g·y by the slope (see run_backward).
 template <typename S, bool GX, bool GW>
-void backward(const S* __restrict x, const S* __restrict g, S* __restrict gx,
+void backward(const S* __restrict x, const S* g, S* gx,
               const typename Io<S>::op* __restrict a, double* __restrict gw, int64_t outer, int64_t C,
               int64_t inner, int threads) {
   typedef typename Io<S>::op op;
@@ -363,8 +363,8 @@ void backward(const S* __restrict x, const S* __restrict g, S* __restrict gx,
     each_run(total, inner, C, chunks, threads, [&](int64_t k, int64_t p, int64_t n, int64_t c) {
       const op s = a[c];
       const S* __restrict xs = x + p;
-      const S* __restrict gs = g + p;
-      S* __restrict gxs = GX ? gx + p : nullptr;
+      const S* gs = g + p;
+      S* gxs = GX ? gx + p : nullptr;
       acc sum = 0;
       if constexpr (Vec<S>::on) {
         sum = Vec<S>::template backward_run<GX, GW>(xs, gs, gxs, s, n);
@@ -449,7 +449,8 @@ int rectifiers_prelu_forward(int dtype, const void* x, void* y, int wdtype, cons
 }
 
 // src is x, or the forward's output y when from_output (only where the forward returned 0);
-// gx or gw may be null: that gradient is not computed.
+// gx or gw may be null: that gradient is not computed. gx may be g itself: every element of g is
+// read before the same element of gx is written (no __restrict on them; `omp simd` vectorizes).
 int rectifiers_prelu_backward(int dtype, const void* src, const void* g, void* gx, int wdtype,
                               const void* w, void* gw, int64_t outer, int64_t C, int64_t inner,
                               int threads, int from_output) {
