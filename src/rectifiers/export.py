@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from rectifiers.checkpoint.inference import borrowed, load_member
 from rectifiers.data import open_dataset
+from rectifiers.models import model_device
 from rectifiers.transforms import Normalize, center_crop, resize_shorter
 from rectifiers.views import normalize_input
 
@@ -111,7 +112,7 @@ def export_onnx(
     if path.suffix != ".onnx":
         raise ValueError(f"the ONNX file name should end in .onnx, got {path}")
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     example = torch.randn(2, c, h, w, device=device)  # batch 2: a batch of 1 would be specialized
     batch = torch.export.Dim("batch")
     dims: dict[int, Any] = {0: batch}
@@ -255,7 +256,7 @@ def verify_onnx(path: str | Path, model: nn.Module, inputs: Tensor | Sequence[Te
         raise ValueError("verify_onnx needs at least one input batch")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     worst = 0.0
     with borrowed(model, device), torch.no_grad():
         for x in batches:

@@ -52,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from rectifiers.layers import ActLayer, SpatialPyramidPool2d, conv_act, make_activation
@@ -116,6 +117,11 @@ def count_slopes(model: nn.Module) -> int:
     from rectifiers.activations import PReLU
 
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, PReLU | nn.PReLU))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of `model`'s first parameter (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 # -------------------------------------------------------------------------------------------- Net

@@ -81,13 +81,19 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
 
 
+@functools.cache
+def _compiler_version(compiler: str) -> str:
+    # Asked once per process: a run's start checks `needs_build` and then loads.
+    return subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+
+
 def _library_paths(compiler: str) -> dict[str, Path]:
     """Library name -> its cached file ("narrow" and "wide" kernels, the "autograd" op), in a folder
     named by the hash of the build's inputs: the sources' text, not their path, so a reinstall reuses
     the build; the CPU model and ISA flags, since -march=native code must not run on another CPU
     sharing the cache; torch's version and place, which the op is built against."""
     sources = [path.read_text() for path in (SOURCE, AUTOGRAD_SOURCE)]
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    version = _compiler_version(compiler)
     flags = " ".join(_FLAGS + _AUTOGRAD_FLAGS) + repr(sorted(_VARIANTS.items()))
     inputs = [*sources, flags, compiler, version, cpu_model(), *cpu_flags(), torch.__version__]
     folder = cache_dir() / hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:16]

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rectifiers.layers import SpatialPyramidPool2d
-from rectifiers.models import Net
+from rectifiers.models import Net, model_device
 from rectifiers.transforms import Normalize, eval_view, resize_shorter, ten_crop, to_float
 
 # Windows scored by one `forward_head` call in dense testing: bounds the copy the windows are gathered
@@ -133,7 +133,7 @@ def feature_window(model: nn.Module, crop: int, in_chans: int) -> tuple[int, int
         h, w = size(crop)
         return int(h), int(w)
     _require_split(model)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     with torch.no_grad():
         fmap = model.forward_features(torch.zeros(1, in_chans, crop, crop, device=device))
     return int(fmap.shape[-2]), int(fmap.shape[-1])
